@@ -1,0 +1,56 @@
+/// The one error type of the Drivers layer: which store, what kind of failure, and the
+/// store's own words. Callers switch on `code`; people read `description`.
+public struct DriverError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The store an error came from.
+    public enum Store: String, Sendable {
+        case redis = "Redis"
+        case mongo = "MongoDB"
+        case postgres = "PostgreSQL"
+    }
+
+    /// What kind of failure: stable values to switch on.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let raw: String
+        /// The server could not be reached or the connection broke; retrying later may work.
+        public static let unavailable = Code(raw: "unavailable")
+        /// The server refused our credentials.
+        public static let authentication = Code(raw: "authentication")
+        /// No answer (or no free connection) within the configured time.
+        public static let timeout = Code(raw: "timeout")
+        /// The server answered the command with an error.
+        public static let server = Code(raw: "server")
+        /// A unique index or constraint refused a write (MongoDB 11000, PostgreSQL 23505).
+        public static let duplicateKey = Code(raw: "duplicate_key")
+        /// A URL, argument or reply that Parley cannot use.
+        public static let invalid = Code(raw: "invalid")
+        /// The client was shut down.
+        public static let closed = Code(raw: "closed")
+        public var description: String { raw }
+    }
+
+    public let store: Store
+    public let code: Code
+    public let message: String
+    /// PostgreSQL's SQLSTATE (e.g. `23505`), when the error came from PostgreSQL.
+    public let sqlState: String?
+    /// The server's numeric error code (MongoDB), when it gave one.
+    public let serverCode: Int?
+
+    public init(_ store: Store, _ code: Code, _ message: String, sqlState: String? = nil, serverCode: Int? = nil) {
+        self.store = store
+        self.code = code
+        self.message = message
+        self.sqlState = sqlState
+        self.serverCode = serverCode
+    }
+
+    /// Whether the failure is of the connection rather than of the command: the caller may
+    /// retry once the store is back.
+    public var isTransient: Bool { code == .unavailable || code == .timeout }
+
+    public var description: String {
+        var text = "\(store.rawValue) \(code): \(message)"
+        if let sqlState { text += " (SQLSTATE \(sqlState))" }
+        return text
+    }
+}

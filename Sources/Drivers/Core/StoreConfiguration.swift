@@ -1,0 +1,83 @@
+import Foundation
+
+/// Where the three stores are and how Parley talks to them: one `Sendable` value read from
+/// the environment in one place (`init(environment:)`), with defaults that match
+/// `scripts/services`.
+public struct StoreConfiguration: Sendable {
+    public var redis: RedisClient.Configuration
+    public var mongo: MongoClient.Configuration
+    public var postgres: PostgresClient.Configuration
+
+    public static let defaultRedisURL = "redis://127.0.0.1:6379/0"
+    public static let defaultMongoURI = "mongodb://127.0.0.1:27017/parley"
+    public static let defaultPostgresURL = "postgresql://postgres@127.0.0.1:5432/parley"
+
+    public init(
+        redis: RedisClient.Configuration = .init(url: defaultRedisURL),
+        mongo: MongoClient.Configuration = .init(uri: defaultMongoURI),
+        postgres: PostgresClient.Configuration = .init(url: defaultPostgresURL)
+    ) {
+        self.redis = redis
+        self.mongo = mongo
+        self.postgres = postgres
+    }
+
+    /// Reads `PARLEY_REDIS_URL`, `PARLEY_MONGO_URI`, `PARLEY_POSTGRES_URL`, the pool sizes
+    /// `PARLEY_{REDIS,MONGO,POSTGRES}_POOL` and `PARLEY_STORE_TIMEOUT_MS` (connect and
+    /// acquire timeouts). A value that is not a number is an error naming the variable.
+    public init(environment: [String: String]) throws {
+        func number(_ name: String, _ fallback: Int) throws -> Int {
+            guard let text = environment[name], !text.isEmpty else { return fallback }
+            guard let value = Int(text), value > 0 else {
+                throw DriverError(.redis, .invalid, "\(name)=\(text) is not a positive number")
+            }
+            return value
+        }
+        let timeout = Duration.milliseconds(try number("PARLEY_STORE_TIMEOUT_MS", 3000))
+        self.init(
+            redis: .init(
+                url: environment["PARLEY_REDIS_URL"] ?? Self.defaultRedisURL,
+                maxConnections: try number("PARLEY_REDIS_POOL", 32), connectTimeout: timeout,
+                acquireTimeout: timeout * 2),
+            mongo: .init(
+                uri: environment["PARLEY_MONGO_URI"] ?? Self.defaultMongoURI,
+                maxConnections: try number("PARLEY_MONGO_POOL", 8), connectTimeout: timeout,
+                acquireTimeout: timeout * 3),
+            postgres: .init(
+                url: environment["PARLEY_POSTGRES_URL"] ?? Self.defaultPostgresURL,
+                maxConnections: try number("PARLEY_POSTGRES_POOL", 8), connectTimeout: timeout,
+                acquireTimeout: timeout * 3))
+    }
+}
+
+/// The three store clients of one process, opened together and checked together.
+public final class Stores: Sendable {
+    public let redis: RedisClient
+    public let mongo: MongoClient
+    public let postgres: PostgresClient
+
+    public init(_ configuration: StoreConfiguration) throws {
+        self.redis = try RedisClient(configuration.redis)
+        self.mongo = try MongoClient(configuration.mongo)
+        self.postgres = PostgresClient(configuration.postgres)
+    }
+
+    /// Pings each store; the first failure is thrown with the store's URL (password hidden).
+    public func check() async throws {
+        do { try await redis.ping() } catch let error as DriverError {
+            throw DriverError(.redis, error.code, "\(redactingPassword(redis.configuration.url)): \(error.message)")
+        }
+        do { try await postgres.ping() } catch let error as DriverError {
+            throw DriverError(.postgres, error.code, "\(redactingPassword(postgres.configuration.url)): \(error.message)", sqlState: error.sqlState)
+        }
+        do { try await mongo.ping() } catch let error as DriverError {
+            throw DriverError(.mongo, error.code, "\(redactingPassword(mongo.configuration.uri)): \(error.message)")
+        }
+    }
+
+    public func shutdown() async {
+        await redis.shutdown()
+        await mongo.shutdown()
+        await postgres.shutdown()
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import Logging
+
+/// A pool of hiredis connections to one Redis server. Commands are argv arrays (never
+/// formatted strings); each runs on the client's own threads.
+public final class RedisClient: Sendable {
+    public struct Configuration: Sendable {
+        public var url: String
+        public var maxConnections: Int
+        public var connectTimeout: Duration
+        public var commandTimeout: Duration
+        public var acquireTimeout: Duration
+
+        public init(
+            url: String, maxConnections: Int = 16, connectTimeout: Duration = .seconds(3),
+            commandTimeout: Duration = .seconds(5), acquireTimeout: Duration = .seconds(5)
+        ) {
+            self.url = url
+            self.maxConnections = maxConnections
+            self.connectTimeout = connectTimeout
+            self.commandTimeout = commandTimeout
+            self.acquireTimeout = acquireTimeout
+        }
+    }
+
+    public let configuration: Configuration
+    let endpoint: RedisEndpoint
+    private let connections: BlockingConnections<RedisConnection>
+
+    public init(_ configuration: Configuration) throws {
+        let endpoint = try RedisEndpoint(url: configuration.url)
+        let connectMs = configuration.connectTimeout.milliseconds
+        let commandMs = configuration.commandTimeout.milliseconds
+        self.configuration = configuration
+        self.endpoint = endpoint
+        self.connections = BlockingConnections(
+            store: .redis, maxConnections: configuration.maxConnections, acquireTimeout: configuration.acquireTimeout
+        ) {
+            try RedisConnection(endpoint: endpoint, connectTimeoutMs: connectMs, commandTimeoutMs: commandMs)
+        }
+    }
+
+    /// Lends a connection to `body`, which runs on a thread of this client (it may block).
+    public func withConnection<T: Sendable>(_ body: @escaping @Sendable (RedisConnection) throws -> T) async throws -> T {
+        try await connections.withConnection(body)
+    }
+
+    /// Sends one command; a Redis error reply is thrown as `.server`.
+    @discardableResult
+    public func command(_ arguments: String...) async throws -> RedisValue {
+        try await command(arguments)
+    }
+
+    /// Sends one command given as an argv array; a Redis error reply is thrown as `.server`.
+    @discardableResult
+    public func command(_ arguments: [String]) async throws -> RedisValue {
+        try await withConnection { try $0.command(arguments) }.orThrow()
+    }
+
+    /// Sends a batch in one round trip (hiredis pipelining); replies come back in order,
+    /// error replies included as `.error` values.
+    public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
+        guard !commands.isEmpty else { return [] }
+        return try await withConnection { try $0.pipeline(commands) }
+    }
+
+    /// PING, for readiness checks and start-up validation.
+    public func ping() async throws {
+        let reply = try await command("PING")
+        guard reply.string == "PONG" else {
+            throw DriverError(.redis, .invalid, "PING answered \(reply)")
+        }
+    }
+
+    /// Closes every connection and stops the client's threads.
+    public func shutdown() async {
+        await connections.shutdown()
+    }
+}
+
+extension RedisValue {
+    /// Throws an error reply as `DriverError.server`; returns any other reply.
+    public func orThrow() throws -> RedisValue {
+        if case .error(let text) = self { throw DriverError(.redis, .server, text) }
+        return self
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, for C APIs that take them.
+    public var milliseconds: Int {
+        let (seconds, attoseconds) = components
+        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    }
+}

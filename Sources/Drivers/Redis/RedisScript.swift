@@ -1,0 +1,38 @@
+import NIOConcurrencyHelpers
+
+/// A Lua script run with EVALSHA. The script is loaded (SCRIPT LOAD) on first use and again
+/// whenever Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH), so callers never see it.
+public final class RedisScript: Sendable {
+    public let source: String
+    private let sha = NIOLockedValueBox<String?>(nil)
+
+    public init(_ source: String) {
+        self.source = source
+    }
+
+    /// Runs the script with `keys` and `arguments`; an error raised by the script comes back
+    /// as `.error` (so callers can map their own refusals), connection failures throw.
+    public func run(on connection: RedisConnection, keys: [String], arguments: [String]) throws -> RedisValue {
+        let known = sha.withLockedValue { $0 }
+        if let known {
+            let reply = try connection.command(["EVALSHA", known, String(keys.count)] + keys + arguments)
+            if case .error(let text) = reply, text.hasPrefix("NOSCRIPT") {
+                return try loadAndRun(on: connection, keys: keys, arguments: arguments)
+            }
+            return reply
+        }
+        return try loadAndRun(on: connection, keys: keys, arguments: arguments)
+    }
+
+    /// Runs the script through a pooled connection of `client`.
+    public func run(_ client: RedisClient, keys: [String], arguments: [String]) async throws -> RedisValue {
+        try await client.withConnection { try self.run(on: $0, keys: keys, arguments: arguments) }
+    }
+
+    private func loadAndRun(on connection: RedisConnection, keys: [String], arguments: [String]) throws -> RedisValue {
+        let loaded = try connection.command(["SCRIPT", "LOAD", source]).orThrow()
+        guard let digest = loaded.string else { throw DriverError(.redis, .invalid, "SCRIPT LOAD answered \(loaded)") }
+        sha.withLockedValue { $0 = digest }
+        return try connection.command(["EVALSHA", digest, String(keys.count)] + keys + arguments)
+    }
+}

@@ -1,0 +1,2 @@
+/// Parley events (issue [log]).
+public enum ParleyEvents {}

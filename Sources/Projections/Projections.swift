@@ -1,0 +1,2 @@
+/// Projectors (issue [projections]).
+public enum ParleyProjections {}

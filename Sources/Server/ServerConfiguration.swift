@@ -1,0 +1,77 @@
+import Drivers
+import Foundation
+
+/// Everything `parley-server` is configured with: flags, then environment, then defaults
+/// (CONTRACT section 1), read in one place.
+struct ServerConfiguration: Sendable {
+    /// The parts of Parley one process runs.
+    enum Role: String, Sendable, CaseIterable {
+        case api
+        case projectors
+    }
+
+    var host = "127.0.0.1"
+    var port = 8080
+    var roles: Set<Role> = Set(Role.allCases)
+    var stores = StoreConfiguration()
+    var jwtSecret: String
+    var devMode = false
+    var logPartitions = 1
+    var maxMessageBytes = 4000
+
+    /// A configuration error: one line, naming the setting that is wrong.
+    struct Invalid: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// The JWT secret used in dev mode when none is given: never for production.
+    static let devSecret = "parley-dev-mode-secret-do-not-use-in-production"
+
+    init(jwtSecret: String = ServerConfiguration.devSecret) {
+        self.jwtSecret = jwtSecret
+    }
+
+    /// Reads the environment, then applies the flags that were given.
+    init(environment: [String: String], flags: ServeOptions) throws {
+        func int(_ name: String, flag: Int?, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
+            if let flag { guard range.contains(flag) else { throw Invalid(description: "--\(name) must be in \(range)") }; return flag }
+            let variable = "PARLEY_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+            guard let text = environment[variable], !text.isEmpty else { return fallback }
+            guard let value = Int(text), range.contains(value) else {
+                throw Invalid(description: "\(variable)=\(text) is not a number in \(range)")
+            }
+            return value
+        }
+        let devText = environment["PARLEY_DEV_MODE"] ?? ""
+        let devMode = flags.dev || ["1", "true", "yes"].contains(devText.lowercased())
+        let secret = environment["PARLEY_JWT_SECRET"] ?? ""
+        if secret.isEmpty && !devMode {
+            throw Invalid(description: "PARLEY_JWT_SECRET is not set (required outside dev mode; set PARLEY_DEV_MODE=1 for local use)")
+        }
+        if !secret.isEmpty && secret.utf8.count < 32 {
+            throw Invalid(description: "PARLEY_JWT_SECRET must be at least 32 bytes long (HS256 key)")
+        }
+        self.init(jwtSecret: secret.isEmpty ? Self.devSecret : secret)
+        self.devMode = devMode
+        self.host = flags.host ?? environment["PARLEY_HTTP_HOST"] ?? "127.0.0.1"
+        self.port = try int("http-port", flag: flags.port, default: 8080, range: 0...65535)
+        self.logPartitions = try int("log-partitions", flag: nil, default: 1, range: 1...1024)
+        self.maxMessageBytes = try int("max-message-bytes", flag: nil, default: 4000, range: 1...1_000_000)
+        do {
+            self.stores = try StoreConfiguration(environment: environment)
+        } catch let error as DriverError {
+            throw Invalid(description: error.message)
+        }
+        if let flagRoles = flags.roles {
+            var roles: Set<Role> = []
+            for name in flagRoles.split(separator: ",") {
+                guard let role = Role(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                    throw Invalid(description: "--roles: unknown role '\(name)' (known: api, projectors)")
+                }
+                roles.insert(role)
+            }
+            guard !roles.isEmpty else { throw Invalid(description: "--roles names no role") }
+            self.roles = roles
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+import TestSupport
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `parley-server` as an operator starts it: a bad setting stops it at once with one line
+/// naming what is wrong; a good one serves `/healthz`.
+@Suite("parley-server start-up")
+struct StartupTests {
+    static let secret = String(repeating: "s", count: 40)
+
+    /// Runs `parley-server` and expects exit 1 with one stderr line containing `expected`.
+    func expectRefusal(_ environment: [String: String], removing: [String] = [], _ expected: String...) throws {
+        let result = try runParley("parley-server", ["--port", "0"], environment: environment, removing: removing, timeout: 30)
+        #expect(result.status == 1)
+        let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty }
+        #expect(lines.count == 1, "expected one line, got: \(result.stderr)")
+        for text in expected { #expect(result.stderr.contains(text), "\(result.stderr)") }
+    }
+
+    @Test func missingJWTSecretOutsideDevModeStopsTheServer() throws {
+        try expectRefusal([:], removing: ["PARLEY_JWT_SECRET", "PARLEY_DEV_MODE"], "PARLEY_JWT_SECRET is not set")
+    }
+
+    @Test func shortJWTSecretStopsTheServer() throws {
+        try expectRefusal(["PARLEY_JWT_SECRET": "short"], "at least 32 bytes")
+    }
+
+    @Test func unreachableRedisStopsTheServer() throws {
+        let port = TestStores.freePort()
+        try expectRefusal(
+            ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_URL": "redis://127.0.0.1:\(port)/0"],
+            "cannot start: Redis", "127.0.0.1:\(port)", "Connection refused")
+    }
+
+    @Test func wrongRedisPasswordStopsTheServer() throws {
+        let server = try PrivateServer("redis-auth-start") { port, dir in
+            ("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "the-password",
+                "--save", "", "--appendonly", "no", "--dir", dir.path], nil)
+        }
+        try server.start()
+        try expectRefusal(
+            ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_URL": "redis://:wrong@127.0.0.1:\(server.port)/0"],
+            "Redis authentication", "AUTH refused", "redis://:***@")
+    }
+
+    @Test func unknownPostgresRoleStopsTheServer() throws {
+        try expectRefusal(
+            ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_POSTGRES_URL": "postgresql://nobody@127.0.0.1:\(TestStores.postgresURL.port)/parley"],
+            "cannot start: PostgreSQL", "role \"nobody\" does not exist")
+    }
+
+    @Test func unreachableMongoStopsTheServer() throws {
+        try expectRefusal(
+            ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_MONGO_URI": "mongodb://127.0.0.1:\(TestStores.freePort())/parley",
+             "PARLEY_STORE_TIMEOUT_MS": "500"],
+            "cannot start: MongoDB", "No suitable servers")
+    }
+
+    @Test func malformedSettingsAreNamed() throws {
+        try expectRefusal(["PARLEY_JWT_SECRET": Self.secret, "PARLEY_LOG_PARTITIONS": "many"], "PARLEY_LOG_PARTITIONS=many")
+        try expectRefusal(["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_URL": "localhost:6379"], "not a redis:// URL")
+        let roles = try runParley("parley-server", ["--roles", "api,chef"], environment: ["PARLEY_JWT_SECRET": Self.secret])
+        #expect(roles.status == 1 && roles.stderr.contains("unknown role 'chef'"))
+    }
+
+    @Test func migrateRunTwiceAtOnceIsSafe() async throws {
+        async let a = Task.detached { try runParley("parley-server", ["migrate"]) }.value
+        async let b = Task.detached { try runParley("parley-server", ["migrate"]) }.value
+        let results = try await [a, b]
+        #expect(results.allSatisfy { $0.status == 0 }, "\(results.map(\.stderr))")
+        #expect(results.allSatisfy { $0.stdout.hasPrefix("migrations:") })
+    }
+
+    @Test func servesHealthzWithTheDefaultRoles() async throws {
+        let port = TestStores.freePort()
+        let process = Process()
+        process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/parley-server")
+        process.arguments = ["--port", "\(port)"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["PARLEY_JWT_SECRET": Self.secret]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { process.terminate(); process.waitUntilExit() }
+        let url = URL(string: "http://127.0.0.1:\(port)/healthz")!
+        let (data, response) = try await eventually(seconds: 30) { try await URLSession.shared.data(from: url) }
+        #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        #expect(String(decoding: data, as: UTF8.self).contains("\"status\":\"ok\""))
+        let (_, ready) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/readyz")!)
+        #expect((ready as? HTTPURLResponse)?.statusCode == 200)
+    }
+}
+
+extension String {
+    /// The port of a store URL (`...@host:PORT/db`).
+    var port: Int { Int(self.split(separator: ":").last?.split(separator: "/").first ?? "") ?? 0 }
+}

@@ -1,0 +1,182 @@
+@_exported import Drivers
+import Foundation
+
+/// The stores `scripts/services` started (its `env` lines), and helpers to start private
+/// servers for the tests that stop them.
+public enum TestStores {
+    public static let environment = ProcessInfo.processInfo.environment
+    public static let redisURL = environment["PARLEY_REDIS_URL"] ?? StoreConfiguration.defaultRedisURL
+    public static let mongoURI = environment["PARLEY_MONGO_URI"] ?? StoreConfiguration.defaultMongoURI
+    public static let postgresURL = environment["PARLEY_POSTGRES_URL"] ?? StoreConfiguration.defaultPostgresURL
+
+    /// A name no other test (or earlier run) uses: tests run in parallel on shared servers.
+    public static func unique(_ prefix: String) -> String {
+        "\(prefix)_\(UInt32.random(in: 0...UInt32.max))_\(UInt16.random(in: 0...UInt16.max))"
+    }
+
+    public static func redis(maxConnections: Int = 8) throws -> RedisClient {
+        try RedisClient(.init(url: redisURL, maxConnections: maxConnections))
+    }
+
+    public static func mongo() throws -> MongoClient {
+        try MongoClient(.init(uri: mongoURI))
+    }
+
+    public static func postgres(url: String = postgresURL, maxConnections: Int = 4) -> PostgresClient {
+        PostgresClient(.init(url: url, maxConnections: maxConnections))
+    }
+
+    /// A port nothing listens on now.
+    public static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                _ = bind(fd, $0, length)
+                _ = getsockname(fd, $0, &length)
+            }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A server process a test owns: started on a free port, stopped (SIGKILL) and started
+/// again on the same port, removed at the end.
+///
+/// `@unchecked Sendable`: a test drives it from one task at a time.
+public final class PrivateServer: @unchecked Sendable {
+    public let port: Int
+    public let directory: URL
+    private let launch: (Int, URL) -> (String, [String], String?)
+    private var process: Process?
+
+    /// - Parameter launch: the executable, arguments and (optionally) the user to run as.
+    public init(_ name: String, launch: @escaping (Int, URL) -> (String, [String], String?)) throws {
+        self.port = TestStores.freePort()
+        self.directory = URL(fileURLWithPath: "/tmp").appendingPathComponent(TestStores.unique("parley-\(name)"))
+        self.launch = launch
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        chmod(directory.path, 0o777)
+    }
+
+    public func start() throws {
+        let (executable, arguments, user) = launch(port, directory)
+        let process = Process()
+        if let user {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+            process.arguments = ["-u", user, "--", executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        }
+        let log = directory.appendingPathComponent("server.log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        self.process = process
+        try waitUntilListening()
+    }
+
+    /// Kills the server at once, as a crash would.
+    public func kill() {
+        guard let process else { return }
+        if process.isRunning {
+            // Under runuser the server is runuser's child: kill it first, as a crash would.
+            let children = Process()
+            children.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
+            children.arguments = ["-9", "-P", "\(process.processIdentifier)"]
+            try? children.run()
+            children.waitUntilExit()
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        self.process = nil
+        // Wait until the port is free again.
+        for _ in 0..<100 where isListening() { usleep(50_000) }
+    }
+
+    deinit {
+        kill()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func waitUntilListening() throws {
+        for _ in 0..<300 {
+            if isListening() { return }
+            usleep(50_000)
+        }
+        let log = (try? String(contentsOf: directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""
+        throw DriverError(.redis, .unavailable, "test server on port \(port) did not start: \(log.suffix(600))")
+    }
+
+    private func isListening() -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+}
+
+/// Runs `body` until it stops throwing or `seconds` pass; returns its last result.
+public func eventually<T>(seconds: Double = 10, _ body: () async throws -> T) async throws -> T {
+    let deadline = Date().addingTimeInterval(seconds)
+    while true {
+        do { return try await body() } catch {
+            if Date() > deadline { throw error }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
+
+/// The repository's root folder (this file is Tests/TestSupport/TestSupport.swift).
+public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// What a finished process printed and how it ended.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// Runs a built Parley executable (from `.build/debug`) with `environment` added to ours.
+public func runParley(
+    _ executable: String, _ arguments: [String] = [], environment: [String: String] = [:], removing: [String] = [],
+    timeout: Double = 60
+) throws -> ProcessResult {
+    let process = Process()
+    process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/\(executable)")
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    for name in removing { env[name] = nil }
+    env.merge(environment) { $1 }
+    process.environment = env
+    process.currentDirectoryURL = repositoryRoot
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    while process.isRunning && Date() < deadline { usleep(20_000) }
+    if process.isRunning { process.terminate() }
+    process.waitUntilExit()
+    return ProcessResult(
+        status: process.terminationStatus,
+        stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+        stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+}
