@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // C libraries, reached only through Drivers.
@@ -38,18 +39,24 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
-        .target(name: "Events"),
+        .target(name: "Events", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "EventLog",
+            dependencies: [
+                "Events", "Drivers",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "Projections",
             dependencies: [
-                "Events", "Drivers",
+                "Events", "Drivers", "EventLog",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
             name: "Server",
             dependencies: [
-                "Events", "Drivers", "Projections",
+                "Events", "Drivers", "EventLog", "Projections",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -65,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "Bench",
             dependencies: [
-                "Drivers",
+                "Drivers", "Events", "EventLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -73,6 +80,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Drivers"], path: "Tests/TestSupport"),
         .testTarget(name: "DriversTests", dependencies: ["Drivers", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
+        .testTarget(name: "EventLogTests", dependencies: ["EventLog", "Events", "TestSupport"]),
         .testTarget(
             name: "ServerTests",
             dependencies: [

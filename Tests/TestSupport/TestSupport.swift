@@ -54,6 +54,7 @@ public final class PrivateServer: @unchecked Sendable {
     public let directory: URL
     private let launch: (Int, URL) -> (String, [String], String?)
     private var process: Process?
+    private var underRunuser = false
 
     /// - Parameter launch: the executable, arguments and (optionally) the user to run as.
     public init(_ name: String, launch: @escaping (Int, URL) -> (String, [String], String?)) throws {
@@ -66,6 +67,7 @@ public final class PrivateServer: @unchecked Sendable {
 
     public func start() throws {
         let (executable, arguments, user) = launch(port, directory)
+        underRunuser = user != nil
         let process = Process()
         if let user {
             process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
@@ -88,14 +90,20 @@ public final class PrivateServer: @unchecked Sendable {
     /// Kills the server at once, as a crash would.
     public func kill() {
         guard let process else { return }
-        if process.isRunning {
+        if process.isRunning && !underRunuser {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        } else if process.isRunning {
             // Under runuser the server is runuser's child: kill it first, as a crash would.
             let children = Process()
             children.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
             children.arguments = ["-9", "-P", "\(process.processIdentifier)"]
             try? children.run()
             children.waitUntilExit()
-            Foundation.kill(process.processIdentifier, SIGKILL)
+            // runuser exits once it has reaped the server; killing it first would leave a
+            // zombie whose pid still looks alive (postgres then refuses its lock file).
+            for _ in 0..<100 where process.isRunning { usleep(20_000) }
+            if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
         self.process = nil

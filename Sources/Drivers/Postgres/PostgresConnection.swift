@@ -28,6 +28,7 @@ public final class PostgresConnection: PooledConnection, @unchecked Sendable {
                 : reason.contains("does not exist") ? .invalid : .unavailable
             throw DriverError(.postgres, code, "cannot connect: \(reason)")
         }
+        parley_pg_quiet_notices(connection)
         self.connection = connection
     }
 

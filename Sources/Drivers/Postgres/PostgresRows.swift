@@ -63,8 +63,9 @@ public struct PostgresRow: Sendable {
 
 /// `2026-11-25T13:49:10.123Z`.
 public func formatISO8601Milliseconds(_ date: Date) -> String {
+    // The style truncates to the millisecond: add half of one so that it rounds.
     let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
-    return date.formatted(style)
+    return date.addingTimeInterval(0.0005).formatted(style)
 }
 
 /// Parses timestamptz text as PostgreSQL prints it (`2026-11-25 13:49:10.123+00`).

@@ -1,0 +1,143 @@
+import Drivers
+import Events
+import Foundation
+
+/// The arguments of one `appendScript` call, built from a decision: the facts to check,
+/// the events' bodies and digests, and each event's guard-state effects.
+struct AppendRequest {
+    private(set) var keys: [String]
+    let json: String
+    private let eventCount: Int
+
+    enum Result {
+        case appended([LoggedEvent])
+        case duplicate(LoggedEvent)
+        case conflict
+    }
+
+    init(decision: Decision, state: DecisionState, keys guardKeys: GuardKeys) throws {
+        var keys = [guardKeys.stream, guardKeys.head]
+        func index(_ key: String) -> Int {
+            if let i = keys.firstIndex(of: key) { return i + 1 }
+            keys.append(key)
+            return keys.count
+        }
+        var facts = decision.facts
+        // Membership changes are serialised per room: the version each relies on is a fact,
+        // so that `ver` and every member's `since` are what a replay of the log computes.
+        if let room = state.room, decision.events.contains(where: { $0.data.member != nil }),
+            !facts.contains(where: { $0.subject == .room(roomId: room.id, field: "ver") })
+        {
+            facts.append(Fact(.room(roomId: room.id, field: "ver"), String(room.version)))
+        }
+        let factList: [Any] = facts.map { fact in
+            let (key, field) = guardKeys.location(of: fact.subject)
+            return [index(key), field, fact.expected.map { $0 as Any } ?? false] as [Any]
+        }
+        var request: [String: Any] = ["f": factList]
+        if let key = decision.clientMessageKey {
+            request["d"] = [index(guardKeys.clientMessages(key.roomId)), GuardKeys.clientMessageField(key)] as [Any]
+        }
+        var room = state.room
+        var events: [Any] = []
+        for event in decision.events {
+            let after = Rules.evolve(room, event)
+            let body = try HashChain.body(of: event)
+            var entry: [String: Any] = ["b": body, "h": HashChain.digest(body), "s": false]
+            var ops: [[Any]] = []
+            for effect in GuardEffects.of(event, before: room, after: after, clientMessageKey: decision.clientMessageKey) {
+                switch effect {
+                case .set(let key, let field, let value): ops.append(["set", index(key(guardKeys)), field, value])
+                case .entryID(let key, let field): ops.append(["id", index(key(guardKeys)), field, ""])
+                case .assignSeq(let key): entry["s"] = index(key(guardKeys))
+                }
+            }
+            entry["x"] = ops
+            events.append(entry)
+            room = after
+        }
+        request["e"] = events
+        let data = try JSONSerialization.data(withJSONObject: request)
+        self.json = String(decoding: data, as: UTF8.self)
+        self.keys = keys
+        self.eventCount = decision.events.count
+    }
+
+    func parse(_ reply: RedisValue, partition: Int) throws -> Result {
+        if case .error(let text) = reply { throw EventLog.Failure(description: "append script failed: \(text)") }
+        guard let items = reply.array, let kind = items.first?.string else {
+            throw EventLog.Failure(description: "append script answered \(reply)")
+        }
+        switch kind {
+        case "conflict":
+            return .conflict
+        case "dup":
+            guard items.count == 3, let id = items[1].string, let json = items[2].string else { break }
+            return .duplicate(LoggedEvent(partition: partition, entryID: id, event: try EventCodec.decode(json), json: json))
+        case "ok":
+            guard items.count == 1 + 2 * eventCount else { break }
+            var events: [LoggedEvent] = []
+            for i in 0..<eventCount {
+                guard let id = items[1 + 2 * i].string, let json = items[2 + 2 * i].string else { break }
+                events.append(LoggedEvent(partition: partition, entryID: id, event: try EventCodec.decode(json), json: json))
+            }
+            if events.count == eventCount { return .appended(events) }
+        default:
+            break
+        }
+        throw EventLog.Failure(description: "append script answered \(reply)")
+    }
+}
+
+/// What an event changes in the guard state: derived from the event and the room before
+/// and after it, so that live appends and a rebuild from the log write the same values.
+enum GuardEffect {
+    case set(key: @Sendable (GuardKeys) -> String, field: String, value: String)
+    /// Store the entry id the event gets (client message ids point at their message).
+    case entryID(key: @Sendable (GuardKeys) -> String, field: String)
+    /// The event is a message: take the next `seq` of this room key.
+    case assignSeq(key: @Sendable (GuardKeys) -> String)
+}
+
+enum GuardEffects {
+    static func of(_ event: Event, before: RoomState?, after: RoomState?, clientMessageKey: ClientMessageKey?) -> [GuardEffect] {
+        let roomId = event.roomId ?? ""
+        switch event.data {
+        case .userRegistered(let user):
+            return [.set(key: { $0.usernames }, field: user.username, value: user.userId),
+                    .set(key: { $0.users }, field: user.userId, value: user.username)]
+        case .roomCreated(let created):
+            var effects: [GuardEffect] = [
+                .set(key: { $0.room(roomId) }, field: "kind", value: created.kind.rawValue),
+                .set(key: { $0.room(roomId) }, field: "ver", value: String(after?.version ?? 1)),
+            ]
+            for (userId, member) in (after?.members ?? [:]).sorted(by: { $0.key < $1.key }) {
+                effects.append(.set(key: { $0.members(roomId) }, field: userId, value: member.encoded))
+            }
+            if created.kind == .direct, let members = created.members, members.count == 2 {
+                effects.append(.set(key: { $0.direct }, field: members.sorted().joined(separator: "|"), value: roomId))
+            }
+            return effects
+        case .memberInvited(let m), .inviteDeclined(let m), .memberJoined(let m), .memberLeft(let m), .memberRemoved(let m),
+            .memberRoleChanged(let m):
+            guard let member = after?.members[m.userId] else { return [] }
+            return [.set(key: { $0.members(roomId) }, field: m.userId, value: member.encoded),
+                    .set(key: { $0.room(roomId) }, field: "ver", value: String(after?.version ?? 0))]
+        case .messageSent(let sent):
+            var effects: [GuardEffect] = [
+                .assignSeq(key: { $0.room(roomId) }),
+                .set(key: { $0.messages(roomId) }, field: sent.messageId,
+                     value: RoomState.MessageRecord(senderId: event.actorId, deleted: false).encoded),
+            ]
+            if let key = clientMessageKey {
+                effects.append(.entryID(key: { $0.clientMessages(key.roomId) }, field: GuardKeys.clientMessageField(key)))
+            }
+            return effects
+        case .messageDeleted(let deleted):
+            guard let record = after?.messages[deleted.messageId] else { return [] }
+            return [.set(key: { $0.messages(roomId) }, field: deleted.messageId, value: record.encoded)]
+        case .messageEdited, .roomRenamed, .roomRead:
+            return []
+        }
+    }
+}

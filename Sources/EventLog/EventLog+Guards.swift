@@ -1,0 +1,85 @@
+import Drivers
+import Events
+import Foundation
+
+extension EventLog {
+    /// Rebuilds the whole guard state from the log alone: deletes every guard key, folds
+    /// each partition's events with `Rules.evolve` and writes what live appends would have
+    /// written. Run it with appends stopped (an operator's repair, or after restoring a log).
+    /// Returns the number of events folded.
+    @discardableResult
+    public func rebuildGuards(batch: Int = 5000) async throws -> Int {
+        try await deleteGuards()
+        var folded = 0
+        for partition in 0..<partitioning.count {
+            let keys = guardKeys(partition)
+            var rooms: [String: RoomState] = [:]
+            var after = "0-0"
+            var head = HashChain.genesis
+            while true {
+                let events = try await read(partition: partition, after: after, count: batch)
+                var commands: [[String]] = []
+                for logged in events {
+                    let event = logged.event
+                    let roomId = event.roomId ?? ""
+                    let before = rooms[roomId]
+                    let afterState = Rules.evolve(before, event)
+                    if let afterState { rooms[roomId] = afterState }
+                    var key: ClientMessageKey?
+                    if case .messageSent(let sent) = event.data, let id = sent.clientMsgId {
+                        key = ClientMessageKey(roomId: roomId, userId: event.actorId, clientMsgId: id)
+                    }
+                    for effect in GuardEffects.of(event, before: before, after: afterState, clientMessageKey: key) {
+                        switch effect {
+                        case .set(let k, let field, let value): commands.append(["HSET", k(keys), field, value])
+                        case .entryID(let k, let field): commands.append(["HSET", k(keys), field, logged.entryID])
+                        case .assignSeq(let k): commands.append(["HSET", k(keys), "seq", String(event.seq ?? 0)])
+                        }
+                    }
+                    head = event.hash ?? head
+                }
+                // Messages never come back, so the rooms fold keeps them only as guard keys.
+                for id in rooms.keys { rooms[id]?.messages.removeAll(keepingCapacity: true) }
+                _ = try await redis.pipeline(commands).map { try $0.orThrow() }
+                folded += events.count
+                guard events.count == batch, let last = events.last else { break }
+                after = last.entryID
+            }
+            if head != HashChain.genesis { try await redis.command(["SET", keys.head, head]) }
+        }
+        return folded
+    }
+
+    /// Every guard-state key and its contents, for comparing live guard state with a rebuild.
+    public func guardSnapshot() async throws -> [String: [String: String]] {
+        var snapshot: [String: [String: String]] = [:]
+        for key in try await guardKeys() {
+            let type = try await redis.command(["TYPE", key]).string
+            if type == "hash" {
+                snapshot[key] = Self.pairs(try await redis.command(["HGETALL", key]))
+            } else {
+                snapshot[key] = ["": try await redis.command(["GET", key]).string ?? ""]
+            }
+        }
+        return snapshot
+    }
+
+    private func guardKeys() async throws -> [String] {
+        var cursor = "0"
+        var keys: [String] = []
+        repeat {
+            let reply = try await redis.command(["SCAN", cursor, "MATCH", "\(partitioning.namespace):g:*", "COUNT", "1000"])
+            guard let parts = reply.array, parts.count == 2 else { break }
+            cursor = parts[0].string ?? "0"
+            keys += (parts[1].array ?? []).compactMap(\.string)
+        } while cursor != "0"
+        return keys
+    }
+
+    private func deleteGuards() async throws {
+        let keys = try await guardKeys()
+        for chunk in stride(from: 0, to: keys.count, by: 500) {
+            try await redis.command(["DEL"] + keys[chunk..<min(chunk + 500, keys.count)])
+        }
+    }
+}

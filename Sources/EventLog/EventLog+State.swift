@@ -1,0 +1,82 @@
+import Drivers
+import Events
+
+extension EventLog {
+    /// Reads, in one round trip, the guard state `command` is decided against: the room's
+    /// kind, version and last seq, the members and messages the command concerns, and
+    /// whether the users it names exist.
+    func loadState(for command: Command, actor: String, keys: GuardKeys) async throws -> DecisionState {
+        let users = guardKeys(partitioning.userPartition)
+        var members: [String]? = [actor]  // nil: every member
+        var messages: [String] = []
+        var knownUsers: [String] = []
+        switch command {
+        case .register(_, let username, _, _):
+            let taken = try await redis.command(["HEXISTS", users.usernames, username.lowercased()])
+            return DecisionState(usernameTaken: taken.int == 1)
+        case .createGroup(_, _, let invite):
+            knownUsers = invite
+        case .sendDirect(let to, _, _, _):
+            knownUsers = [to]
+        case .send(_, _, _, _, let replyTo):
+            messages = replyTo.map { [$0] } ?? []
+        case .edit(_, let messageId, _), .delete(_, let messageId):
+            messages = [messageId]
+        case .invite(_, let userId):
+            members = [actor, userId]
+            knownUsers = [userId]
+        case .remove(_, let userId), .setRole(_, let userId, _):
+            members = [actor, userId]
+        case .leave:
+            members = nil
+        case .join, .decline, .rename, .markRead:
+            break
+        }
+        guard let roomId = command.roomId(actor: actor) else { return DecisionState() }
+        var commands: [[String]] = [["HGETALL", keys.room(roomId)]]
+        commands.append(members.map { ["HMGET", keys.members(roomId)] + $0 } ?? ["HGETALL", keys.members(roomId)])
+        if !messages.isEmpty { commands.append(["HMGET", keys.messages(roomId)] + messages) }
+        if !knownUsers.isEmpty { commands.append(["HMGET", users.users] + knownUsers) }
+        let replies = try await redis.pipeline(commands).map { try $0.orThrow() }
+
+        var state = DecisionState()
+        let meta = Self.pairs(replies[0])
+        if let kindText = meta["kind"], let kind = RoomKind(rawValue: kindText) {
+            var room = RoomState(
+                id: roomId, kind: kind, version: Int64(meta["ver"] ?? "") ?? 0, lastSeq: Int64(meta["seq"] ?? "") ?? 0)
+            let memberValues: [(String, String)] =
+                members.map { ids in zip(ids, replies[1].array ?? []).compactMap { id, v in v.string.map { (id, $0) } } }
+                ?? Self.pairs(replies[1]).map { ($0.key, $0.value) }
+            for (userId, encoded) in memberValues {
+                if let member = RoomState.Member(encoded: encoded) { room.members[userId] = member }
+            }
+            if !messages.isEmpty {
+                for (id, value) in zip(messages, replies[2].array ?? []) {
+                    if let text = value.string, let record = RoomState.MessageRecord(encoded: text) { room.messages[id] = record }
+                }
+            }
+            state.room = room
+        }
+        if !knownUsers.isEmpty, let found = replies.last?.array {
+            state.knownUsers = Set(zip(knownUsers, found).compactMap { id, value in value.isNull ? nil : id })
+        }
+        return state
+    }
+
+    /// Whether a user is registered (users are never deleted, so this needs no atomicity).
+    public func userExists(_ userId: String) async throws -> Bool {
+        let users = guardKeys(partitioning.userPartition)
+        return try await redis.command(["HEXISTS", users.users, userId]).int == 1
+    }
+
+    static func pairs(_ reply: RedisValue) -> [String: String] {
+        let flat = reply.array ?? []
+        var map: [String: String] = [:]
+        var i = 0
+        while i + 1 < flat.count {
+            if let k = flat[i].string, let v = flat[i + 1].string { map[k] = v }
+            i += 2
+        }
+        return map
+    }
+}

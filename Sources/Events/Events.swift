@@ -1,2 +1,0 @@
-/// Parley events (issue [log]).
-public enum ParleyEvents {}

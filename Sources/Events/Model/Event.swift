@@ -1,0 +1,105 @@
+import Foundation
+
+/// One event of the log (CONTRACT section 5): the envelope and its typed data. The log
+/// assigns `seq` (messages), `prevHash` and `hash` when it appends; before that they are nil.
+public struct Event: Sendable, Equatable {
+    public var id: String
+    public var v: Int
+    public var at: Date
+    public var actorId: String
+    public var roomId: String?
+    public var seq: Int64?
+    public var data: EventData
+    public var hash: String?
+    public var prevHash: String?
+
+    public var type: EventType { data.type }
+
+    public init(
+        id: String, at: Date, actorId: String, roomId: String? = nil, seq: Int64? = nil, data: EventData,
+        v: Int? = nil, hash: String? = nil, prevHash: String? = nil
+    ) {
+        self.id = id
+        self.v = v ?? data.type.currentVersion
+        self.at = at
+        self.actorId = actorId
+        self.roomId = roomId
+        self.seq = seq
+        self.data = data
+        self.hash = hash
+        self.prevHash = prevHash
+    }
+}
+
+extension Event: Codable {
+    enum CodingKeys: String, CodingKey {
+        case id, type, v, at, actorId, roomId, seq, data, hash, prevHash
+    }
+
+    /// Thrown while decoding an event written with an older schema version: the codec
+    /// then upcasts its `data` and decodes again.
+    struct NeedsUpcast: Error {
+        let type: EventType
+        let version: Int
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let type = try container.decode(EventType.self, forKey: .type)
+        let v = try container.decode(Int.self, forKey: .v)
+        if v < type.currentVersion { throw NeedsUpcast(type: type, version: v) }
+        guard v == type.currentVersion else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .v, in: container, debugDescription: "\(type.rawValue) v\(v) is newer than this build knows")
+        }
+        self.id = try container.decode(String.self, forKey: .id)
+        self.v = v
+        self.at = try container.decode(Date.self, forKey: .at)
+        self.actorId = try container.decode(String.self, forKey: .actorId)
+        self.roomId = try container.decodeIfPresent(String.self, forKey: .roomId)
+        self.seq = try container.decodeIfPresent(Int64.self, forKey: .seq)
+        self.hash = try container.decodeIfPresent(String.self, forKey: .hash)
+        self.prevHash = try container.decodeIfPresent(String.self, forKey: .prevHash)
+        func data<T: Decodable>(_: T.Type) throws -> T { try container.decode(T.self, forKey: .data) }
+        switch type {
+        case .userRegistered: self.data = .userRegistered(try data(UserRegistered.self))
+        case .roomCreated: self.data = .roomCreated(try data(RoomCreated.self))
+        case .memberInvited: self.data = .memberInvited(try data(MemberChange.self))
+        case .inviteDeclined: self.data = .inviteDeclined(try data(MemberChange.self))
+        case .memberJoined: self.data = .memberJoined(try data(MemberChange.self))
+        case .memberLeft: self.data = .memberLeft(try data(MemberChange.self))
+        case .memberRemoved: self.data = .memberRemoved(try data(MemberChange.self))
+        case .memberRoleChanged: self.data = .memberRoleChanged(try data(MemberChange.self))
+        case .roomRenamed: self.data = .roomRenamed(try data(RoomRenamed.self))
+        case .messageSent: self.data = .messageSent(try data(MessageSent.self))
+        case .messageEdited: self.data = .messageEdited(try data(MessageEdited.self))
+        case .messageDeleted: self.data = .messageDeleted(try data(MessageDeleted.self))
+        case .roomRead: self.data = .roomRead(try data(RoomRead.self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(type, forKey: .type)
+        try container.encode(v, forKey: .v)
+        try container.encode(at, forKey: .at)
+        try container.encode(actorId, forKey: .actorId)
+        try container.encodeIfPresent(roomId, forKey: .roomId)
+        try container.encodeIfPresent(seq, forKey: .seq)
+        switch data {
+        case .userRegistered(let d): try container.encode(d, forKey: .data)
+        case .roomCreated(let d): try container.encode(d, forKey: .data)
+        case .memberInvited(let d), .inviteDeclined(let d), .memberJoined(let d), .memberLeft(let d),
+            .memberRemoved(let d), .memberRoleChanged(let d):
+            try container.encode(d, forKey: .data)
+        case .roomRenamed(let d): try container.encode(d, forKey: .data)
+        case .messageSent(let d): try container.encode(d, forKey: .data)
+        case .messageEdited(let d): try container.encode(d, forKey: .data)
+        case .messageDeleted(let d): try container.encode(d, forKey: .data)
+        case .roomRead(let d): try container.encode(d, forKey: .data)
+        }
+        try container.encodeIfPresent(prevHash, forKey: .prevHash)
+        try container.encodeIfPresent(hash, forKey: .hash)
+    }
+}

@@ -1,0 +1,44 @@
+import Crypto
+import Foundation
+
+/// Maps rooms to log partitions by a stable hash, names the Redis keys of a partition, and
+/// derives direct-room ids from the pair of users.
+public struct Partitioning: Sendable, Equatable {
+    public let count: Int
+    /// The first part of every Redis key (`parley`); tests use their own.
+    public let namespace: String
+
+    public init(count: Int, namespace: String = "parley") {
+        precondition(count >= 1, "at least one partition")
+        self.count = count
+        self.namespace = namespace
+    }
+
+    /// The partition of a room: FNV-1a (64-bit) of its id modulo the partition count. Never
+    /// changes for a given id and count; changing the count re-homes rooms (a migration).
+    public func partition(ofRoom roomId: String) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in roomId.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return Int(hash % UInt64(count))
+    }
+
+    /// Users are registered in partition 0: registrations are rare, and keeping every
+    /// username in one slot makes their uniqueness one atomic check.
+    public let userPartition = 0
+
+    /// The Redis stream of a partition: `parley:log:{p}` (the braces are a Redis Cluster
+    /// hash tag shared by every guard key of the partition).
+    public func streamKey(_ partition: Int) -> String { "\(namespace):log:{\(partition)}" }
+
+    public var streamKeys: [String] { (0..<count).map(streamKey) }
+
+    /// The id of the direct room of two users: the same whichever of them writes first.
+    public static func directRoomId(_ a: String, _ b: String) -> String {
+        let pair = a < b ? "\(a)|\(b)" : "\(b)|\(a)"
+        let digest = SHA256.hash(data: Data("direct:\(pair)".utf8))
+        return "d-" + digest.prefix(12).map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,235 @@
+import Foundation
+
+/// The chat rules as pure code: `decide(command, state, context)` returns the events a
+/// command produces, or throws the refusal. It reads nothing but its arguments.
+public enum Rules {
+    public static func decide(_ command: Command, _ state: DecisionState, _ context: DecisionContext) throws(RuleError)
+        -> Decision
+    {
+        let actor = context.actorId
+        func event(_ data: EventData, room: String?) -> Event {
+            Event(id: context.newID(), at: context.now, actorId: actor, roomId: room, data: data)
+        }
+        switch command {
+        case .register(let userId, let username, let displayName, let passwordHash):
+            let name = username.lowercased()
+            try validateUsername(name)
+            let display = (displayName ?? username).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !display.isEmpty, display.count <= 64 else {
+                throw RuleError(.invalidRequest, "displayName must be 1 to 64 characters")
+            }
+            guard !state.usernameTaken else { throw RuleError(.usernameTaken, "the username \(name) is taken") }
+            let registered = UserRegistered(userId: userId, username: name, displayName: display, passwordHash: passwordHash)
+            return Decision(
+                events: [Event(id: context.newID(), at: context.now, actorId: userId, data: .userRegistered(registered))],
+                facts: [Fact(.username(name), nil)])
+
+        case .createGroup(let roomId, let name, let invite):
+            let name = try validateName(name, context)
+            let invitees = Array(NSOrderedSet(array: invite.filter { $0 != actor })) as? [String] ?? []
+            guard invitees.count <= context.maxInvitesPerCommand else {
+                throw RuleError(.invalidRequest, "at most \(context.maxInvitesPerCommand) invites at once")
+            }
+            if let unknown = invitees.first(where: { !state.knownUsers.contains($0) }) {
+                throw RuleError(.notFound, "no user \(unknown)")
+            }
+            guard state.room == nil else { throw RuleError(.conflict, "room \(roomId) exists") }
+            var events = [event(.roomCreated(RoomCreated(kind: .group, name: name)), room: roomId)]
+            events += invitees.map { event(.memberInvited(MemberChange(userId: $0, role: .member)), room: roomId) }
+            return Decision(events: events, facts: [Fact(.room(roomId: roomId, field: "kind"), nil)])
+
+        case .sendDirect(let to, let messageId, let body, let clientMsgId):
+            guard to != actor else { throw RuleError(.invalidRequest, "a private message needs another user") }
+            guard state.knownUsers.contains(to) else { throw RuleError(.notFound, "no user \(to)") }
+            try validateBody(body, context)
+            let clientMsgId = try validateClientMsgId(clientMsgId, context)
+            let roomId = Partitioning.directRoomId(actor, to)
+            let sent = event(.messageSent(MessageSent(messageId: messageId, body: body, clientMsgId: clientMsgId)), room: roomId)
+            let key = clientMsgId.map { ClientMessageKey(roomId: roomId, userId: actor, clientMsgId: $0) }
+            guard let room = state.room else {
+                let members = [actor, to].sorted()
+                let created = event(.roomCreated(RoomCreated(kind: .direct, members: members)), room: roomId)
+                return Decision(
+                    events: [created, sent], facts: [Fact(.room(roomId: roomId, field: "kind"), nil)], clientMessageKey: key)
+            }
+            let me = try joinedMember(actor, of: room)
+            return Decision(events: [sent], facts: [memberFact(room, actor, me)], clientMessageKey: key)
+
+        case .send(let roomId, let messageId, let body, let clientMsgId, let replyTo):
+            let room = try existing(state.room, roomId)
+            let me = try joinedMember(actor, of: room)
+            try validateBody(body, context)
+            let clientMsgId = try validateClientMsgId(clientMsgId, context)
+            var facts = [memberFact(room, actor, me)]
+            if let replyTo {
+                guard let original = room.messages[replyTo] else {
+                    throw RuleError(.invalidRequest, "replyTo \(replyTo) is not a message of this room")
+                }
+                facts.append(Fact(.message(roomId: roomId, messageId: replyTo), original.encoded))
+            }
+            let sent = MessageSent(messageId: messageId, body: body, clientMsgId: clientMsgId, replyTo: replyTo)
+            return Decision(
+                events: [event(.messageSent(sent), room: roomId)], facts: facts,
+                clientMessageKey: clientMsgId.map { ClientMessageKey(roomId: roomId, userId: actor, clientMsgId: $0) })
+
+        case .edit(let roomId, let messageId, let body):
+            let room = try existing(state.room, roomId)
+            let me = try joinedMember(actor, of: room)
+            guard let message = room.messages[messageId] else { throw RuleError(.notFound, "no message \(messageId) in this room") }
+            guard message.senderId == actor else { throw RuleError(.forbidden, "only the sender edits a message") }
+            guard !message.deleted else { throw RuleError(.conflict, "message \(messageId) was deleted") }
+            try validateBody(body, context)
+            return Decision(
+                events: [event(.messageEdited(MessageEdited(messageId: messageId, body: body)), room: roomId)],
+                facts: [memberFact(room, actor, me), Fact(.message(roomId: roomId, messageId: messageId), message.encoded)])
+
+        case .delete(let roomId, let messageId):
+            let room = try existing(state.room, roomId)
+            let me = try joinedMember(actor, of: room)
+            guard let message = room.messages[messageId] else { throw RuleError(.notFound, "no message \(messageId) in this room") }
+            guard message.senderId == actor || me.role >= .admin else {
+                throw RuleError(.forbidden, "only the sender or an admin deletes a message")
+            }
+            let facts = [memberFact(room, actor, me), Fact(.message(roomId: roomId, messageId: messageId), message.encoded)]
+            if message.deleted { return Decision(events: [], facts: facts) }  // already deleted: nothing to do
+            return Decision(events: [event(.messageDeleted(MessageDeleted(messageId: messageId)), room: roomId)], facts: facts)
+
+        case .invite(let roomId, let userId):
+            let room = try existing(state.room, roomId)
+            try groupOnly(room)
+            let me = try joinedMember(actor, of: room)
+            guard me.role >= .admin else { throw RuleError(.forbidden, "only the owner or an admin invites") }
+            guard state.knownUsers.contains(userId) else { throw RuleError(.notFound, "no user \(userId)") }
+            let target = room.members[userId]
+            switch target?.state {
+            case .joined?: throw RuleError(.conflict, "\(userId) is already a member")
+            case .invited?: throw RuleError(.conflict, "\(userId) is already invited")
+            default: break
+            }
+            return Decision(
+                events: [event(.memberInvited(MemberChange(userId: userId, role: .member)), room: roomId)],
+                facts: [memberFact(room, actor, me), memberFact(room, userId, target)])
+
+        case .join(let roomId), .decline(let roomId):
+            let room = try existing(state.room, roomId)
+            let mine = room.members[actor]
+            if mine?.state == .joined { throw RuleError(.conflict, "already a member") }
+            guard let mine, mine.state == .invited else { throw RuleError(.forbidden, "no pending invite to this room") }
+            let change = MemberChange(userId: actor, role: mine.role)
+            let data: EventData
+            if case .join = command { data = .memberJoined(change) } else { data = .inviteDeclined(MemberChange(userId: actor)) }
+            return Decision(events: [event(data, room: roomId)], facts: [memberFact(room, actor, mine)])
+
+        case .leave(let roomId):
+            let room = try existing(state.room, roomId)
+            try groupOnly(room)
+            let me = try joinedMember(actor, of: room)
+            var events: [Event] = []
+            var facts = [memberFact(room, actor, me)]
+            if me.role == .owner {
+                // The owner hands the room on; the choice depends on every member, so the
+                // whole membership (its version) is a fact.
+                facts.append(Fact(.room(roomId: roomId, field: "ver"), String(room.version)))
+                if let heir = room.successor(excluding: actor) {
+                    events.append(event(.memberRoleChanged(MemberChange(userId: heir, role: .owner)), room: roomId))
+                }
+            }
+            events.append(event(.memberLeft(MemberChange(userId: actor)), room: roomId))
+            return Decision(events: events, facts: facts)
+
+        case .remove(let roomId, let userId):
+            let room = try existing(state.room, roomId)
+            try groupOnly(room)
+            let me = try joinedMember(actor, of: room)
+            guard userId != actor else { throw RuleError(.invalidRequest, "use leave to leave a room") }
+            guard me.role >= .admin else { throw RuleError(.forbidden, "only the owner or an admin removes members") }
+            guard let target = room.members[userId], target.state == .joined || target.state == .invited else {
+                throw RuleError(.notFound, "\(userId) is not a member or invitee of this room")
+            }
+            guard target.role < me.role else { throw RuleError(.forbidden, "an admin removes members only, not admins or the owner") }
+            return Decision(
+                events: [event(.memberRemoved(MemberChange(userId: userId)), room: roomId)],
+                facts: [memberFact(room, actor, me), memberFact(room, userId, target)])
+
+        case .setRole(let roomId, let userId, let role):
+            let room = try existing(state.room, roomId)
+            try groupOnly(room)
+            let me = try joinedMember(actor, of: room)
+            guard me.role == .owner else { throw RuleError(.forbidden, "only the owner sets roles") }
+            guard role != .owner else { throw RuleError(.invalidRequest, "role must be admin or member") }
+            guard userId != actor else { throw RuleError(.invalidRequest, "the owner keeps the owner role") }
+            guard let target = room.joined(userId) else { throw RuleError(.notFound, "\(userId) is not a member of this room") }
+            let facts = [memberFact(room, actor, me), memberFact(room, userId, target)]
+            if target.role == role { return Decision(events: [], facts: facts) }
+            return Decision(events: [event(.memberRoleChanged(MemberChange(userId: userId, role: role)), room: roomId)], facts: facts)
+
+        case .rename(let roomId, let name):
+            let room = try existing(state.room, roomId)
+            try groupOnly(room)
+            let me = try joinedMember(actor, of: room)
+            guard me.role >= .admin else { throw RuleError(.forbidden, "only the owner or an admin renames the room") }
+            let name = try validateName(name, context)
+            return Decision(events: [event(.roomRenamed(RoomRenamed(name: name)), room: roomId)], facts: [memberFact(room, actor, me)])
+
+        case .markRead(let roomId, let seq):
+            let room = try existing(state.room, roomId)
+            let me = try joinedMember(actor, of: room)
+            guard seq >= 0, seq <= room.lastSeq else {
+                throw RuleError(.invalidRequest, "seq must be between 0 and \(room.lastSeq), the room's last message")
+            }
+            return Decision(events: [event(.roomRead(RoomRead(seq: seq)), room: roomId)], facts: [memberFact(room, actor, me)])
+        }
+    }
+
+    // MARK: - Checks shared by several commands
+
+    static func existing(_ room: RoomState?, _ roomId: String) throws(RuleError) -> RoomState {
+        guard let room else { throw RuleError(.notFound, "no room \(roomId)") }
+        return room
+    }
+
+    static func joinedMember(_ userId: String, of room: RoomState) throws(RuleError) -> RoomState.Member {
+        guard let member = room.joined(userId) else { throw RuleError(.notAMember, "not a member of room \(room.id)") }
+        return member
+    }
+
+    static func groupOnly(_ room: RoomState) throws(RuleError) {
+        guard room.kind == .group else { throw RuleError(.forbidden, "a direct room has no invites, roles, names or leaving") }
+    }
+
+    static func memberFact(_ room: RoomState, _ userId: String, _ member: RoomState.Member?) -> Fact {
+        Fact(.member(roomId: room.id, userId: userId), member?.encoded)
+    }
+
+    static func validateBody(_ body: String, _ context: DecisionContext) throws(RuleError) {
+        guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw RuleError(.invalidRequest, "the message body is empty")
+        }
+        guard body.utf8.count <= context.maxMessageBytes else {
+            throw RuleError(.tooLarge, "the message body is \(body.utf8.count) bytes, over the limit of \(context.maxMessageBytes)")
+        }
+    }
+
+    static func validateClientMsgId(_ id: String?, _ context: DecisionContext) throws(RuleError) -> String? {
+        guard let id else { return nil }
+        guard !id.isEmpty, id.utf8.count <= context.maxClientMsgIdLength else {
+            throw RuleError(.invalidRequest, "clientMsgId must be 1 to \(context.maxClientMsgIdLength) bytes")
+        }
+        return id
+    }
+
+    static func validateName(_ name: String, _ context: DecisionContext) throws(RuleError) -> String {
+        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, trimmed.count <= context.maxNameLength else {
+            throw RuleError(.invalidRequest, "a room name is 1 to \(context.maxNameLength) characters")
+        }
+        return trimmed
+    }
+
+    static func validateUsername(_ name: String) throws(RuleError) {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+        guard (3...32).contains(name.count), name.allSatisfy(allowed.contains) else {
+            throw RuleError(.invalidRequest, "a username is 3 to 32 characters of a-z, 0-9, _ . -")
+        }
+    }
+}

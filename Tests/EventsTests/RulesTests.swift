@@ -1,0 +1,214 @@
+import Foundation
+import Testing
+
+@testable import Events
+
+/// Decides commands the way the log does, folding accepted events into the state.
+struct Script {
+    var rooms: [String: RoomState] = [:]
+    var users: Set<String> = ["alice", "bob", "carol", "dave"]
+    var counter = Counter()
+    let now = Date(timeIntervalSince1970: 1_764_000_000)
+
+    final class Counter: @unchecked Sendable {
+        var n = 0
+        func next() -> String { n += 1; return "e\(n)" }
+    }
+
+    func context(_ actor: String, max: Int = 4000) -> DecisionContext {
+        let counter = self.counter
+        return DecisionContext(actorId: actor, now: now, maxMessageBytes: max) { counter.next() }
+    }
+
+    func state(for command: Command, _ actor: String) -> DecisionState {
+        DecisionState(room: command.roomId(actor: actor).flatMap { rooms[$0] }, knownUsers: users)
+    }
+
+    /// Decides and applies; returns the events.
+    @discardableResult
+    mutating func run(_ actor: String, _ command: Command, max: Int = 4000) throws(RuleError) -> [Event] {
+        let decision = try Rules.decide(command, state(for: command, actor), context(actor, max: max))
+        for event in decision.events {
+            var event = event
+            if case .messageSent = event.data, let id = event.roomId { event.seq = (rooms[id]?.lastSeq ?? 0) + 1 }
+            if let id = event.roomId { rooms[id] = Rules.evolve(rooms[id], event) }
+        }
+        return decision.events
+    }
+
+    /// Expects `command` to be refused with `code`, changing nothing.
+    mutating func refuse(_ actor: String, _ command: Command, _ code: RuleError.Code, max: Int = 4000) {
+        let before = rooms
+        do {
+            try run(actor, command, max: max)
+            Issue.record("\(command) by \(actor) was accepted, expected \(code.rawValue)")
+        } catch {
+            #expect(error.code == code, "\(command) by \(actor): \(error)")
+        }
+        #expect(rooms == before)
+    }
+
+    /// A group "g" owned by alice with bob joined as member and carol invited.
+    static func group() throws -> Script {
+        var script = Script()
+        try script.run("alice", .createGroup(roomId: "g", name: "Team", invite: ["bob", "carol"]))
+        try script.run("bob", .join(roomId: "g"))
+        return script
+    }
+}
+
+@Suite("Rules: decide and evolve without servers")
+struct RulesTests {
+    @Test func firstPrivateMessageCreatesTheDirectRoomThenReusesIt() throws {
+        var s = Script()
+        let first = try s.run("alice", .sendDirect(to: "bob", messageId: "m1", body: "hi", clientMsgId: "c1"))
+        #expect(first.map(\.type) == [.roomCreated, .messageSent])
+        let roomId = Partitioning.directRoomId("alice", "bob")
+        #expect(roomId == Partitioning.directRoomId("bob", "alice"))
+        #expect(first[0].data == .roomCreated(RoomCreated(kind: .direct, members: ["alice", "bob"])))
+        let reply = try s.run("bob", .sendDirect(to: "alice", messageId: "m2", body: "hey", clientMsgId: nil))
+        #expect(reply.map(\.type) == [.messageSent])
+        #expect(s.rooms[roomId]?.lastSeq == 2)
+        #expect(s.rooms[roomId]?.members.count == 2)
+    }
+
+    @Test func privateMessageRefusals() {
+        var s = Script()
+        s.refuse("alice", .sendDirect(to: "alice", messageId: "m", body: "me", clientMsgId: nil), .invalidRequest)
+        s.refuse("alice", .sendDirect(to: "nobody", messageId: "m", body: "hi", clientMsgId: nil), .notFound)
+        s.refuse("alice", .sendDirect(to: "bob", messageId: "m", body: "  ", clientMsgId: nil), .invalidRequest)
+        s.refuse("alice", .sendDirect(to: "bob", messageId: "m", body: String(repeating: "é", count: 6), clientMsgId: nil), .tooLarge, max: 10)
+        s.refuse("alice", .sendDirect(to: "bob", messageId: "m", body: "x", clientMsgId: ""), .invalidRequest)
+        s.refuse("alice", .sendDirect(to: "bob", messageId: "m", body: "x", clientMsgId: String(repeating: "c", count: 200)), .invalidRequest)
+    }
+
+    @Test func groupLifecycle() throws {
+        var s = try Script.group()
+        var room = try #require(s.rooms["g"])
+        #expect(room.members["alice"]?.role == .owner)
+        #expect(room.members["bob"]?.state == .joined)
+        #expect(room.members["carol"]?.state == .invited)
+        try s.run("carol", .decline(roomId: "g"))
+        #expect(s.rooms["g"]?.members["carol"]?.state == .declined)
+        try s.run("alice", .invite(roomId: "g", userId: "carol"))  // invited again after declining
+        try s.run("carol", .join(roomId: "g"))
+        try s.run("alice", .setRole(roomId: "g", userId: "bob", role: .admin))
+        try s.run("bob", .rename(roomId: "g", name: "  Renamed  "))
+        #expect(s.rooms["g"]?.name == "Renamed")
+        try s.run("bob", .remove(roomId: "g", userId: "carol"))
+        #expect(s.rooms["g"]?.members["carol"]?.state == .removed)
+        try s.run("bob", .leave(roomId: "g"))
+        room = try #require(s.rooms["g"])
+        #expect(room.members["bob"]?.state == .left)
+        #expect(room.version == 10)
+    }
+
+    @Test func ownerLeavingHandsOwnershipToTheLongestStandingAdminElseMember() throws {
+        var s = try Script.group()
+        try s.run("carol", .join(roomId: "g"))
+        try s.run("alice", .invite(roomId: "g", userId: "dave"))
+        try s.run("dave", .join(roomId: "g"))
+        try s.run("alice", .setRole(roomId: "g", userId: "dave", role: .admin))
+        let events = try s.run("alice", .leave(roomId: "g"))
+        #expect(events.map(\.data) == [.memberRoleChanged(MemberChange(userId: "dave", role: .owner)), .memberLeft(MemberChange(userId: "alice"))])
+        #expect(s.rooms["g"]?.members["dave"]?.role == .owner)
+        // With no admin left the longest-standing member (bob joined before carol) inherits.
+        let next = try s.run("dave", .leave(roomId: "g"))
+        #expect(next.first?.data == .memberRoleChanged(MemberChange(userId: "bob", role: .owner)))
+        try s.run("carol", .leave(roomId: "g"))
+        let last = try s.run("bob", .leave(roomId: "g"))  // the last member: nobody inherits
+        #expect(last.map(\.type) == [.memberLeft])
+    }
+
+    @Test func groupRefusals() throws {
+        var s = try Script.group()
+        s.refuse("alice", .createGroup(roomId: "g2", name: " ", invite: []), .invalidRequest)
+        s.refuse("alice", .createGroup(roomId: "g2", name: "x", invite: ["ghost"]), .notFound)
+        s.refuse("alice", .createGroup(roomId: "g", name: "again", invite: []), .conflict)
+        s.refuse("alice", .rename(roomId: "nope", name: "x"), .notFound)
+        s.refuse("dave", .rename(roomId: "g", name: "x"), .notAMember)
+        s.refuse("bob", .rename(roomId: "g", name: "x"), .forbidden)
+        s.refuse("alice", .rename(roomId: "g", name: String(repeating: "n", count: 101)), .invalidRequest)
+        s.refuse("bob", .invite(roomId: "g", userId: "dave"), .forbidden)
+        s.refuse("alice", .invite(roomId: "g", userId: "bob"), .conflict)
+        s.refuse("alice", .invite(roomId: "g", userId: "carol"), .conflict)
+        s.refuse("alice", .invite(roomId: "g", userId: "ghost"), .notFound)
+        s.refuse("carol", .send(roomId: "g", messageId: "m", body: "x", clientMsgId: nil, replyTo: nil), .notAMember)
+        s.refuse("dave", .join(roomId: "g"), .forbidden)
+        s.refuse("bob", .join(roomId: "g"), .conflict)
+        s.refuse("bob", .decline(roomId: "g"), .conflict)
+        s.refuse("bob", .remove(roomId: "g", userId: "carol"), .forbidden)
+        s.refuse("alice", .remove(roomId: "g", userId: "alice"), .invalidRequest)
+        s.refuse("alice", .remove(roomId: "g", userId: "dave"), .notFound)
+        s.refuse("bob", .setRole(roomId: "g", userId: "bob", role: .admin), .forbidden)
+        s.refuse("alice", .setRole(roomId: "g", userId: "bob", role: .owner), .invalidRequest)
+        s.refuse("alice", .setRole(roomId: "g", userId: "alice", role: .member), .invalidRequest)
+        s.refuse("alice", .setRole(roomId: "g", userId: "carol", role: .admin), .notFound)
+        s.refuse("carol", .leave(roomId: "g"), .notAMember)
+        try s.run("alice", .setRole(roomId: "g", userId: "bob", role: .admin))
+        try s.run("carol", .join(roomId: "g"))
+        try s.run("alice", .setRole(roomId: "g", userId: "carol", role: .admin))
+        s.refuse("bob", .remove(roomId: "g", userId: "carol"), .forbidden)  // admins cannot remove admins
+        s.refuse("bob", .remove(roomId: "g", userId: "alice"), .forbidden)
+        #expect(try s.run("alice", .setRole(roomId: "g", userId: "carol", role: .admin)).isEmpty)  // no change, no event
+    }
+
+    @Test func directRoomsHaveNoGroupOperations() throws {
+        var s = Script()
+        try s.run("alice", .sendDirect(to: "bob", messageId: "m1", body: "hi", clientMsgId: nil))
+        let d = Partitioning.directRoomId("alice", "bob")
+        s.refuse("alice", .invite(roomId: d, userId: "carol"), .forbidden)
+        s.refuse("alice", .leave(roomId: d), .forbidden)
+        s.refuse("alice", .rename(roomId: d, name: "x"), .forbidden)
+        s.refuse("alice", .remove(roomId: d, userId: "bob"), .forbidden)
+        s.refuse("carol", .send(roomId: d, messageId: "m", body: "x", clientMsgId: nil, replyTo: nil), .notAMember)
+    }
+
+    @Test func messagesEditDeleteReplyAndReadReceipts() throws {
+        var s = try Script.group()
+        try s.run("bob", .send(roomId: "g", messageId: "m1", body: "hello", clientMsgId: "c1", replyTo: nil))
+        let reply = try s.run("alice", .send(roomId: "g", messageId: "m2", body: "re", clientMsgId: nil, replyTo: "m1"))
+        #expect(reply.first?.data == .messageSent(MessageSent(messageId: "m2", body: "re", replyTo: "m1")))
+        try s.run("bob", .edit(roomId: "g", messageId: "m1", body: "hello!"))
+        s.refuse("alice", .edit(roomId: "g", messageId: "m1", body: "hijack"), .forbidden)
+        s.refuse("bob", .edit(roomId: "g", messageId: "nope", body: "x"), .notFound)
+        s.refuse("bob", .edit(roomId: "g", messageId: "m1", body: ""), .invalidRequest)
+        s.refuse("bob", .edit(roomId: "g", messageId: "m1", body: "toolong"), .tooLarge, max: 3)
+        s.refuse("bob", .delete(roomId: "g", messageId: "m2"), .forbidden)  // a member cannot delete others'
+        s.refuse("bob", .send(roomId: "g", messageId: "m3", body: "x", clientMsgId: nil, replyTo: "nope"), .invalidRequest)
+        try s.run("alice", .delete(roomId: "g", messageId: "m1"))  // the owner can
+        #expect(s.rooms["g"]?.messages["m1"]?.deleted == true)
+        #expect(try s.run("bob", .delete(roomId: "g", messageId: "m1")).isEmpty)  // twice: nothing more
+        s.refuse("bob", .edit(roomId: "g", messageId: "m1", body: "back"), .conflict)
+        try s.run("bob", .markRead(roomId: "g", seq: 2))
+        s.refuse("bob", .markRead(roomId: "g", seq: 3), .invalidRequest)
+        s.refuse("bob", .markRead(roomId: "g", seq: -1), .invalidRequest)
+        s.refuse("carol", .markRead(roomId: "g", seq: 1), .notAMember)
+        s.refuse("dave", .delete(roomId: "g", messageId: "m2"), .notAMember)
+    }
+
+    @Test func registrationChecksUsernames() throws {
+        let context = DecisionContext(actorId: "", now: Date(), newID: { "e" })
+        let decision = try Rules.decide(.register(userId: "u1", username: "Alice", displayName: nil, passwordHash: "h"), DecisionState(), context)
+        #expect(decision.events.first?.data == .userRegistered(UserRegistered(userId: "u1", username: "alice", displayName: "Alice", passwordHash: "h")))
+        #expect(decision.facts == [Fact(.username("alice"), nil)])
+        for (name, code) in [("al", RuleError.Code.invalidRequest), ("has space", .invalidRequest), ("ünï", .invalidRequest)] {
+            #expect(throws: RuleError(code, "a username is 3 to 32 characters of a-z, 0-9, _ . -")) {
+                try Rules.decide(.register(userId: "u", username: name, displayName: nil, passwordHash: "h"), DecisionState(), context)
+            }
+        }
+        #expect(throws: RuleError.self) {
+            try Rules.decide(.register(userId: "u", username: "alice", displayName: nil, passwordHash: "h"), DecisionState(usernameTaken: true), context)
+        }
+    }
+
+    @Test func decisionsListTheFactsTheyRelyOn() throws {
+        let s = try Script.group()
+        let send = try Rules.decide(
+            .send(roomId: "g", messageId: "m", body: "x", clientMsgId: "c", replyTo: nil), s.state(for: .join(roomId: "g"), "bob"), s.context("bob"))
+        #expect(send.facts == [Fact(.member(roomId: "g", userId: "bob"), "member:joined:4")])
+        #expect(send.clientMessageKey == ClientMessageKey(roomId: "g", userId: "bob", clientMsgId: "c"))
+        let leave = try Rules.decide(.leave(roomId: "g"), s.state(for: .leave(roomId: "g"), "alice"), s.context("alice"))
+        #expect(leave.facts.contains(Fact(.room(roomId: "g", field: "ver"), "4")))
+    }
+}
