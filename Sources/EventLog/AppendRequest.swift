@@ -6,8 +6,10 @@ import Foundation
 /// the events' bodies and digests, and each event's guard-state effects.
 struct AppendRequest {
     private(set) var keys: [String]
-    let json: String
-    private let eventCount: Int
+    /// The script's ARGV.
+    let arguments: [String]
+    /// The events and their bodies, completed with what the script returns.
+    private let events: [(event: Event, body: String)]
 
     enum Result {
         case appended([LoggedEvent])
@@ -30,37 +32,38 @@ struct AppendRequest {
         {
             facts.append(Fact(.room(roomId: room.id, field: "ver"), String(room.version)))
         }
-        let factList: [Any] = facts.map { fact in
+        var arguments = [String(facts.count)]
+        for fact in facts {
             let (key, field) = guardKeys.location(of: fact.subject)
-            return [index(key), field, fact.expected.map { $0 as Any } ?? false] as [Any]
+            arguments += [String(index(key)), field, fact.expected ?? "", fact.expected == nil ? "1" : "0"]
         }
-        var request: [String: Any] = ["f": factList]
         if let key = decision.clientMessageKey {
-            request["d"] = [index(guardKeys.clientMessages(key.roomId)), GuardKeys.clientMessageField(key)] as [Any]
+            arguments += [String(index(guardKeys.clientMessages(key.roomId))), GuardKeys.clientMessageField(key)]
+        } else {
+            arguments += ["", ""]
         }
+        arguments.append(String(decision.events.count))
         var room = state.room
-        var events: [Any] = []
+        var bodies: [(event: Event, body: String)] = []
         for event in decision.events {
             let after = Rules.evolve(room, event)
             let body = try HashChain.body(of: event)
-            var entry: [String: Any] = ["b": body, "h": HashChain.digest(body), "s": false]
-            var ops: [[Any]] = []
+            bodies.append((event, body))
+            var seqKey = ""
+            var ops: [String] = []
             for effect in GuardEffects.of(event, before: room, after: after, clientMessageKey: decision.clientMessageKey) {
                 switch effect {
-                case .set(let key, let field, let value): ops.append(["set", index(key(guardKeys)), field, value])
-                case .entryID(let key, let field): ops.append(["id", index(key(guardKeys)), field, ""])
-                case .assignSeq(let key): entry["s"] = index(key(guardKeys))
+                case .set(let key, let field, let value): ops += ["set", String(index(key(guardKeys))), field, value]
+                case .entryID(let key, let field): ops += ["id", String(index(key(guardKeys))), field, ""]
+                case .assignSeq(let key): seqKey = String(index(key(guardKeys)))
                 }
             }
-            entry["x"] = ops
-            events.append(entry)
+            arguments += [body, HashChain.digest(body), seqKey, String(ops.count / 4)] + ops
             room = after
         }
-        request["e"] = events
-        let data = try JSONSerialization.data(withJSONObject: request)
-        self.json = String(decoding: data, as: UTF8.self)
+        self.arguments = arguments
         self.keys = keys
-        self.eventCount = decision.events.count
+        self.events = bodies
     }
 
     func parse(_ reply: RedisValue, partition: Int) throws -> Result {
@@ -75,13 +78,21 @@ struct AppendRequest {
             guard items.count == 3, let id = items[1].string, let json = items[2].string else { break }
             return .duplicate(LoggedEvent(partition: partition, entryID: id, event: try EventCodec.decode(json), json: json))
         case "ok":
-            guard items.count == 1 + 2 * eventCount else { break }
-            var events: [LoggedEvent] = []
-            for i in 0..<eventCount {
-                guard let id = items[1 + 2 * i].string, let json = items[2 + 2 * i].string else { break }
-                events.append(LoggedEvent(partition: partition, entryID: id, event: try EventCodec.decode(json), json: json))
+            guard items.count == 1 + 4 * events.count else { break }
+            var logged: [LoggedEvent] = []
+            for (i, (event, body)) in events.enumerated() {
+                let at = 1 + 4 * i
+                guard let id = items[at].string, let seqText = items[at + 1].string, let prevHash = items[at + 2].string,
+                    let hash = items[at + 3].string
+                else { break }
+                var event = event
+                event.seq = Int64(seqText)
+                event.prevHash = prevHash
+                event.hash = hash
+                let json = body + HashChain.suffix(seq: event.seq, prevHash: prevHash, hash: hash)
+                logged.append(LoggedEvent(partition: partition, entryID: id, event: event, json: json))
             }
-            if events.count == eventCount { return .appended(events) }
+            if logged.count == events.count { return .appended(logged) }
         default:
             break
         }

@@ -7,28 +7,32 @@ import Drivers
 /// the rules are Swift (`Rules.decide`), the script only verifies their facts.
 ///
 /// KEYS: 1 the stream, 2 the chain head, 3... the guard keys the request refers to by index.
-/// ARGV[1]: JSON {
-///   "f": [[keyIndex, field, expected or false], ...]    facts (false: the field is absent)
-///   "d": [keyIndex, field]                              optional client-message key
-///   "e": [{"b": body, "h": sha256(body), "s": keyIndex of the room (assign seq) or false,
-///          "x": [[op, keyIndex, field, value], ...]}, ...]
-/// }
-/// ops: "set" (HSET), "incr" (HINCRBY by value), "id" (HSET to this event's entry id).
-/// Returns {"ok", id1, json1, id2, json2, ...}, {"dup", id, json} or {"conflict", factIndex}.
+/// ARGV, read in order (flat, so the script parses nothing):
+///   factCount, then per fact: keyIndex, field, expected value ("" with absent=1: must be absent), absent
+///   dedupeKeyIndex ("" for none), dedupeField
+///   eventCount, then per event: body, sha256(body), seqKeyIndex ("" for none), opCount,
+///     then per op: op, keyIndex, field, value
+/// ops: "set" (HSET), "id" (HSET to this event's entry id).
+/// Returns {"ok", id1, seq1, prevHash1, hash1, ...} (seq "" when none; the stored JSON is
+/// the body the caller sent plus the suffix it can rebuild from these), {"dup", id, json}
+/// or {"conflict", factIndex}.
 let appendScript = RedisScript(
     #"""
-    local request = cjson.decode(ARGV[1])
-    for i, fact in ipairs(request.f) do
-      local value = redis.call('HGET', KEYS[fact[1]], fact[2])
-      local expected = fact[3]
-      if expected == false then
-        if value ~= false then return {'conflict', tostring(i)} end
+    local a = 1
+    local function nextArg() local v = ARGV[a]; a = a + 1; return v end
+    local factCount = tonumber(nextArg())
+    for i = 1, factCount do
+      local key, field, expected, absent = KEYS[tonumber(nextArg())], nextArg(), nextArg(), nextArg()
+      local value = redis.call('HGET', key, field)
+      if absent == '1' then
+        if value then return {'conflict', tostring(i)} end
       elseif value ~= expected then
         return {'conflict', tostring(i)}
       end
     end
-    if request.d then
-      local existing = redis.call('HGET', KEYS[request.d[1]], request.d[2])
+    local dedupeKey, dedupeField = nextArg(), nextArg()
+    if dedupeKey ~= '' then
+      local existing = redis.call('HGET', KEYS[tonumber(dedupeKey)], dedupeField)
       if existing then
         local entries = redis.call('XRANGE', KEYS[1], existing, existing)
         if #entries == 1 then return {'dup', existing, entries[1][2][2]} end
@@ -36,28 +40,27 @@ let appendScript = RedisScript(
     end
     local result = {'ok'}
     local head = redis.call('GET', KEYS[2]) or '0000000000000000000000000000000000000000'
-    for _, event in ipairs(request.e) do
+    local eventCount = tonumber(nextArg())
+    for _ = 1, eventCount do
+      local body, digest, seqKey, opCount = nextArg(), nextArg(), nextArg(), tonumber(nextArg())
       local seqText = ''
       local suffix = ''
-      if event.s then
-        seqText = tostring(redis.call('HINCRBY', KEYS[event.s], 'seq', 1))
+      if seqKey ~= '' then
+        seqText = tostring(redis.call('HINCRBY', KEYS[tonumber(seqKey)], 'seq', 1))
         suffix = ',"seq":' .. seqText
       end
-      local hash = redis.sha1hex(head .. event.h .. seqText)
-      local json = event.b .. suffix .. ',"prevHash":"' .. head .. '","hash":"' .. hash .. '"}'
-      local id = redis.call('XADD', KEYS[1], '*', 'event', json)
-      for _, op in ipairs(event.x) do
-        if op[1] == 'set' then
-          redis.call('HSET', KEYS[op[2]], op[3], op[4])
-        elseif op[1] == 'incr' then
-          redis.call('HINCRBY', KEYS[op[2]], op[3], op[4])
-        elseif op[1] == 'id' then
-          redis.call('HSET', KEYS[op[2]], op[3], id)
-        end
+      local hash = redis.sha1hex(head .. digest .. seqText)
+      local id = redis.call('XADD', KEYS[1], '*', 'event', body .. suffix .. ',"prevHash":"' .. head .. '","hash":"' .. hash .. '"}')
+      for _ = 1, opCount do
+        local op, key, field, value = nextArg(), KEYS[tonumber(nextArg())], nextArg(), nextArg()
+        if op == 'id' then value = id end
+        redis.call('HSET', key, field, value)
       end
-      head = hash
       result[#result + 1] = id
-      result[#result + 1] = json
+      result[#result + 1] = seqText
+      result[#result + 1] = head
+      result[#result + 1] = hash
+      head = hash
     end
     redis.call('SET', KEYS[2], head)
     return result

@@ -18,6 +18,9 @@ public final class EventLog: Sendable {
     /// How often a command is decided again when a fact it relied on changed under it.
     public let maxAttempts = 32
     let logger: Logger
+    let sendStates = SendStateCache()
+    /// Appends of concurrent commands share pipelines (group commit).
+    let appends: RedisBatcher
 
     public init(
         redis: RedisClient, partitions: Int, namespace: String = "parley", maxMessageBytes: Int = 4000,
@@ -27,6 +30,7 @@ public final class EventLog: Sendable {
         self.partitioning = Partitioning(count: partitions, namespace: namespace)
         self.maxMessageBytes = maxMessageBytes
         self.logger = logger
+        self.appends = RedisBatcher(client: redis)
     }
 
     /// What an accepted command did.
@@ -47,23 +51,47 @@ public final class EventLog: Sendable {
         let partition = roomId.map(partitioning.partition(ofRoom:)) ?? partitioning.userPartition
         let keys = guardKeys(partition)
         let context = DecisionContext(
-            actorId: actor, now: millisecondPrecision(now), maxMessageBytes: maxMessageBytes, newID: newID ?? { UUID().uuidString.lowercased() })
+            actorId: actor, now: millisecondPrecision(now), maxMessageBytes: maxMessageBytes, newID: newID ?? Events.newID)
+        let cacheKey = SendStateCache.key(command, actor: actor)
+        var cached = cacheKey.flatMap(sendStates.get)
         for _ in 0..<maxAttempts {
-            let state = try await loadState(for: command, actor: actor, keys: keys)
-            let decision = try Rules.decide(command, state, context)
+            let state: DecisionState
+            if let hit = cached { state = hit } else { state = try await loadState(for: command, actor: actor, keys: keys) }
+            let decision: Decision
+            do {
+                decision = try Rules.decide(command, state, context)
+            } catch {
+                // Decided on cached state: decide again on fresh state before refusing.
+                guard cached == nil else {
+                    cached = nil
+                    continue
+                }
+                throw error
+            }
             guard !decision.events.isEmpty else { return Outcome(events: [], duplicate: false) }
             let request = try AppendRequest(decision: decision, state: state, keys: keys)
-            let reply = try await appendScript.run(redis, keys: request.keys, arguments: [request.json])
+            let reply = try await appends.run(appendScript, keys: request.keys, arguments: request.arguments)
             switch try request.parse(reply, partition: partition) {
-            case .appended(let events): return Outcome(events: events, duplicate: false)
-            case .duplicate(let event): return Outcome(events: [event], duplicate: true)
-            case .conflict: continue  // a fact changed since we read it: decide again
+            case .appended(let events):
+                if let cacheKey { sendStates.put(cacheKey, state: state, after: events.map(\.event)) }
+                return Outcome(events: events, duplicate: false)
+            case .duplicate(let event):
+                return Outcome(events: [event], duplicate: true)
+            case .conflict:
+                // A fact changed since it was read: read again and decide again.
+                if let cacheKey { sendStates.remove(cacheKey) }
+                cached = nil
             }
         }
         throw Failure(description: "\(command) kept conflicting with concurrent changes after \(maxAttempts) attempts")
     }
 
     // MARK: - Reading
+
+    /// Stops the append writers (their threads and connections); the Redis client is the caller's.
+    public func shutdown() {
+        appends.shutdown()
+    }
 
     /// The events of a partition after `entryID` (exclusive), oldest first.
     public func read(partition: Int, after entryID: String = "0-0", count: Int = 1000) async throws -> [LoggedEvent] {

@@ -37,6 +37,7 @@ struct TestLog {
     func cleanUp() async throws {
         let keys = try await redis.command(["KEYS", "\(log.partitioning.namespace)*"]).array?.compactMap(\.string) ?? []
         if !keys.isEmpty { try await redis.command(["DEL"] + keys) }
+        log.shutdown()
         await redis.shutdown()
     }
 }

@@ -24,7 +24,13 @@ struct EventCodecTests {
             let json = try EventCodec.encode(event)
             #expect(json.contains("\"type\":\"\(data.type.rawValue)\""))
             #expect(try EventCodec.decode(json) == event)
+            // The log's hand-written body is exactly JSONEncoder's output minus the appended fields.
+            var bare = event
+            bare.seq = nil; bare.hash = nil; bare.prevHash = nil
+            #expect(EventCodec.body(bare) + "}" == (try EventCodec.encode(bare)))
         }
+        #expect(EventCodec.body(Event(id: "e", at: at, actorId: "a\u{1}\"\\", data: .roomRead(RoomRead(seq: 1)))) + "}"
+            == (try EventCodec.encode(Event(id: "e", at: at, actorId: "a\u{1}\"\\", data: .roomRead(RoomRead(seq: 1))))))
         let sent = try EventCodec.encode(Event(id: "e", at: at, actorId: "a", data: .messageSent(MessageSent(messageId: "m", body: "b"))))
         #expect(sent.contains("\"clientMsgId\":null"))
         #expect(sent.contains("\"at\":\"2025-11-24T16:00:00.123Z\""))

@@ -9,25 +9,37 @@ public protocol PooledConnection: AnyObject, Sendable {
     func close()
 }
 
-/// A bounded pool of connections. Leasing is async (it never blocks a thread), opening a
-/// connection runs on the store's `BlockingExecutor`, a caller waits at most
-/// `acquireTimeout` for a free connection, and a broken connection is replaced rather than
-/// handed out again.
-public actor ConnectionPool<Connection: PooledConnection> {
+/// A bounded pool of connections. Leasing never blocks a thread: a free connection is
+/// taken under a lock, a new one is opened on the store's `BlockingExecutor`, and a caller
+/// that finds the pool full waits (at most `acquireTimeout`) for the next release. A
+/// broken connection is closed on release instead of being handed out again.
+public final class ConnectionPool<Connection: PooledConnection>: Sendable {
     private struct Waiter {
         let id: UInt64
         let continuation: CheckedContinuation<Connection?, any Error>
+    }
+
+    private struct State {
+        var idle: [Connection] = []
+        var count = 0
+        var waiters: [Waiter] = []
+        var nextWaiterID: UInt64 = 0
+        var closed = false
+    }
+
+    /// What a lease attempt found, decided under the lock and acted on outside it.
+    private enum Take {
+        case connection(Connection)
+        case open
+        case wait(UInt64)
+        case closed
     }
 
     private let store: DriverError.Store
     private let maxConnections: Int
     private let acquireTimeout: Duration
     private let open: @Sendable () async throws -> Connection
-    private var idle: [Connection] = []
-    private var count = 0
-    private var waiters: [Waiter] = []
-    private var nextWaiterID: UInt64 = 0
-    private var closed = false
+    private let state = NIOLockedValueBox(State())
 
     /// - Parameters:
     ///   - open: opens a new connection (runs the blocking connect on the executor).
@@ -42,93 +54,123 @@ public actor ConnectionPool<Connection: PooledConnection> {
     }
 
     /// How many connections are open now (idle or leased).
-    public var openConnections: Int { count }
+    public var openConnections: Int { state.withLockedValue { $0.count } }
 
     /// Takes a connection: an idle one, a new one while under the limit, or the next one
     /// released, waiting at most `acquireTimeout`.
     public func lease() async throws -> Connection {
-        if closed { throw DriverError(store, .closed, "the client was shut down") }
-        while let connection = idle.popLast() {
-            if connection.isUsable { return connection }
-            retire(connection)
+        var stale: [Connection] = []
+        let take: Take = state.withLockedValue { state in
+            if state.closed { return .closed }
+            while let connection = state.idle.popLast() {
+                if connection.isUsable { return .connection(connection) }
+                stale.append(connection)
+                state.count -= 1
+            }
+            if state.count < maxConnections {
+                state.count += 1
+                return .open
+            }
+            state.nextWaiterID += 1
+            return .wait(state.nextWaiterID)
         }
-        if count < maxConnections {
-            count += 1
+        stale.forEach { $0.close() }
+        switch take {
+        case .connection(let connection): return connection
+        case .open: return try await openReserved()
+        case .closed: throw DriverError(store, .closed, "the client was shut down")
+        case .wait(let id):
+            let timeout = acquireTimeout
+            let timer = Task { [weak self] in
+                try await Task.sleep(for: timeout)
+                self?.expire(id)
+            }
+            defer { timer.cancel() }
+            let handed: Connection? = try await withCheckedThrowingContinuation { continuation in
+                // Re-check under the lock: a release may have come since we decided to wait.
+                var stale: [Connection] = []
+                let now: Connection?? = state.withLockedValue { state in
+                    while let connection = state.idle.popLast() {
+                        if connection.isUsable { return .some(connection) }
+                        stale.append(connection)
+                        state.count -= 1
+                    }
+                    if state.count < maxConnections {
+                        state.count += 1
+                        return .some(nil)
+                    }
+                    state.waiters.append(Waiter(id: id, continuation: continuation))
+                    return .none
+                }
+                stale.forEach { $0.close() }
+                if let now { continuation.resume(returning: now) }
+            }
+            if let handed { return handed }
+            // A slot was freed for us (a broken connection was retired): open a new one.
             return try await openReserved()
         }
-        let id = nextWaiterID
-        nextWaiterID += 1
-        let timeout = acquireTimeout
-        let timer = Task { [weak self] in
-            try await Task.sleep(for: timeout)
-            await self?.expire(id)
-        }
-        defer { timer.cancel() }
-        let handed: Connection? = try await withCheckedThrowingContinuation { continuation in
-            waiters.append(Waiter(id: id, continuation: continuation))
-        }
-        if let handed { return handed }
-        // A slot was freed for us (a broken connection was retired): open a new one.
-        return try await openReserved()
     }
 
-    /// Gives a leased connection back. A broken one is closed, and so are the idle ones
-    /// opened before it: when the server went away they are broken too.
+    /// Gives a leased connection back (from any thread). A broken one is closed, and so are
+    /// the idle ones opened before it: when the server went away they are broken too.
     public func release(_ connection: Connection) {
-        guard connection.isUsable, !closed else {
-            retire(connection)
-            if !closed {
-                for stale in idle { retire(stale) }
-                idle.removeAll()
+        var retired: [Connection] = []
+        let resume: (Waiter, Connection?)? = state.withLockedValue { state in
+            if connection.isUsable && !state.closed {
+                if !state.waiters.isEmpty { return (state.waiters.removeFirst(), connection) }
+                state.idle.append(connection)
+                return nil
             }
-            handSlotToWaiter()
-            return
+            retired.append(connection)
+            if !state.closed { retired += state.idle; state.idle.removeAll() }
+            state.count -= retired.count
+            return Self.slotForWaiter(&state, max: maxConnections)
         }
-        if !waiters.isEmpty {
-            waiters.removeFirst().continuation.resume(returning: connection)
-        } else {
-            idle.append(connection)
-        }
+        retired.forEach { $0.close() }
+        if let (waiter, handed) = resume { waiter.continuation.resume(returning: handed) }
     }
 
     /// Closes every idle connection and refuses new leases; leased ones close on release.
     public func close() {
-        closed = true
-        for connection in idle { retire(connection) }
-        idle.removeAll()
+        let (idle, waiters) = state.withLockedValue { state -> ([Connection], [Waiter]) in
+            state.closed = true
+            defer { state.idle.removeAll(); state.waiters.removeAll() }
+            state.count -= state.idle.count
+            return (state.idle, state.waiters)
+        }
+        idle.forEach { $0.close() }
         for waiter in waiters {
             waiter.continuation.resume(throwing: DriverError(store, .closed, "the client was shut down"))
         }
-        waiters.removeAll()
     }
 
     private func openReserved() async throws -> Connection {
         do {
             return try await open()
         } catch {
-            count -= 1
-            handSlotToWaiter()
+            let resume = state.withLockedValue { state -> (Waiter, Connection?)? in
+                state.count -= 1
+                return Self.slotForWaiter(&state, max: maxConnections)
+            }
+            if let (waiter, handed) = resume { waiter.continuation.resume(returning: handed) }
             throw error
         }
     }
 
-    private func retire(_ connection: Connection) {
-        connection.close()
-        count -= 1
-    }
-
-    private func handSlotToWaiter() {
-        guard !waiters.isEmpty, count < maxConnections else { return }
-        count += 1
-        waiters.removeFirst().continuation.resume(returning: nil)
+    /// Gives a freed slot to the first waiter (it opens a connection itself).
+    private static func slotForWaiter(_ state: inout State, max: Int) -> (Waiter, Connection?)? {
+        guard !state.waiters.isEmpty, state.count < max else { return nil }
+        state.count += 1
+        return (state.waiters.removeFirst(), nil)
     }
 
     private func expire(_ id: UInt64) {
-        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
-        let waiter = waiters.remove(at: index)
-        waiter.continuation.resume(
-            throwing: DriverError(
-                store, .timeout, "no free connection within \(acquireTimeout) (pool of \(maxConnections))"))
+        let waiter = state.withLockedValue { state -> Waiter? in
+            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: index)
+        }
+        waiter?.continuation.resume(
+            throwing: DriverError(store, .timeout, "no free connection within \(acquireTimeout) (pool of \(maxConnections))"))
     }
 }
 
@@ -152,18 +194,16 @@ final class BlockingConnections<Connection: PooledConnection>: Sendable {
 
     func withConnection<T: Sendable>(_ body: @escaping @Sendable (Connection) throws -> T) async throws -> T {
         let connection = try await pool.lease()
-        do {
-            let result = try await executor.run { try body(connection) }
-            await pool.release(connection)
-            return result
-        } catch {
-            await pool.release(connection)
-            throw error
+        let pool = self.pool
+        // Released on the executor's thread as soon as the body is done: no extra hop.
+        return try await executor.run {
+            defer { pool.release(connection) }
+            return try body(connection)
         }
     }
 
     func shutdown() async {
-        await pool.close()
+        pool.close()
         await executor.shutdown()
     }
 }

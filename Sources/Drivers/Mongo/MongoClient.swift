@@ -188,7 +188,16 @@ final class AsyncSemaphore: Sendable {
         }
         defer { timer.cancel() }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            state.withLockedValue { $0.waiters.append((id, continuation)) }
+            // Re-check under the lock: a release may have come since we decided to wait.
+            let free = state.withLockedValue { state -> Bool in
+                if state.permits > 0 {
+                    state.permits -= 1
+                    return true
+                }
+                state.waiters.append((id, continuation))
+                return false
+            }
+            if free { continuation.resume() }
         }
     }
 

@@ -29,6 +29,20 @@ public final class RedisScript: Sendable {
         try await client.withConnection { try self.run(on: $0, keys: keys, arguments: arguments) }
     }
 
+    /// The script's SHA1, loading it into Redis first when it is not known yet.
+    public func sha(loadingWith client: RedisClient) async throws -> String {
+        if let known = sha.withLockedValue({ $0 }) { return known }
+        let loaded = try await client.command(["SCRIPT", "LOAD", source])
+        guard let digest = loaded.string else { throw DriverError(.redis, .invalid, "SCRIPT LOAD answered \(loaded)") }
+        sha.withLockedValue { $0 = digest }
+        return digest
+    }
+
+    /// Forgets the SHA1 (after NOSCRIPT), so that the next run loads the script again.
+    public func forget() {
+        sha.withLockedValue { $0 = nil }
+    }
+
     private func loadAndRun(on connection: RedisConnection, keys: [String], arguments: [String]) throws -> RedisValue {
         let loaded = try connection.command(["SCRIPT", "LOAD", source]).orThrow()
         guard let digest = loaded.string else { throw DriverError(.redis, .invalid, "SCRIPT LOAD answered \(loaded)") }

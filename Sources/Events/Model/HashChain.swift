@@ -26,24 +26,19 @@ public enum HashChain {
 
     /// SHA-256 of a body, lowercase hex.
     public static func digest(_ body: String) -> String {
-        SHA256.hash(data: Data(body.utf8)).map { String(format: "%02x", $0) }.joined()
+        hexString(SHA256.hash(data: Data(body.utf8)))
     }
 
     /// SHA-1 of the link input, lowercase hex (what `redis.sha1hex` computes).
     public static func link(prevHash: String, digest: String, seq: Int64?) -> String {
         let input = prevHash + digest + (seq.map(String.init) ?? "")
-        return Insecure.SHA1.hash(data: Data(input.utf8)).map { String(format: "%02x", $0) }.joined()
+        return hexString(Insecure.SHA1.hash(data: Data(input.utf8)))
     }
 
     /// The body of an event as the appender hands it to the log: its JSON without `seq`,
     /// `prevHash`, `hash` and without the closing brace.
     public static func body(of event: Event) throws -> String {
-        var bare = event
-        bare.seq = nil
-        bare.prevHash = nil
-        bare.hash = nil
-        let json = try EventCodec.encode(bare)
-        return String(json.dropLast())
+        EventCodec.body(event)
     }
 
     /// What the log appends after the body.

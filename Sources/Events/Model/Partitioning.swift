@@ -39,6 +39,6 @@ public struct Partitioning: Sendable, Equatable {
     public static func directRoomId(_ a: String, _ b: String) -> String {
         let pair = a < b ? "\(a)|\(b)" : "\(b)|\(a)"
         let digest = SHA256.hash(data: Data("direct:\(pair)".utf8))
-        return "d-" + digest.prefix(12).map { String(format: "%02x", $0) }.joined()
+        return "d-" + hexString(digest.prefix(12))
     }
 }

@@ -202,7 +202,7 @@ public enum Rules {
     }
 
     static func validateBody(_ body: String, _ context: DecisionContext) throws(RuleError) {
-        guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        guard body.contains(where: { !$0.isWhitespace }) else {
             throw RuleError(.invalidRequest, "the message body is empty")
         }
         guard body.utf8.count <= context.maxMessageBytes else {

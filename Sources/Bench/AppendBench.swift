@@ -1,0 +1,87 @@
+import ArgumentParser
+import Drivers
+import EventLog
+import Events
+import Foundation
+
+/// `parley-bench appends`: rule-checked `message.sent` appends through `EventLog.execute`
+/// (state read, decide, the atomic Lua append), as the server does them.
+struct AppendBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "appends", abstract: "Rule-checked message appends: throughput, and latency at a fixed rate.")
+
+    @Option(help: "Concurrent senders.") var senders = 16
+    @Option(help: "Rooms the senders write to (senders are spread over them).") var rooms = 16
+    @Option(help: "Offered appends per second for the latency run; 0 runs closed-loop as fast as possible.") var rate = 0
+    @Option(help: "Seconds to run.") var seconds = 10.0
+    @Option(help: "Log partitions.") var partitions = 1
+
+    func run() async throws {
+        let stores = try StoreConfiguration(environment: ProcessInfo.processInfo.environment)
+        let redis = try RedisClient(.init(url: stores.redis.url, maxConnections: max(senders * 2, 8)))
+        let log = EventLog(redis: redis, partitions: partitions, namespace: "bench-\(UInt32.random(in: 0...UInt32.max))")
+        // Users and rooms: every sender is a joined member of the rooms it writes to.
+        let userIds = (0..<senders).map { "bench-user-\($0)" }
+        for (i, id) in userIds.enumerated() {
+            try await log.execute(.register(userId: id, username: "bencher\(i)", displayName: nil, passwordHash: "x"), actor: id)
+        }
+        let roomIds = (0..<rooms).map { "bench-room-\($0)" }
+        for roomId in roomIds {
+            try await log.execute(.createGroup(roomId: roomId, name: roomId, invite: Array(userIds.dropFirst())), actor: userIds[0])
+            for id in userIds.dropFirst() { try await log.execute(.join(roomId: roomId), actor: id) }
+        }
+
+        let latencies = LatencyRecorder()
+        let service = LatencyRecorder()  // from the actual start of the call: excludes the generator's own timer lateness
+        let lateness = LatencyRecorder()
+        let body = String(repeating: "m", count: 120)
+        let start = ContinuousClock.now
+        let end = start + .milliseconds(Int(seconds * 1000))
+        let perSender = rate > 0 ? Double(rate) / Double(senders) : 0
+        let sendersCount = senders
+        let roomCount = rooms
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for sender in 0..<sendersCount {
+                group.addTask {
+                    var n = 0
+                    let actor = userIds[sender]
+                    let room = roomIds[sender % roomCount]
+                    while true {
+                        // Open loop at a fixed rate: each send has a scheduled time and its
+                        // latency counts from then (no coordinated omission).
+                        let scheduled = perSender > 0 ? start + .milliseconds(Int(Double(n) * 1000 / perSender)) : ContinuousClock.now
+                        if scheduled >= end || ContinuousClock.now >= end { break }
+                        if perSender > 0 { try await Task.sleep(until: scheduled) }
+                        let began = ContinuousClock.now
+                        lateness.record(began - scheduled)
+                        try await log.execute(
+                            .send(roomId: room, messageId: "m-\(sender)-\(n)", body: body, clientMsgId: "c-\(sender)-\(n)", replyTo: nil),
+                            actor: actor)
+                        let done = ContinuousClock.now
+                        latencies.record(done - scheduled)
+                        service.record(done - began)
+                        n += 1
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = ContinuousClock.now - start
+        let secondsTaken = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let s = latencies.summary
+        let offered = rate > 0 ? "\(rate)/s" : "max"
+        print("| \(senders) | \(rooms) | \(offered) | \(latencies.count) | \(Int(Double(latencies.count) / secondsTaken)) | "
+            + String(format: "%.2f | %.2f | %.2f | %.2f |", s.p50, s.p99, s.p999, s.max))
+        if rate > 0 {
+            let c = service.summary, l = lateness.summary
+            print(String(format: "  call only: p50 %.2f p99 %.2f p99.9 %.2f ms; generator timer lateness: p50 %.2f p99 %.2f ms", c.p50, c.p99, c.p999, l.p50, l.p99))
+        }
+        // Leave no benchmark keys behind.
+        let keys = try await redis.command(["KEYS", "\(log.partitioning.namespace):*"]).array?.compactMap(\.string) ?? []
+        for chunk in stride(from: 0, to: keys.count, by: 500) {
+            try await redis.command(["DEL"] + keys[chunk..<min(chunk + 500, keys.count)])
+        }
+        log.shutdown()
+        await redis.shutdown()
+    }
+}

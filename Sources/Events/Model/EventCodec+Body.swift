@@ -1,0 +1,44 @@
+/// The log's own writer of event bodies: the same JSON as `EventCodec.encode` (sorted
+/// keys, timestamps to the millisecond) without `seq`, `prevHash`, `hash` and the closing
+/// brace, written directly because `JSONEncoder` costs about 9 µs an event on Linux.
+/// `EventCodecTests` checks that both writers agree for every event type.
+extension EventCodec {
+    public static func body(_ event: Event) -> String {
+        var out = "{\"actorId\":" + jsonString(event.actorId)
+        out += ",\"at\":\"" + formatTimestamp(event.at) + "\""
+        out += ",\"data\":" + dataJSON(event.data)
+        out += ",\"id\":" + jsonString(event.id)
+        if let roomId = event.roomId { out += ",\"roomId\":" + jsonString(roomId) }
+        out += ",\"type\":\"" + event.type.rawValue + "\",\"v\":" + String(event.v)
+        return out
+    }
+
+    static func dataJSON(_ data: EventData) -> String {
+        var fields: [(String, String)] = []
+        func add(_ key: String, _ value: String?) { if let value { fields.append((key, jsonString(value))) } }
+        switch data {
+        case .userRegistered(let d):
+            add("displayName", d.displayName); add("passwordHash", d.passwordHash); add("userId", d.userId); add("username", d.username)
+        case .roomCreated(let d):
+            add("kind", d.kind.rawValue)
+            if let members = d.members { fields.append(("members", "[" + members.map(jsonString).joined(separator: ",") + "]")) }
+            add("name", d.name)
+        case .memberInvited(let m), .inviteDeclined(let m), .memberJoined(let m), .memberLeft(let m), .memberRemoved(let m),
+            .memberRoleChanged(let m):
+            add("role", m.role?.rawValue); add("userId", m.userId)
+        case .roomRenamed(let d):
+            add("name", d.name)
+        case .messageSent(let d):
+            add("body", d.body)
+            fields.append(("clientMsgId", d.clientMsgId.map(jsonString) ?? "null"))
+            add("messageId", d.messageId); add("replyTo", d.replyTo)
+        case .messageEdited(let d):
+            add("body", d.body); add("messageId", d.messageId)
+        case .messageDeleted(let d):
+            add("messageId", d.messageId)
+        case .roomRead(let d):
+            fields.append(("seq", String(d.seq)))
+        }
+        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+    }
+}
