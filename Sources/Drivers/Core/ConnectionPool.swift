@@ -62,17 +62,13 @@ public final class ConnectionPool<Connection: PooledConnection>: Sendable {
         var stale: [Connection] = []
         let take: Take = state.withLockedValue { state in
             if state.closed { return .closed }
-            while let connection = state.idle.popLast() {
-                if connection.isUsable { return .connection(connection) }
-                stale.append(connection)
-                state.count -= 1
+            switch Self.takeIdleOrSlot(&state, stale: &stale, max: maxConnections) {
+            case .some(.some(let connection)): return .connection(connection)
+            case .some(.none): return .open
+            case .none:
+                state.nextWaiterID += 1
+                return .wait(state.nextWaiterID)
             }
-            if state.count < maxConnections {
-                state.count += 1
-                return .open
-            }
-            state.nextWaiterID += 1
-            return .wait(state.nextWaiterID)
         }
         stale.forEach { $0.close() }
         switch take {
@@ -90,17 +86,9 @@ public final class ConnectionPool<Connection: PooledConnection>: Sendable {
                 // Re-check under the lock: a release may have come since we decided to wait.
                 var stale: [Connection] = []
                 let now: Connection?? = state.withLockedValue { state in
-                    while let connection = state.idle.popLast() {
-                        if connection.isUsable { return .some(connection) }
-                        stale.append(connection)
-                        state.count -= 1
-                    }
-                    if state.count < maxConnections {
-                        state.count += 1
-                        return .some(nil)
-                    }
-                    state.waiters.append(Waiter(id: id, continuation: continuation))
-                    return .none
+                    let found = Self.takeIdleOrSlot(&state, stale: &stale, max: maxConnections)
+                    if found == nil { state.waiters.append(Waiter(id: id, continuation: continuation)) }
+                    return found
                 }
                 stale.forEach { $0.close() }
                 if let now { continuation.resume(returning: now) }
@@ -155,6 +143,21 @@ public final class ConnectionPool<Connection: PooledConnection>: Sendable {
             if let (waiter, handed) = resume { waiter.continuation.resume(returning: handed) }
             throw error
         }
+    }
+
+    /// A usable idle connection (`.some(c)`), else a reserved slot to open one in
+    /// (`.some(nil)`), else nil (the pool is full). Broken idle ones go to `stale`.
+    private static func takeIdleOrSlot(_ state: inout State, stale: inout [Connection], max: Int) -> Connection?? {
+        while let connection = state.idle.popLast() {
+            if connection.isUsable { return .some(connection) }
+            stale.append(connection)
+            state.count -= 1
+        }
+        if state.count < max {
+            state.count += 1
+            return .some(nil)
+        }
+        return nil
     }
 
     /// Gives a freed slot to the first waiter (it opens a connection itself).
