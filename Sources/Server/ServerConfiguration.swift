@@ -18,6 +18,8 @@ struct ServerConfiguration: Sendable {
     var devMode = false
     var logPartitions = 1
     var maxMessageBytes = 4000
+    /// `/readyz` answers 503 while a projector is further behind the log than this.
+    var readyMaxLagMs: Int64 = 5000
 
     /// A configuration error: one line, naming the setting that is wrong.
     struct Invalid: Error, CustomStringConvertible {
@@ -57,6 +59,7 @@ struct ServerConfiguration: Sendable {
         self.port = try int("http-port", flag: flags.port, default: 8080, range: 0...65535)
         self.logPartitions = try int("log-partitions", flag: nil, default: 1, range: 1...1024)
         self.maxMessageBytes = try int("max-message-bytes", flag: nil, default: 4000, range: 1...1_000_000)
+        self.readyMaxLagMs = Int64(try int("ready-max-lag-ms", flag: nil, default: 5000, range: 1...86_400_000))
         do {
             self.stores = try StoreConfiguration(environment: environment)
         } catch let error as DriverError {

@@ -84,13 +84,19 @@ struct StartupTests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        defer { process.terminate(); process.waitUntilExit() }
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
         let url = URL(string: "http://127.0.0.1:\(port)/healthz")!
         let (data, response) = try await eventually(seconds: 30) { try await URLSession.shared.data(from: url) }
         #expect((response as? HTTPURLResponse)?.statusCode == 200)
         #expect(String(decoding: data, as: UTF8.self).contains("\"status\":\"ok\""))
         let (_, ready) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/readyz")!)
         #expect((ready as? HTTPURLResponse)?.statusCode == 200)
+
+        // SIGTERM stops it cleanly: projectors finish their batch and the process exits 0.
+        process.terminate()
+        for _ in 0..<300 where process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!process.isRunning, "parley-server did not stop on SIGTERM")
+        if !process.isRunning { #expect(process.terminationStatus == 0) }
     }
 }
 

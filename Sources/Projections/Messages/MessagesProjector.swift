@@ -1,0 +1,173 @@
+import Drivers
+import EventLog
+import Events
+import Foundation
+
+/// Messages into MongoDB, one document per message (CONTRACT section 2): `_id` (message
+/// id), `roomId`, `seq`, `senderId`, `body`, `clientMsgId`, `sentAt`, `editedAt`,
+/// `deleted`, `replyTo`, plus `firstBody` and `edits` (every edit's body and time) for the
+/// edit history, and `pos`, the log position of the last event applied to the document.
+/// A deletion clears every body (the log keeps them for audits).
+///
+/// MongoDB has no transactions here, so each write is idempotent on its own: a send is an
+/// upsert that only inserts, and an edit or deletion applies only if the document's `pos`
+/// is older than the event. One ordered bulk write per batch, then the checkpoint.
+public struct MessagesProjector: Projector {
+    public let name: String
+    public let priority: ProjectionPriority
+    public let eventTypes: Set<EventType> = [.messageSent, .messageEdited, .messageDeleted]
+    public let collection: MongoCollection
+    let checkpoints: MongoCollection
+
+    public init(mongo: MongoClient, collection: String = "messages", name: String = "messages", priority: ProjectionPriority = .live) {
+        self.collection = mongo.collection(collection)
+        self.checkpoints = mongo.collection(collection + "_checkpoints")
+        self.name = name
+        self.priority = priority
+    }
+
+    public func prepare() async throws {
+        try await collection.createIndex(["roomId": 1, "seq": 1], unique: true)
+    }
+
+    public func checkpoint(partition: Int) async throws -> String {
+        try await checkpoints.findOne(["_id": .string("\(name):\(partition)")])?["position"]?.stringValue ?? "0-0"
+    }
+
+    /// A log position as a string that sorts like the position (for `pos` comparisons).
+    static func sortablePosition(_ entryID: String) -> String {
+        let parts = entryID.split(separator: "-")
+        let ms = parts.first.map(String.init) ?? "0", seq = parts.count > 1 ? String(parts[1]) : "0"
+        return String(repeating: "0", count: max(0, 15 - ms.count)) + ms + "-" + String(repeating: "0", count: max(0, 10 - seq.count)) + seq
+    }
+
+    public func apply(_ events: [LoggedEvent], partition: Int) async throws {
+        var writes: [MongoWrite] = []
+        for logged in events {
+            let event = logged.event
+            let pos = BSON.string(Self.sortablePosition(logged.entryID))
+            let at = BSON.date(event.at)
+            switch event.data {
+            case .messageSent(let sent):
+                var document: BSONDocument = [
+                    "roomId": .string(event.roomId ?? ""), "seq": .int64(event.seq ?? 0), "senderId": .string(event.actorId),
+                    "body": .string(sent.body), "firstBody": .string(sent.body), "clientMsgId": sent.clientMsgId.map(BSON.string) ?? .null,
+                    "sentAt": at, "editedAt": .null, "deleted": false, "replyTo": sent.replyTo.map(BSON.string) ?? .null,
+                    "edits": [], "pos": pos,
+                ]
+                document["partition"] = .int32(Int32(partition))
+                writes.append(.updateOne(filter: ["_id": .string(sent.messageId)], update: ["$setOnInsert": .document(document)], upsert: true))
+            case .messageEdited(let edited):
+                writes.append(.updateOne(
+                    filter: ["_id": .string(edited.messageId), "pos": ["$lt": pos], "deleted": false],
+                    update: ["$set": ["body": .string(edited.body), "editedAt": at, "pos": pos],
+                             "$push": ["edits": ["body": .string(edited.body), "at": at]]],
+                    upsert: false))
+            case .messageDeleted(let deleted):
+                writes.append(.updateOne(
+                    filter: ["_id": .string(deleted.messageId), "pos": ["$lt": pos]],
+                    update: ["$set": ["deleted": true, "deletedAt": at, "deletedBy": .string(event.actorId), "body": .null,
+                                      "firstBody": .null, "edits": [], "pos": pos]],
+                    upsert: false))
+            default:
+                continue
+            }
+        }
+        try await collection.bulkWrite(writes, ordered: true)
+        if let last = events.last {
+            try await checkpoints.updateOne(
+                filter: ["_id": .string("\(name):\(partition)")], update: ["$set": ["position": .string(last.entryID)]], upsert: true)
+        }
+    }
+}
+
+/// A message as readers get it (CONTRACT section 3).
+public struct MessageRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var roomId: String
+    public var seq: Int64
+    public var senderId: String
+    /// nil once deleted.
+    public var body: String?
+    public var clientMsgId: String?
+    public var sentAt: Date
+    public var editedAt: Date?
+    public var deleted: Bool
+    public var replyTo: String?
+    /// Every edit, oldest first (empty when never edited, or once deleted).
+    public var edits: [Edit]
+
+    public struct Edit: Codable, Sendable, Equatable {
+        public var body: String
+        public var at: Date
+    }
+
+    init(_ d: BSONDocument) {
+        id = d["_id"]?.stringValue ?? ""
+        roomId = d["roomId"]?.stringValue ?? ""
+        seq = d["seq"]?.int64Value ?? 0
+        senderId = d["senderId"]?.stringValue ?? ""
+        deleted = Self.bool(d["deleted"])
+        body = deleted ? nil : d["body"]?.stringValue
+        clientMsgId = d["clientMsgId"]?.stringValue
+        sentAt = Self.date(d["sentAt"]) ?? Date(timeIntervalSince1970: 0)
+        editedAt = Self.date(d["editedAt"])
+        replyTo = d["replyTo"]?.stringValue
+        edits = deleted ? [] : (d["edits"]?.arrayValue ?? []).compactMap(Self.edit)
+    }
+
+    // MongoDB keeps what Parley writes as BSON booleans, dates and subdocuments.
+    // nx-27017 (the test server) stores a boolean given to `$set` as 1, a date given to
+    // `$set` as text ("2026-11-25 14:40:36.267000", UTC) and a subdocument given to `$push`
+    // as its JSON text; both forms are read here so the projector runs on either server.
+
+    /// nx-27017 also stores a boolean given to `$set` as the integer 1.
+    static func bool(_ value: BSON?) -> Bool {
+        if let b = value?.boolValue { return b }
+        return (value?.int64Value ?? 0) != 0
+    }
+
+    static func date(_ value: BSON?) -> Date? {
+        switch value {
+        case .date?: return value?.dateValue
+        case .string(let text)?: return parseTimestamp(text.replacingOccurrences(of: " ", with: "T") + (text.hasSuffix("Z") ? "" : "Z"))
+        case .document(let d)?: return date(d["$date"])
+        default: return nil
+        }
+    }
+
+    static func edit(_ value: BSON) -> Edit? {
+        var document = value.documentValue
+        if case .string(let json) = value, let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] {
+            let at = (object["at"] as? [String: Any])?["$date"] as? String ?? object["at"] as? String
+            document = ["body": (object["body"] as? String).map(BSON.string) ?? .null, "at": at.map(BSON.string) ?? .null]
+        }
+        guard let document, let body = document["body"]?.stringValue, let at = date(document["at"]) else { return nil }
+        return Edit(body: body, at: at)
+    }
+}
+
+/// History reads over the messages collection.
+public struct MessagesReadModel: Sendable {
+    let collection: MongoCollection
+
+    public init(mongo: MongoClient, collection: String = "messages") {
+        self.collection = mongo.collection(collection)
+    }
+
+    /// A page of a room's history: the newest `limit` messages before `before` (all when
+    /// nil), newest first; or, with `after`, the oldest `limit` after it, oldest first.
+    public func page(roomId: String, before: Int64? = nil, after: Int64? = nil, limit: Int = 50) async throws
+        -> (messages: [MessageRecord], hasMore: Bool)
+    {
+        var filter: BSONDocument = ["roomId": .string(roomId)]
+        let ascending = after != nil
+        if let after { filter["seq"] = ["$gt": .int64(after)] } else if let before { filter["seq"] = ["$lt": .int64(before)] }
+        let documents = try await collection.find(filter, sort: ["seq": ascending ? 1 : -1], limit: limit + 1)
+        return (documents.prefix(limit).map(MessageRecord.init), documents.count > limit)
+    }
+
+    public func message(id: String) async throws -> MessageRecord? {
+        try await collection.findOne(["_id": .string(id)]).map(MessageRecord.init)
+    }
+}

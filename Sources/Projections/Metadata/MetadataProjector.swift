@@ -1,0 +1,179 @@
+import Drivers
+import EventLog
+import Events
+import Foundation
+
+/// Users, rooms, members (roles, invite state, `last_read_seq`), the last message of each
+/// room and the checkpoints, in PostgreSQL. A batch and its checkpoint commit in one
+/// transaction and events at or before the checkpoint are skipped, so a batch delivered
+/// twice changes nothing. Message sends and read receipts, the bulk of any log, are folded
+/// into two array statements per batch.
+public struct MetadataProjector: Projector {
+    public let name: String
+    /// The PostgreSQL schema written to: `public` live, another for shadow rebuilds.
+    public let schema: String
+    public let priority: ProjectionPriority
+    public let eventTypes = Set(EventType.allCases)
+    let postgres: PostgresClient
+
+    public init(postgres: PostgresClient, schema: String = "public", name: String = "metadata", priority: ProjectionPriority = .live) {
+        precondition(schema.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } && !schema.isEmpty, "schema must be an identifier")
+        self.postgres = postgres
+        self.schema = schema
+        self.name = name
+        self.priority = priority
+    }
+
+    public static let tables = ["users", "rooms", "room_members", "projector_checkpoints"]
+
+    /// A schema other than `public` gets the tables of `public` (created by the migrations).
+    public func prepare() async throws {
+        guard schema != "public" else { return }
+        let s = schema
+        try await postgres.withConnection { c in
+            try c.execute("CREATE SCHEMA IF NOT EXISTS \(s)")
+            for table in Self.tables { try c.execute("CREATE TABLE IF NOT EXISTS \(s).\(table) (LIKE public.\(table) INCLUDING ALL)") }
+        }
+    }
+
+    public func checkpoint(partition: Int) async throws -> String {
+        try await postgres.query(
+            "SELECT position FROM \(schema).projector_checkpoints WHERE projector = $1 AND partition = $2", [name, partition]
+        ).first?.string("position") ?? "0-0"
+    }
+
+    public func apply(_ events: [LoggedEvent], partition: Int) async throws {
+        guard !events.isEmpty else { return }
+        let s = schema, name = self.name
+        try await postgres.withTransaction { c in
+            let done = try c.query(
+                "SELECT position FROM \(s).projector_checkpoints WHERE projector = $1 AND partition = $2 FOR UPDATE", [name, partition]
+            ).first?.string("position") ?? "0-0"
+            let fresh = events.filter { StreamID.less(done, $0.entryID) }
+            guard let last = fresh.last else { return }
+            var batch = Batch()
+            for logged in fresh { try Self.apply(logged.event, schema: s, connection: c, batch: &batch) }
+            try batch.flush(schema: s, connection: c)
+            try c.query(
+                """
+                INSERT INTO \(s).projector_checkpoints (projector, partition, position, updated_at) VALUES ($1, $2, $3, now())
+                ON CONFLICT (projector, partition) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+                """, [name, partition, last.entryID])
+        }
+    }
+
+    /// What a batch folds before writing: the newest message per room, the highest read
+    /// seq per member, and the edits and deletions to apply after the sends, in order.
+    struct Batch {
+        var lastMessages: [String: (seq: Int64, id: String, by: String, body: String, at: Date)] = [:]
+        var reads: [String: (room: String, user: String, seq: Int64)] = [:]
+        var afterSends: [(sql: String, parameters: [any PostgresBindable])] = []
+
+        mutating func read(room: String, user: String, seq: Int64) {
+            let key = room + " " + user
+            if (reads[key]?.seq ?? -1) < seq { reads[key] = (room, user, seq) }
+        }
+
+        func flush(schema s: String, connection c: PostgresConnection) throws {
+            if !lastMessages.isEmpty {
+                let rows = Array(lastMessages)
+                try c.query(
+                    """
+                    UPDATE \(s).rooms AS r SET last_seq = v.seq, last_message_id = v.mid, last_message_by = v.by,
+                        last_message_body = v.body, last_message_at = v.at, last_message_deleted = false
+                    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+                        AS v(id, seq, mid, by, body, at)
+                    WHERE r.id = v.id AND r.last_seq < v.seq
+                    """,
+                    [postgresArray(rows.map(\.key)), postgresArray(rows.map { String($0.value.seq) }),
+                     postgresArray(rows.map(\.value.id)), postgresArray(rows.map(\.value.by)),
+                     postgresArray(rows.map(\.value.body)), postgresArray(rows.map { formatTimestamp($0.value.at) })])
+            }
+            if !reads.isEmpty {
+                let rows = Array(reads.values)
+                try c.query(
+                    """
+                    UPDATE \(s).room_members AS m SET last_read_seq = v.seq
+                    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v(room, usr, seq)
+                    WHERE m.room_id = v.room AND m.user_id = v.usr AND m.last_read_seq < v.seq
+                    """,
+                    [postgresArray(rows.map(\.room)), postgresArray(rows.map(\.user)), postgresArray(rows.map { String($0.seq) })])
+            }
+            for statement in afterSends { try c.query(statement.sql, statement.parameters) }
+        }
+    }
+
+    static func apply(_ event: Event, schema s: String, connection c: PostgresConnection, batch: inout Batch) throws {
+        let room = event.roomId ?? ""
+        let at = event.at
+        func member(_ userId: String, role: Role, state: MemberState, invitedBy: String? = nil) throws {
+            try c.query(
+                """
+                INSERT INTO \(s).room_members (room_id, user_id, role, state, invited_by, invited_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (room_id, user_id) DO UPDATE SET role = EXCLUDED.role, state = EXCLUDED.state,
+                    invited_by = COALESCE(EXCLUDED.invited_by, \(s).room_members.invited_by),
+                    invited_at = COALESCE(EXCLUDED.invited_at, \(s).room_members.invited_at), updated_at = EXCLUDED.updated_at
+                """, [room, userId, role.rawValue, state.rawValue, invitedBy, invitedBy == nil ? nil : at, at])
+        }
+        func setState(_ userId: String, _ state: MemberState) throws {
+            try c.query(
+                "UPDATE \(s).room_members SET state = $3, updated_at = $4 WHERE room_id = $1 AND user_id = $2",
+                [room, userId, state.rawValue, at])
+        }
+        switch event.data {
+        case .userRegistered(let user):
+            try c.query(
+                """
+                INSERT INTO \(s).users (id, username, display_name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (id) DO NOTHING
+                """, [user.userId, user.username, user.displayName, user.passwordHash, at])
+        case .roomCreated(let created):
+            try c.query(
+                """
+                INSERT INTO \(s).rooms (id, kind, name, created_by, created_at) VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (id) DO NOTHING
+                """, [room, created.kind.rawValue, created.name, event.actorId, at])
+            switch created.kind {
+            case .group: try member(event.actorId, role: .owner, state: .joined)
+            case .direct: for userId in created.members ?? [] { try member(userId, role: .member, state: .joined) }
+            }
+        case .memberInvited(let m):
+            try member(m.userId, role: m.role ?? .member, state: .invited, invitedBy: event.actorId)
+        case .memberJoined(let m):
+            try member(m.userId, role: m.role ?? .member, state: .joined)
+        case .inviteDeclined(let m): try setState(m.userId, .declined)
+        case .memberLeft(let m): try setState(m.userId, .left)
+        case .memberRemoved(let m): try setState(m.userId, .removed)
+        case .memberRoleChanged(let m):
+            try c.query(
+                "UPDATE \(s).room_members SET role = $3, updated_at = $4 WHERE room_id = $1 AND user_id = $2",
+                [room, m.userId, (m.role ?? .member).rawValue, at])
+        case .roomRenamed(let renamed):
+            try c.query("UPDATE \(s).rooms SET name = $2 WHERE id = $1", [room, renamed.name])
+        case .messageSent(let sent):
+            let seq = event.seq ?? 0
+            if (batch.lastMessages[room]?.seq ?? -1) < seq {
+                batch.lastMessages[room] = (seq, sent.messageId, event.actorId, sent.body, at)
+            }
+            batch.read(room: room, user: event.actorId, seq: seq)  // what I send, I have read
+        case .roomRead(let read):
+            batch.read(room: room, user: event.actorId, seq: read.seq)
+        case .messageEdited(let edited):
+            batch.afterSends.append((
+                "UPDATE \(s).rooms SET last_message_body = $3 WHERE id = $1 AND last_message_id = $2", [room, edited.messageId, edited.body]
+            ))
+        case .messageDeleted(let deleted):
+            batch.afterSends.append((
+                "UPDATE \(s).rooms SET last_message_body = NULL, last_message_deleted = true WHERE id = $1 AND last_message_id = $2",
+                [room, deleted.messageId]
+            ))
+        }
+    }
+}
+
+/// A PostgreSQL array literal of text values (`{"a","b"}`), for `unnest($1::text[])`.
+func postgresArray(_ values: [String]) -> String {
+    "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        .joined(separator: ",") + "}"
+}

@@ -1,2 +1,0 @@
-/// Projectors (issue [projections]).
-public enum ParleyProjections {}

@@ -1,0 +1,102 @@
+import NIOConcurrencyHelpers
+
+/// A bounded pool of workers for projection work, run most urgent first: when a worker is
+/// free, the pending job with the highest priority (the oldest among equals) gets it. Live
+/// projection therefore never waits behind a rebuild for more than the one rebuild batch
+/// already running on each worker.
+public final class PriorityScheduler: Sendable {
+    private struct Waiter {
+        let priority: ProjectionPriority
+        let order: UInt64
+        let label: String
+        /// Jobs started so far, by priority, when this one began to wait.
+        let startedBefore: [ProjectionPriority: Int]
+        let continuation: CheckedContinuation<Void, Never>
+    }
+
+    /// One started job: its priority and label, and how many less urgent jobs started
+    /// while it waited (always 0 unless the scheduler is wrong).
+    public struct TraceEntry: Sendable {
+        public var priority: ProjectionPriority
+        public var label: String
+        public var waited: Bool
+        public var overtakenByLessUrgent: Int
+    }
+
+    private struct State {
+        var running = 0
+        var waiters: [Waiter] = []
+        var order: UInt64 = 0
+        var started: [ProjectionPriority: Int] = [:]
+        var trace: [TraceEntry] = []
+        var tracing = false
+    }
+
+    public let workers: Int
+    private let state = NIOLockedValueBox(State())
+
+    public init(workers: Int = 2) {
+        self.workers = max(1, workers)
+    }
+
+    /// Runs `body` on a worker once every more urgent pending job has started.
+    public func run<T: Sendable>(
+        _ priority: ProjectionPriority, label: String = "", _ body: @Sendable () async throws -> T
+    ) async rethrows -> T {
+        await acquire(priority, label: label)
+        defer { release() }
+        return try await body()
+    }
+
+    /// Records the start of every job (priority and label) while `tracing` is on: tests
+    /// check the order of work with it.
+    public func startTracing() {
+        state.withLockedValue { $0.tracing = true; $0.trace = [] }
+    }
+
+    public var trace: [TraceEntry] { state.withLockedValue { $0.trace } }
+
+    /// Jobs waiting for a worker, by priority.
+    public var pending: [ProjectionPriority: Int] {
+        state.withLockedValue { Dictionary(grouping: $0.waiters, by: \.priority).mapValues(\.count) }
+    }
+
+    private func acquire(_ priority: ProjectionPriority, label: String) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLockedValue { state -> Bool in
+                if state.running < workers && state.waiters.isEmpty {
+                    state.running += 1
+                    state.started[priority, default: 0] += 1
+                    if state.tracing { state.trace.append(TraceEntry(priority: priority, label: label, waited: false, overtakenByLessUrgent: 0)) }
+                    return true
+                }
+                state.order += 1
+                state.waiters.append(
+                    Waiter(priority: priority, order: state.order, label: label, startedBefore: state.started, continuation: continuation))
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    private func release() {
+        let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            guard let index = state.waiters.indices.max(by: { a, b in
+                let x = state.waiters[a], y = state.waiters[b]
+                return x.priority != y.priority ? x.priority < y.priority : x.order > y.order
+            }) else {
+                state.running -= 1
+                return nil
+            }
+            let waiter = state.waiters.remove(at: index)
+            state.started[waiter.priority, default: 0] += 1
+            if state.tracing {
+                let overtaken = state.started.filter { $0.key < waiter.priority }
+                    .map { $0.value - (waiter.startedBefore[$0.key] ?? 0) }.reduce(0, +)
+                state.trace.append(TraceEntry(priority: waiter.priority, label: waiter.label, waited: true, overtakenByLessUrgent: overtaken))
+            }
+            return waiter.continuation
+        }
+        next?.resume()
+    }
+}

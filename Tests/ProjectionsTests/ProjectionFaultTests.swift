@@ -1,0 +1,138 @@
+import EventLog
+import Events
+import Foundation
+import Testing
+import TestSupport
+
+@testable import Projections
+
+@Suite("Projector faults: a dead consumer, poison events, rebuilds beside live work")
+struct ProjectionFaultTests {
+    func sendMany(_ f: ProjectionFixture, _ ids: [String: String], count: Int, prefix: String) async throws {
+        for n in 0..<count {
+            try await f.log.execute(
+                .send(roomId: "club", messageId: "\(prefix)\(n)", body: "message \(n)", clientMsgId: nil, replyTo: nil),
+                actor: n.isMultiple(of: 2) ? ids["ada"]! : ids["bea"]!)
+        }
+    }
+
+    @Test func aConsumerKilledMidBatchLeavesNoLossAndNoDuplicate() async throws {
+        let f = try await ProjectionFixture(partitions: 1)
+        let ids = try await f.workload()
+        try await sendMany(f, ids, count: 40, prefix: "x")
+        let stream = f.log.partitioning.streamKey(0)
+        // A consumer reads a batch, applies half of it, and dies holding the lease.
+        for projector in [f.metadata.name, f.messages.name] {
+            try await f.redis.xgroupCreate(stream, group: projector, startID: "0")
+        }
+        for projector in [f.metadata, f.messages] as [any Projector] {
+            let taken = try await f.redis.xreadgroup(group: projector.name, consumer: "dead", [(stream, ">")], count: 30)
+            let events = try taken[0].entries.map { try EventLogDecoding.decode($0, partition: 0) }
+            try await projector.apply(Array(events.prefix(15)), partition: 0)
+            try await f.redis.command("SET", "\(f.log.partitioning.namespace):lease:\(projector.name):0", "dead", "PX", "300")
+        }
+        try await sendMany(f, ids, count: 10, prefix: "y")
+
+        // Another consumer waits out the lease, claims the dead one's entries and goes on.
+        let runners = [f.runner(f.metadata, consumer: "alive", leaseMs: 300), f.runner(f.messages, consumer: "alive", leaseMs: 300)]
+        let task = Task { try await withThrowingTaskGroup(of: Void.self) { g in for r in runners { g.addTask { try await r.run() } }; try await g.waitForAll() } }
+        try await f.waitUntilCaughtUp(f.metadata)
+        try await f.waitUntilCaughtUp(f.messages)
+        task.cancel()
+        _ = try? await task.value
+
+        let sent = try await f.log.read(partition: 0, count: 10_000).filter { $0.event.type == .messageSent }
+        let documents = try await f.messages.collection.find(["roomId": "club"])
+        #expect(documents.count == sent.filter { $0.event.roomId == "club" }.count)
+        #expect(Set(documents.compactMap { $0["seq"]?.int64Value }).count == documents.count)
+        #expect(try await f.read.room(id: "club")?.lastSeq == 53)
+        for group in try await f.redis.xinfoGroups(stream) {
+            #expect(group["pending"]?.int == 0, "\(group)")  // everything acknowledged
+        }
+        try await f.cleanUp()
+    }
+
+    @Test func poisonEventsAreParkedAndLaterEventsStillArrive() async throws {
+        let f = try await ProjectionFixture(partitions: 1)
+        let ids = try await f.workload()
+        let stream = f.log.partitioning.streamKey(0)
+        // Unreadable bytes; a user whose username is taken (PostgreSQL refuses it); a message
+        // reusing seq 1 of the room (MongoDB's unique index refuses it).
+        _ = try await f.redis.xadd(stream, fields: [("event", "{not json")])
+        let clash = Event(id: "e-clash", at: Date(), actorId: "intruder",
+                          data: .userRegistered(UserRegistered(userId: "intruder", username: "ada", displayName: "Ada?", passwordHash: "x")))
+        _ = try await f.redis.xadd(stream, fields: [("event", try EventCodec.encode(clash))])
+        let dupSeq = Event(id: "e-dup", at: Date(), actorId: ids["ada"]!, roomId: "club", seq: 1,
+                           data: .messageSent(MessageSent(messageId: "evil", body: "same seq")))
+        _ = try await f.redis.xadd(stream, fields: [("event", try EventCodec.encode(dupSeq))])
+        try await f.log.execute(.send(roomId: "club", messageId: "after", body: "still here", clientMsgId: nil, replyTo: nil), actor: ids["bea"]!)
+
+        try await f.project()
+        #expect(try await f.history.message(id: "after")?.body == "still here")
+        #expect(try await f.read.rooms(of: ids["bea"]!).first { $0.room.id == "club" }?.lastMessage?.id == "after")
+        #expect(try await f.history.message(id: "evil") == nil)
+        #expect(try await f.read.user(id: "intruder") == nil)
+
+        let metadataDead = try await f.redis.xrange("\(f.log.partitioning.namespace):dead:metadata")
+        #expect(metadataDead.count == 2)
+        #expect(metadataDead.first?["event"] == "{not json")
+        #expect(metadataDead.last?["error"]?.contains("23505") == true)
+        let messagesDead = try await f.redis.xrange("\(f.log.partitioning.namespace):dead:messages")
+        #expect(messagesDead.map { $0["event"]?.contains("evil") ?? false } == [false, true])
+        #expect(messagesDead.last?["error"]?.contains("duplicate") == true || messagesDead.last?["error"]?.contains("11000") == true)
+        try await f.cleanUp()
+    }
+
+    @Test func liveProjectionRunsBeforeAHundredThousandEventRebuild() async throws {
+        let f = try await ProjectionFixture(partitions: 1, workers: 1)
+        let ids = try await f.workload()
+        // A log of 100,000 messages to rebuild (written straight to its stream).
+        let source = EventLog(redis: f.redis, partitions: 1, namespace: f.log.partitioning.namespace + "-src")
+        let created = Event(id: newID(), at: Date(), actorId: "owner", roomId: "big", data: .roomCreated(RoomCreated(kind: .group, name: "Big")))
+        var commands = [RedisClient.xaddArguments(source.partitioning.streamKey(0), fields: [("event", try EventCodec.encode(created))])]
+        for seq in 1...100_000 {
+            let event = Event(id: "e\(seq)", at: Date(), actorId: "owner", roomId: "big", seq: Int64(seq),
+                              data: .messageSent(MessageSent(messageId: "big\(seq)", body: "backlog \(seq)")))
+            commands.append(RedisClient.xaddArguments(source.partitioning.streamKey(0), fields: [("event", try EventCodec.encode(event))]))
+            if commands.count == 5000 { _ = try await f.redis.pipeline(commands); commands = [] }
+        }
+        _ = try await f.redis.pipeline(commands)
+
+        let scratch = MetadataProjector(postgres: f.postgres, schema: f.schema + "_rebuild", name: "metadata-rebuild", priority: .rebuild)
+        f.scheduler.startTracing()
+        let rebuild = Task { try await ProjectionRebuild(log: source, scheduler: f.scheduler, batchSize: 2000).run(scratch) }
+        let live = f.runner(f.metadata)
+        let liveTask = Task { try await live.run() }
+        // Live messages keep coming while the rebuild runs.
+        var sentLive = 0
+        while sentLive < 40 {
+            try await f.log.execute(.send(roomId: "club", messageId: "live\(sentLive)", body: "live", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+            sentLive += 1
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let result = try await rebuild.value
+        try await f.waitUntilCaughtUp(f.metadata)
+        liveTask.cancel()
+        _ = try? await liveTask.value
+
+        #expect(result.applied == 100_001)
+        #expect(try await MetadataReadModel(postgres: f.postgres, schema: f.schema + "_rebuild").room(id: "big")?.lastSeq == 100_000)
+        #expect(try await f.read.room(id: "club")?.lastSeq == 43)
+        let trace = f.scheduler.trace
+        let liveJobs = trace.filter { $0.priority == .live }
+        let rebuildJobs = trace.filter { $0.priority == .rebuild }
+        #expect(rebuildJobs.count >= 50)
+        // Live work did wait for the worker (the rebuild kept it busy) and was never passed
+        // by a rebuild batch while it waited.
+        #expect(liveJobs.contains { $0.waited })
+        #expect(liveJobs.allSatisfy { $0.overtakenByLessUrgent == 0 }, "\(liveJobs.filter { $0.overtakenByLessUrgent > 0 })")
+        // And live work ran in between rebuild batches, not after the rebuild ended.
+        let firstWaitingLive = try #require(trace.firstIndex { $0.priority == .live && $0.waited })
+        #expect(trace[firstWaitingLive...].contains { $0.priority == .rebuild })
+        try await f.postgres.query("DROP SCHEMA \(f.schema)_rebuild CASCADE")
+        let keys = try await f.redis.command(["KEYS", "\(source.partitioning.namespace)*"]).array?.compactMap(\.string) ?? []
+        if !keys.isEmpty { try await f.redis.command(["DEL"] + keys) }
+        source.shutdown()
+        try await f.cleanUp()
+    }
+}
