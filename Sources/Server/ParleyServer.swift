@@ -9,7 +9,7 @@ struct ParleyServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley-server",
         abstract: "Parley, the event-sourced chat backend: HTTP API, WebSocket hub and projectors.",
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Migrate.self, Seed.self],
         defaultSubcommand: Serve.self)
 }
 
