@@ -69,6 +69,18 @@ extension EventLog {
         return try await redis.command(["HEXISTS", users.users, userId]).int == 1
     }
 
+    /// A user's member record in a room as the log's guard state holds it now (nil: none).
+    public func member(roomId: String, userId: String) async throws -> RoomState.Member? {
+        let keys = guardKeys(partitioning.partition(ofRoom: roomId))
+        return try await redis.command(["HGET", keys.members(roomId), userId]).string.flatMap(RoomState.Member.init(encoded:))
+    }
+
+    /// Whether a room exists in the log.
+    public func roomExists(_ roomId: String) async throws -> Bool {
+        let keys = guardKeys(partitioning.partition(ofRoom: roomId))
+        return try await redis.command(["HEXISTS", keys.room(roomId), "kind"]).int == 1
+    }
+
     static func pairs(_ reply: RedisValue) -> [String: String] {
         let flat = reply.array ?? []
         var map: [String: String] = [:]

@@ -36,7 +36,7 @@ struct Serve: AsyncParsableCommand {
             let configuration = try ServerConfiguration(environment: ProcessInfo.processInfo.environment, flags: options)
             let stores = try await openStores(configuration, logger: logger)
             try await migrate(stores, logger: logger)
-            let app = try buildApplication(configuration, stores: stores, logger: logger)
+            let app = try await buildApplication(configuration, stores: stores, logger: logger)
             return {
                 try await app.runService()
                 await stores.shutdown()

@@ -20,6 +20,19 @@ struct ServerConfiguration: Sendable {
     var maxMessageBytes = 4000
     /// `/readyz` answers 503 while a projector is further behind the log than this.
     var readyMaxLagMs: Int64 = 5000
+    /// The first part of every Redis key (`parley`): several deployments (or tests) can
+    /// share one Redis with different namespaces.
+    var namespace = "parley"
+    /// The PostgreSQL schema of the metadata read models.
+    var postgresSchema = "public"
+    /// The MongoDB collection of messages.
+    var mongoCollection = "messages"
+    /// How long a token is valid.
+    var tokenLifetime: TimeInterval = 7 * 24 * 3600
+    /// bcrypt cost for new password hashes (4 to 16; every +1 doubles the time).
+    var bcryptCost: UInt8 = 12
+    /// The largest request body accepted (413 above it).
+    var maxBodyBytes = 64 * 1024
 
     /// A configuration error: one line, naming the setting that is wrong.
     struct Invalid: Error, CustomStringConvertible {
@@ -60,6 +73,19 @@ struct ServerConfiguration: Sendable {
         self.logPartitions = try int("log-partitions", flag: nil, default: 1, range: 1...1024)
         self.maxMessageBytes = try int("max-message-bytes", flag: nil, default: 4000, range: 1...1_000_000)
         self.readyMaxLagMs = Int64(try int("ready-max-lag-ms", flag: nil, default: 5000, range: 1...86_400_000))
+        self.tokenLifetime = TimeInterval(try int("jwt-ttl-seconds", flag: nil, default: 7 * 24 * 3600, range: 60...31_536_000))
+        self.bcryptCost = UInt8(try int("bcrypt-cost", flag: nil, default: 12, range: 4...16))
+        self.maxBodyBytes = try int("max-body-bytes", flag: nil, default: 64 * 1024, range: 1024...16 * 1024 * 1024)
+        func identifier(_ variable: String, _ fallback: String, allowing extra: Set<Character>) throws -> String {
+            guard let value = environment[variable], !value.isEmpty else { return fallback }
+            guard value.count <= 63, value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || extra.contains($0)) }) else {
+                throw Invalid(description: "\(variable)=\(value) must be letters, digits or \(String(extra)) (at most 63)")
+            }
+            return value
+        }
+        self.namespace = try identifier("PARLEY_NAMESPACE", "parley", allowing: ["-", "_"])
+        self.postgresSchema = try identifier("PARLEY_POSTGRES_SCHEMA", "public", allowing: ["_"]).lowercased()
+        self.mongoCollection = try identifier("PARLEY_MONGO_COLLECTION", "messages", allowing: ["_", "-"])
         do {
             self.stores = try StoreConfiguration(environment: environment)
         } catch let error as DriverError {

@@ -17,21 +17,35 @@ struct ServerContext: Sendable {
 
 /// Builds the Hummingbird application for `configuration` on already opened `stores`:
 /// the HTTP routes, and with the `projectors` role the projector runners as services.
-func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logger: Logger) throws -> some ApplicationProtocol {
+func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logger: Logger) async throws -> some ApplicationProtocol {
     let context = ServerContext(
         configuration: configuration, stores: stores,
-        log: EventLog(redis: stores.redis, partitions: configuration.logPartitions, maxMessageBytes: configuration.maxMessageBytes, logger: logger),
+        log: EventLog(
+            redis: stores.redis, partitions: configuration.logPartitions, namespace: configuration.namespace,
+            maxMessageBytes: configuration.maxMessageBytes, logger: logger),
         scheduler: PriorityScheduler(workers: 2), lag: ProjectionLag())
     var services: [any Service] = []
     if configuration.roles.contains(.projectors) {
         let projectors: [any Projector] = [
-            MetadataProjector(postgres: stores.postgres), MessagesProjector(mongo: stores.mongo),
+            MetadataProjector(postgres: stores.postgres, schema: configuration.postgresSchema),
+            MessagesProjector(mongo: stores.mongo, collection: configuration.mongoCollection),
         ]
         services += projectors.map {
             ProjectorRunner($0, log: context.log, scheduler: context.scheduler, lag: context.lag, logger: logger)
         }
     }
-    let router = Router()
+    let router = Router(context: ParleyContext.self)
+    router.add(middleware: ErrorMiddleware())
+    if configuration.roles.contains(.api) {
+        let api = API(
+            log: context.log,
+            metadata: MetadataReadModel(postgres: stores.postgres, schema: configuration.postgresSchema),
+            messages: MessagesReadModel(mongo: stores.mongo, collection: configuration.mongoCollection),
+            tokens: await Tokens(secret: configuration.jwtSecret, lifetime: configuration.tokenLifetime),
+            passwords: Passwords(cost: configuration.bcryptCost), maxBodyBytes: configuration.maxBodyBytes)
+        let v1 = router.group("v1")
+        api.register(v1, authenticated: v1.group().add(middleware: AuthMiddleware(api: api)))
+    }
     router.get("healthz") { _, _ in
         HealthStatus(status: "ok")
     }

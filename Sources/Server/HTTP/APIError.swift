@@ -1,0 +1,88 @@
+import Drivers
+import Events
+import Foundation
+import Hummingbird
+
+/// An error as clients get it (CONTRACT section 3):
+/// `{"error": {"code": "<snake_case>", "message": "...", "retryAfterMs"?: n}}`.
+struct APIError: Error, HTTPResponseError, Sendable {
+    let status: HTTPResponse.Status
+    let code: String
+    let message: String
+    var retryAfterMs: Int?
+
+    init(_ status: HTTPResponse.Status, _ code: String, _ message: String, retryAfterMs: Int? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryAfterMs = retryAfterMs
+    }
+
+    static func unauthorized(_ message: String = "a valid bearer token is required") -> APIError {
+        APIError(.unauthorized, "unauthorized", message)
+    }
+    static func notFound(_ message: String) -> APIError { APIError(.notFound, "not_found", message) }
+    static func invalid(_ message: String) -> APIError { APIError(.badRequest, "invalid_request", message) }
+
+    struct Body: Encodable {
+        struct Detail: Encodable {
+            let code: String
+            let message: String
+            let retryAfterMs: Int?
+        }
+        let error: Detail
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        if let retryAfterMs { headers[.retryAfter] = String(max(1, (retryAfterMs + 999) / 1000)) }
+        let data = try JSONEncoder().encode(Body(error: .init(code: code, message: message, retryAfterMs: retryAfterMs)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// The contract's error for any failure of a handler: rule refusals keep their code,
+    /// store outages are 503 `service_unavailable`, and nothing becomes a bare 500.
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let error as APIError:
+            return error
+        case let error as RuleError:
+            let status: HTTPResponse.Status
+            switch error.code {
+            case .invalidRequest: status = .badRequest
+            case .notFound: status = .notFound
+            case .notAMember, .forbidden: status = .forbidden
+            case .conflict, .usernameTaken: status = .conflict
+            case .tooLarge: status = .contentTooLarge
+            }
+            return APIError(status, error.code.rawValue, error.message)
+        case let error as DriverError where error.isTransient || error.code == .closed:
+            return APIError(.serviceUnavailable, "service_unavailable", "\(error.store.rawValue) is unavailable; try again shortly")
+        case let error as HTTPError:
+            switch error.status {
+            case .notFound: return .notFound("no such route")
+            case .methodNotAllowed: return APIError(.methodNotAllowed, "method_not_allowed", "method not allowed on this route")
+            case .contentTooLarge: return APIError(.contentTooLarge, "too_large", "the request body is too large")
+            default: return APIError(error.status, "invalid_request", error.body ?? error.status.reasonPhrase)
+            }
+        default:
+            return APIError(.internalServerError, "internal", "internal error")
+        }
+    }
+}
+
+/// Turns every error a route throws into the contract's error body (and logs the
+/// unexpected ones, which are bugs).
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let api = APIError.from(error)
+            if api.status == .internalServerError {
+                context.logger.error("unexpected error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            }
+            return try api.response(from: request, context: context)
+        }
+    }
+}
