@@ -97,6 +97,7 @@ let package = Package(
             dependencies: [
                 "Server", "Drivers", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
     ],
     swiftLanguageModes: [.v6]

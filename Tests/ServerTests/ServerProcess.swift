@@ -1,0 +1,102 @@
+import Foundation
+import TestSupport
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A real `parley-server` process on a free port, with a Redis namespace, a PostgreSQL
+/// schema and a MongoDB collection of its own, and a small JSON HTTP client for it.
+final class ServerProcess: @unchecked Sendable {
+    static let secret = String(repeating: "k", count: 48)
+    let port: Int
+    let namespace = TestStores.unique("tsrv").replacingOccurrences(of: "_", with: "-")
+    let schema = TestStores.unique("tsrv")
+    let process = Process()
+
+    init() async throws {
+        port = TestStores.freePort()
+        process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/parley-server")
+        process.arguments = ["--port", "\(port)"]
+        process.environment = ProcessInfo.processInfo.environment.merging([
+            "PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": namespace, "PARLEY_POSTGRES_SCHEMA": schema,
+            "PARLEY_MONGO_COLLECTION": schema, "PARLEY_BCRYPT_COST": "4",
+        ]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        _ = try await eventually(seconds: 30) { try await self.request("GET", "/healthz") }
+    }
+
+    deinit { stop() }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    /// `@unchecked Sendable`: an immutable parse of a response (Foundation JSON values).
+    struct HTTPResult: @unchecked Sendable {
+        let status: Int
+        let json: [String: Any]
+        var error: String? { (json["error"] as? [String: Any])?["code"] as? String }
+        subscript(path: String...) -> Any? {
+            var value: Any? = json
+            for key in path { value = (value as? [String: Any])?[key] }
+            return value
+        }
+        init(status: Int, json: [String: Any]) { self.status = status; self.json = json }
+    }
+
+    /// Sends a request; `body` is JSON-encoded unless it is raw `Data`.
+    @discardableResult
+    func request(_ method: String, _ path: String, token: String? = nil, body: Any? = nil) async throws -> HTTPResult {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = method
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let data = body as? Data {
+            request.httpBody = data
+        } else if let body {
+            request.httpBody = try JSONSerialization.data(withJSONObject: body)
+        }
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        return HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? 0, json: json)
+    }
+
+    /// Registers a user; returns (id, token).
+    func register(_ name: String, password: String = "long enough password") async throws -> (id: String, token: String) {
+        let result = try await request("POST", "/v1/auth/register", body: ["username": name, "password": password])
+        guard result.status == 201, let token = result.json["token"] as? String, let id = result["user", "id"] as? String else {
+            throw URLError(.badServerResponse)
+        }
+        return (id, token)
+    }
+
+    /// Repeats a read until `condition` holds (read models are projected a moment later).
+    func until(_ path: String, token: String, _ condition: @escaping (HTTPResult) -> Bool) async throws -> HTTPResult {
+        try await eventually(seconds: 15) {
+            let result = try await self.request("GET", path, token: token)
+            guard condition(result) else { throw URLError(.cannotParseResponse) }
+            return result
+        }
+    }
+
+    func cleanUp() async throws {
+        stop()
+        let pg = TestStores.postgres()
+        try await pg.query("DROP SCHEMA IF EXISTS \(schema) CASCADE")
+        await pg.shutdown()
+        let mongo = try TestStores.mongo()
+        try await mongo.collection(schema).drop()
+        try await mongo.collection(schema + "_checkpoints").drop()
+        await mongo.shutdown()
+        let redis = try TestStores.redis()
+        let keys = try await redis.command(["KEYS", "\(namespace)*"]).array?.compactMap(\.string) ?? []
+        for chunk in stride(from: 0, to: keys.count, by: 500) { try await redis.command(["DEL"] + keys[chunk..<min(chunk + 500, keys.count)]) }
+        await redis.shutdown()
+    }
+}
