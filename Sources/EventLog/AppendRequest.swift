@@ -54,6 +54,8 @@ struct AppendRequest {
             for effect in GuardEffects.of(event, before: room, after: after, clientMessageKey: decision.clientMessageKey) {
                 switch effect {
                 case .set(let key, let field, let value): ops += ["set", String(index(key(guardKeys))), field, value]
+                case .addToSet(let key, let value): ops += ["sadd", String(index(key(guardKeys))), "", value]
+                case .removeFromSet(let key, let value): ops += ["srem", String(index(key(guardKeys))), "", value]
                 case .entryID(let key, let field): ops += ["id", String(index(key(guardKeys))), field, ""]
                 case .assignSeq(let key): seqKey = String(index(key(guardKeys)))
                 }
@@ -108,6 +110,8 @@ enum GuardEffect {
     case entryID(key: @Sendable (GuardKeys) -> String, field: String)
     /// The event is a message: take the next `seq` of this room key.
     case assignSeq(key: @Sendable (GuardKeys) -> String)
+    case addToSet(key: @Sendable (GuardKeys) -> String, value: String)
+    case removeFromSet(key: @Sendable (GuardKeys) -> String, value: String)
 }
 
 enum GuardEffects {
@@ -124,6 +128,7 @@ enum GuardEffects {
             ]
             for (userId, member) in (after?.members ?? [:]).sorted(by: { $0.key < $1.key }) {
                 effects.append(.set(key: { $0.members(roomId) }, field: userId, value: member.encoded))
+                if member.state == .joined { effects.append(.addToSet(key: { $0.joined(userId) }, value: roomId)) }
             }
             if created.kind == .direct, let members = created.members, members.count == 2 {
                 effects.append(.set(key: { $0.direct }, field: members.sorted().joined(separator: "|"), value: roomId))
@@ -132,8 +137,11 @@ enum GuardEffects {
         case .memberInvited(let m), .inviteDeclined(let m), .memberJoined(let m), .memberLeft(let m), .memberRemoved(let m),
             .memberRoleChanged(let m):
             guard let member = after?.members[m.userId] else { return [] }
-            return [.set(key: { $0.members(roomId) }, field: m.userId, value: member.encoded),
-                    .set(key: { $0.room(roomId) }, field: "ver", value: String(after?.version ?? 0))]
+            let userId = m.userId
+            return [.set(key: { $0.members(roomId) }, field: userId, value: member.encoded),
+                    .set(key: { $0.room(roomId) }, field: "ver", value: String(after?.version ?? 0)),
+                    member.state == .joined
+                        ? .addToSet(key: { $0.joined(userId) }, value: roomId) : .removeFromSet(key: { $0.joined(userId) }, value: roomId)]
         case .messageSent(let sent):
             var effects: [GuardEffect] = [
                 .assignSeq(key: { $0.room(roomId) }),

@@ -12,7 +12,8 @@ import Drivers
 ///   dedupeKeyIndex ("" for none), dedupeField
 ///   eventCount, then per event: body, sha256(body), seqKeyIndex ("" for none), opCount,
 ///     then per op: op, keyIndex, field, value
-/// ops: "set" (HSET), "id" (HSET to this event's entry id).
+/// ops: "set" (HSET), "id" (HSET to this event's entry id), "sadd"/"srem" (SADD/SREM of
+/// `value`, the field unused).
 /// Returns {"ok", id1, seq1, prevHash1, hash1, ...} (seq "" when none; the stored JSON is
 /// the body the caller sent plus the suffix it can rebuild from these), {"dup", id, json}
 /// or {"conflict", factIndex}.
@@ -53,8 +54,14 @@ let appendScript = RedisScript(
       local id = redis.call('XADD', KEYS[1], '*', 'event', body .. suffix .. ',"prevHash":"' .. head .. '","hash":"' .. hash .. '"}')
       for _ = 1, opCount do
         local op, key, field, value = nextArg(), KEYS[tonumber(nextArg())], nextArg(), nextArg()
-        if op == 'id' then value = id end
-        redis.call('HSET', key, field, value)
+        if op == 'sadd' then
+          redis.call('SADD', key, value)
+        elseif op == 'srem' then
+          redis.call('SREM', key, value)
+        else
+          if op == 'id' then value = id end
+          redis.call('HSET', key, field, value)
+        end
       end
       result[#result + 1] = id
       result[#result + 1] = seqText

@@ -34,6 +34,8 @@ extension EventLog {
                         case .set(let k, let field, let value): commands.append(["HSET", k(keys), field, value])
                         case .entryID(let k, let field): commands.append(["HSET", k(keys), field, logged.entryID])
                         case .assignSeq(let k): commands.append(["HSET", k(keys), "seq", String(event.seq ?? 0)])
+                        case .addToSet(let k, let value): commands.append(["SADD", k(keys), value])
+                        case .removeFromSet(let k, let value): commands.append(["SREM", k(keys), value])
                         }
                     }
                     head = event.hash ?? head
@@ -57,6 +59,9 @@ extension EventLog {
             let type = try await redis.command(["TYPE", key]).string
             if type == "hash" {
                 snapshot[key] = Self.pairs(try await redis.command(["HGETALL", key]))
+            } else if type == "set" {
+                let members = try await redis.command(["SMEMBERS", key]).array?.compactMap(\.string) ?? []
+                snapshot[key] = Dictionary(uniqueKeysWithValues: members.map { ($0, "") })
             } else {
                 snapshot[key] = ["": try await redis.command(["GET", key]).string ?? ""]
             }

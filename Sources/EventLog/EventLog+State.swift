@@ -75,6 +75,12 @@ extension EventLog {
         return try await redis.command(["HGET", keys.members(roomId), userId]).string.flatMap(RoomState.Member.init(encoded:))
     }
 
+    /// The rooms a user is joined to now, from every partition's guard state.
+    public func joinedRooms(of userId: String) async throws -> Set<String> {
+        let replies = try await redis.pipeline((0..<partitioning.count).map { ["SMEMBERS", guardKeys($0).joined(userId)] })
+        return Set(replies.flatMap { $0.array?.compactMap(\.string) ?? [] })
+    }
+
     /// Whether a room exists in the log.
     public func roomExists(_ roomId: String) async throws -> Bool {
         let keys = guardKeys(partitioning.partition(ofRoom: roomId))

@@ -10,6 +10,8 @@ import Events
 /// - `parley:g:{p}:msgs:<roomId>`: messageId → `senderId|deleted`
 /// - `parley:g:{p}:cmid:<roomId>`: `userId clientMsgId` → entry id of the message.sent
 /// - `parley:g:{p}:direct`: `userA|userB` → direct room id (the direct-room index)
+/// - `parley:g:{p}:joined:<userId>`: the rooms of this partition the user is joined to
+///   (the WebSocket hub reads it when the user connects)
 /// - `parley:g:{0}:usernames`: username → userId; `parley:g:{0}:users`: userId → username
 public struct GuardKeys: Sendable {
     public let partition: Int
@@ -29,6 +31,7 @@ public struct GuardKeys: Sendable {
     public func messages(_ id: String) -> String { "\(prefix):msgs:\(id)" }
     public func clientMessages(_ id: String) -> String { "\(prefix):cmid:\(id)" }
     public var direct: String { "\(prefix):direct" }
+    public func joined(_ userId: String) -> String { "\(prefix):joined:\(userId)" }
     public var usernames: String { "\(prefix):usernames" }
     public var users: String { "\(prefix):users" }
 

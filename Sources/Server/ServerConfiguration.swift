@@ -31,8 +31,12 @@ struct ServerConfiguration: Sendable {
     var tokenLifetime: TimeInterval = 7 * 24 * 3600
     /// bcrypt cost for new password hashes (4 to 16; every +1 doubles the time).
     var bcryptCost: UInt8 = 12
-    /// The largest request body accepted (413 above it).
+    /// The largest request body accepted (413 above it), and the largest WebSocket frame.
     var maxBodyBytes = 64 * 1024
+    /// Frames a WebSocket may have queued before it is closed as too slow (4001).
+    var wsQueueFrames = 1024
+    /// Seconds without a frame from a client before its WebSocket is closed (4002).
+    var wsIdleSeconds = 120
 
     /// A configuration error: one line, naming the setting that is wrong.
     struct Invalid: Error, CustomStringConvertible {
@@ -76,6 +80,8 @@ struct ServerConfiguration: Sendable {
         self.tokenLifetime = TimeInterval(try int("jwt-ttl-seconds", flag: nil, default: 7 * 24 * 3600, range: 60...31_536_000))
         self.bcryptCost = UInt8(try int("bcrypt-cost", flag: nil, default: 12, range: 4...16))
         self.maxBodyBytes = try int("max-body-bytes", flag: nil, default: 64 * 1024, range: 1024...16 * 1024 * 1024)
+        self.wsQueueFrames = try int("ws-queue-frames", flag: nil, default: 1024, range: 8...1_000_000)
+        self.wsIdleSeconds = try int("ws-idle-seconds", flag: nil, default: 120, range: 1...86_400)
         func identifier(_ variable: String, _ fallback: String, allowing extra: Set<Character>) throws -> String {
             guard let value = environment[variable], !value.isEmpty else { return fallback }
             guard value.count <= 63, value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || extra.contains($0)) }) else {

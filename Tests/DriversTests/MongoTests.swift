@@ -124,11 +124,11 @@ struct MongoTests {
             (nx, ["--host", "127.0.0.1", "-p", "\(port)", "--db", dir.appendingPathComponent("db.sqlite").path,
                   "--log-file", dir.appendingPathComponent("log").path, "--pid-file", dir.appendingPathComponent("pid").path], nil)
         }
-        try server.start()
+        try await server.start()
         let mongo = try MongoClient(.init(uri: "mongodb://127.0.0.1:\(server.port)/t", connectTimeout: .seconds(1)))
         let collection = mongo.collection("c")
         try await collection.insertOne(["_id": "before"])
-        server.kill()
+        await server.kill()
         do {
             try await collection.insertOne(["_id": "during"])
             Issue.record("an insert succeeded with the server stopped")
@@ -136,7 +136,7 @@ struct MongoTests {
             #expect(error.code == .unavailable || error.code == .timeout)
             #expect(error.store == .mongo)
         }
-        try server.start()
+        try await server.start()
         try await eventually(seconds: 20) { try await collection.insertOne(["_id": "after"]) }
         #expect(try await collection.findOne(["_id": "before"]) != nil)  // the file database kept it
         await mongo.shutdown()

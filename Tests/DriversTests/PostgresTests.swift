@@ -92,19 +92,19 @@ struct PostgresTests {
                             "-A", "trust", "-U", "postgres", "--no-sync"]
         initdb.standardOutput = FileHandle.nullDevice
         try initdb.run()
-        initdb.waitUntilExit()
+        while initdb.isRunning { try await Task.sleep(for: .milliseconds(20)) }
         try #require(initdb.terminationStatus == 0)
-        try server.start()
+        try await server.start()
         let pg = PostgresClient(.init(url: "postgresql://postgres@127.0.0.1:\(server.port)/postgres", maxConnections: 2, connectTimeout: .seconds(1)))
         try await eventually { try await pg.ping() }
-        server.kill()
+        await server.kill()
         do {
             try await pg.query("SELECT 1")
             Issue.record("a query succeeded with the server stopped")
         } catch let error as DriverError {
             #expect(error.code == .unavailable)
         }
-        try server.start()
+        try await server.start()
         try await eventually(seconds: 20) { try await pg.ping() }
         await pg.shutdown()
     }

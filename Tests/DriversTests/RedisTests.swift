@@ -118,7 +118,7 @@ struct RedisTests {
             ("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "right-password",
                 "--save", "", "--appendonly", "no", "--dir", dir.path], nil)
         }
-        try server.start()
+        try await server.start()
         let wrong = try RedisClient(.init(url: "redis://:wrong@127.0.0.1:\(server.port)/0"))
         do {
             try await wrong.ping()
@@ -147,14 +147,14 @@ struct RedisTests {
             ("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", dir.path], nil)
         }
-        try server.start()
+        try await server.start()
         let redis = try RedisClient(.init(url: "redis://127.0.0.1:\(server.port)/0", maxConnections: 4, connectTimeout: .seconds(1)))
         // Open several pooled connections, then kill the server under them.
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<4 { group.addTask { try await redis.command("SET", "k", "v") } }
             try await group.waitForAll()
         }
-        server.kill()
+        await server.kill()
         do {
             try await redis.command("GET", "k")
             Issue.record("a command succeeded with the server stopped")
@@ -165,7 +165,7 @@ struct RedisTests {
         // While it is down: fast, clear errors (no hang).
         await #expect(throws: DriverError.self) { try await redis.command("PING") }
 
-        try server.start()
+        try await server.start()
         let reply = try await eventually { try await redis.command("PING") }
         #expect(reply == .status("PONG"))
         await redis.shutdown()

@@ -54,7 +54,7 @@ struct ProjectionFixture {
         _ = try? await task.value
     }
 
-    func waitUntilCaughtUp(_ projector: any Projector, seconds: Double = 30) async throws {
+    func waitUntilCaughtUp(_ projector: any Projector, seconds: Double = 90) async throws {
         let head = try await log.head()
         let deadline = Date().addingTimeInterval(seconds)
         for partition in 0..<log.partitioning.count {

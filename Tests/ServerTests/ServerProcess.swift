@@ -10,14 +10,18 @@ import FoundationNetworking
 final class ServerProcess: @unchecked Sendable {
     static let secret = String(repeating: "k", count: 48)
     let port: Int
-    let namespace = TestStores.unique("tsrv").replacingOccurrences(of: "_", with: "-")
-    let schema = TestStores.unique("tsrv")
+    let namespace: String
+    let schema: String
     let process = Process()
 
-    init() async throws {
+    /// A server; with `sharing`, a second instance on the same namespace, schema and
+    /// collection (API and WebSocket only: the first one runs the projectors).
+    init(sharing other: ServerProcess? = nil) async throws {
         port = TestStores.freePort()
+        namespace = other?.namespace ?? TestStores.unique("tsrv").replacingOccurrences(of: "_", with: "-")
+        schema = other?.schema ?? TestStores.unique("tsrv")
         process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/parley-server")
-        process.arguments = ["--port", "\(port)"]
+        process.arguments = ["--port", "\(port)"] + (other == nil ? [] : ["--roles", "api"])
         process.environment = ProcessInfo.processInfo.environment.merging([
             "PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": namespace, "PARLEY_POSTGRES_SCHEMA": schema,
             "PARLEY_MONGO_COLLECTION": schema, "PARLEY_BCRYPT_COST": "4",
@@ -28,13 +32,16 @@ final class ServerProcess: @unchecked Sendable {
         _ = try await eventually(seconds: 30) { try await self.request("GET", "/healthz") }
     }
 
-    deinit { stop() }
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
 
-    func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+    /// SIGTERM, then waits (without blocking a thread) for the exit; SIGKILL after 15 s.
+    func stop() async {
+        guard process.isRunning else { return }
+        process.terminate()
+        for _ in 0..<300 where process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 
     /// `@unchecked Sendable`: an immutable parse of a response (Foundation JSON values).
@@ -86,7 +93,7 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     func cleanUp() async throws {
-        stop()
+        await stop()
         let pg = TestStores.postgres()
         try await pg.query("DROP SCHEMA IF EXISTS \(schema) CASCADE")
         await pg.shutdown()

@@ -13,63 +13,63 @@ struct StartupTests {
     static let secret = String(repeating: "s", count: 40)
 
     /// Runs `parley-server` and expects exit 1 with one stderr line containing `expected`.
-    func expectRefusal(_ environment: [String: String], removing: [String] = [], _ expected: String...) throws {
-        let result = try runParley("parley-server", ["--port", "0"], environment: environment, removing: removing, timeout: 30)
+    func expectRefusal(_ environment: [String: String], removing: [String] = [], _ expected: String...) async throws {
+        let result = try await runParley("parley-server", ["--port", "0"], environment: environment, removing: removing, timeout: 30)
         #expect(result.status == 1)
         let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty }
         #expect(lines.count == 1, "expected one line, got: \(result.stderr)")
         for text in expected { #expect(result.stderr.contains(text), "\(result.stderr)") }
     }
 
-    @Test func missingJWTSecretOutsideDevModeStopsTheServer() throws {
-        try expectRefusal([:], removing: ["PARLEY_JWT_SECRET", "PARLEY_DEV_MODE"], "PARLEY_JWT_SECRET is not set")
+    @Test func missingJWTSecretOutsideDevModeStopsTheServer() async throws {
+        try await expectRefusal([:], removing: ["PARLEY_JWT_SECRET", "PARLEY_DEV_MODE"], "PARLEY_JWT_SECRET is not set")
     }
 
-    @Test func shortJWTSecretStopsTheServer() throws {
-        try expectRefusal(["PARLEY_JWT_SECRET": "short"], "at least 32 bytes")
+    @Test func shortJWTSecretStopsTheServer() async throws {
+        try await expectRefusal(["PARLEY_JWT_SECRET": "short"], "at least 32 bytes")
     }
 
-    @Test func unreachableRedisStopsTheServer() throws {
+    @Test func unreachableRedisStopsTheServer() async throws {
         let port = TestStores.freePort()
-        try expectRefusal(
+        try await expectRefusal(
             ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_URL": "redis://127.0.0.1:\(port)/0"],
             "cannot start: Redis", "127.0.0.1:\(port)", "Connection refused")
     }
 
-    @Test func wrongRedisPasswordStopsTheServer() throws {
+    @Test func wrongRedisPasswordStopsTheServer() async throws {
         let server = try PrivateServer("redis-auth-start") { port, dir in
             ("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "the-password",
                 "--save", "", "--appendonly", "no", "--dir", dir.path], nil)
         }
-        try server.start()
-        try expectRefusal(
+        try await server.start()
+        try await expectRefusal(
             ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_URL": "redis://:wrong@127.0.0.1:\(server.port)/0"],
             "Redis authentication", "AUTH refused", "redis://:***@")
     }
 
-    @Test func unknownPostgresRoleStopsTheServer() throws {
-        try expectRefusal(
+    @Test func unknownPostgresRoleStopsTheServer() async throws {
+        try await expectRefusal(
             ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_POSTGRES_URL": "postgresql://nobody@127.0.0.1:\(TestStores.postgresURL.port)/parley"],
             "cannot start: PostgreSQL", "role \"nobody\" does not exist")
     }
 
-    @Test func unreachableMongoStopsTheServer() throws {
-        try expectRefusal(
+    @Test func unreachableMongoStopsTheServer() async throws {
+        try await expectRefusal(
             ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_MONGO_URI": "mongodb://127.0.0.1:\(TestStores.freePort())/parley",
              "PARLEY_STORE_TIMEOUT_MS": "500"],
             "cannot start: MongoDB", "No suitable servers")
     }
 
-    @Test func malformedSettingsAreNamed() throws {
-        try expectRefusal(["PARLEY_JWT_SECRET": Self.secret, "PARLEY_LOG_PARTITIONS": "many"], "PARLEY_LOG_PARTITIONS=many")
-        try expectRefusal(["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_URL": "localhost:6379"], "not a redis:// URL")
-        let roles = try runParley("parley-server", ["--roles", "api,chef"], environment: ["PARLEY_JWT_SECRET": Self.secret])
+    @Test func malformedSettingsAreNamed() async throws {
+        try await expectRefusal(["PARLEY_JWT_SECRET": Self.secret, "PARLEY_LOG_PARTITIONS": "many"], "PARLEY_LOG_PARTITIONS=many")
+        try await expectRefusal(["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_URL": "localhost:6379"], "not a redis:// URL")
+        let roles = try await runParley("parley-server", ["--roles", "api,chef"], environment: ["PARLEY_JWT_SECRET": Self.secret])
         #expect(roles.status == 1 && roles.stderr.contains("unknown role 'chef'"))
     }
 
     @Test func migrateRunTwiceAtOnceIsSafe() async throws {
-        async let a = Task.detached { try runParley("parley-server", ["migrate"]) }.value
-        async let b = Task.detached { try runParley("parley-server", ["migrate"]) }.value
+        async let a = runParley("parley-server", ["migrate"])
+        async let b = runParley("parley-server", ["migrate"])
         let results = try await [a, b]
         #expect(results.allSatisfy { $0.status == 0 }, "\(results.map(\.stderr))")
         #expect(results.allSatisfy { $0.stdout.hasPrefix("migrations:") })
@@ -84,7 +84,7 @@ struct StartupTests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let url = URL(string: "http://127.0.0.1:\(port)/healthz")!
         let (data, response) = try await eventually(seconds: 30) { try await URLSession.shared.data(from: url) }
         #expect((response as? HTTPURLResponse)?.statusCode == 200)

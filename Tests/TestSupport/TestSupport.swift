@@ -65,7 +65,7 @@ public final class PrivateServer: @unchecked Sendable {
         chmod(directory.path, 0o777)
     }
 
-    public func start() throws {
+    public func start() async throws {
         let (executable, arguments, user) = launch(port, directory)
         underRunuser = user != nil
         let process = Process()
@@ -84,42 +84,50 @@ public final class PrivateServer: @unchecked Sendable {
         process.standardError = handle
         try process.run()
         self.process = process
-        try waitUntilListening()
+        try await waitUntilListening()
     }
 
-    /// Kills the server at once, as a crash would.
-    public func kill() {
+    /// Kills the server at once, as a crash would, and waits (without blocking a thread)
+    /// until its port is free.
+    public func kill() async {
         guard let process else { return }
         if process.isRunning && !underRunuser {
             Foundation.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            for _ in 0..<200 where process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
         } else if process.isRunning {
             // Under runuser the server is runuser's child: kill it first, as a crash would.
             let children = Process()
             children.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
             children.arguments = ["-9", "-P", "\(process.processIdentifier)"]
             try? children.run()
-            children.waitUntilExit()
+            for _ in 0..<100 where children.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
             // runuser exits once it has reaped the server; killing it first would leave a
             // zombie whose pid still looks alive (postgres then refuses its lock file).
-            for _ in 0..<100 where process.isRunning { usleep(20_000) }
+            for _ in 0..<100 where process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
             if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
         }
         self.process = nil
         // Wait until the port is free again.
-        for _ in 0..<100 where isListening() { usleep(50_000) }
+        for _ in 0..<100 where isListening() { try? await Task.sleep(for: .milliseconds(50)) }
     }
 
     deinit {
-        kill()
+        if let process, process.isRunning {
+            if underRunuser {
+                let children = Process()
+                children.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
+                children.arguments = ["-9", "-P", "\(process.processIdentifier)"]
+                try? children.run()
+            }
+            Foundation.kill(process.processIdentifier, SIGKILL)
+        }
         try? FileManager.default.removeItem(at: directory)
     }
 
-    private func waitUntilListening() throws {
+    private func waitUntilListening() async throws {
         for _ in 0..<300 {
             if isListening() { return }
-            usleep(50_000)
+            try await Task.sleep(for: .milliseconds(50))
         }
         let log = (try? String(contentsOf: directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""
         throw DriverError(.redis, .unavailable, "test server on port \(port) did not start: \(log.suffix(600))")
@@ -166,7 +174,7 @@ public struct ProcessResult: Sendable {
 public func runParley(
     _ executable: String, _ arguments: [String] = [], environment: [String: String] = [:], removing: [String] = [],
     timeout: Double = 60
-) throws -> ProcessResult {
+) async throws -> ProcessResult {
     let process = Process()
     process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/\(executable)")
     process.arguments = arguments
@@ -179,10 +187,11 @@ public func runParley(
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    // Read the pipes while it runs (a full pipe would stall it), waiting without blocking a thread.
     let deadline = Date().addingTimeInterval(timeout)
-    while process.isRunning && Date() < deadline { usleep(20_000) }
-    if process.isRunning { process.terminate() }
-    process.waitUntilExit()
+    while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    while process.isRunning { try await Task.sleep(for: .milliseconds(10)) }
     return ProcessResult(
         status: process.terminationStatus,
         stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),

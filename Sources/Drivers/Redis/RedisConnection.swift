@@ -89,6 +89,16 @@ public final class RedisConnection: PooledConnection, @unchecked Sendable {
         return replies
     }
 
+    /// Waits for the next reply without sending anything (pub/sub messages); `timeoutMs`
+    /// 0 waits without limit.
+    public func readReply(timeoutMs: Int) throws -> RedisValue {
+        setTimeout(timeoutMs)
+        var raw: UnsafeMutableRawPointer?
+        if redisGetReply(context, &raw) != REDIS_OK || raw == nil { throw connectionFailure() }
+        defer { freeReplyObject(raw) }
+        return Self.value(of: raw!.assumingMemoryBound(to: redisReply.self))
+    }
+
     private func setTimeout(_ ms: Int) {
         guard ms != currentTimeoutMs else { return }
         _ = redisSetTimeout(context, parley_timeval_ms(ms))

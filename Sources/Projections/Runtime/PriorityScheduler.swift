@@ -3,12 +3,15 @@ import NIOConcurrencyHelpers
 /// A bounded pool of workers for projection work, run most urgent first: when a worker is
 /// free, the pending job with the highest priority (the oldest among equals) gets it. Live
 /// projection therefore never waits behind a rebuild for more than the one rebuild batch
-/// already running on each worker.
+/// already running on each worker. Jobs name a group (their projector): one group holds
+/// at most `workers - 1` workers, so a projector stuck on a slow store (MongoDB timing
+/// out, say) cannot starve the projectors of the other stores.
 public final class PriorityScheduler: Sendable {
     private struct Waiter {
         let priority: ProjectionPriority
         let order: UInt64
         let label: String
+        let group: String
         /// Jobs started so far, by priority, when this one began to wait.
         let startedBefore: [ProjectionPriority: Int]
         let continuation: CheckedContinuation<Void, Never>
@@ -25,6 +28,7 @@ public final class PriorityScheduler: Sendable {
 
     private struct State {
         var running = 0
+        var runningByGroup: [String: Int] = [:]
         var waiters: [Waiter] = []
         var order: UInt64 = 0
         var started: [ProjectionPriority: Int] = [:]
@@ -33,18 +37,21 @@ public final class PriorityScheduler: Sendable {
     }
 
     public let workers: Int
+    /// Workers one group may hold at once.
+    public let perGroup: Int
     private let state = NIOLockedValueBox(State())
 
     public init(workers: Int = 2) {
         self.workers = max(1, workers)
+        self.perGroup = max(1, self.workers - 1)
     }
 
     /// Runs `body` on a worker once every more urgent pending job has started.
     public func run<T: Sendable>(
-        _ priority: ProjectionPriority, label: String = "", _ body: @Sendable () async throws -> T
+        _ priority: ProjectionPriority, label: String = "", group: String = "", _ body: @Sendable () async throws -> T
     ) async rethrows -> T {
-        await acquire(priority, label: label)
-        defer { release() }
+        await acquire(priority, label: label, group: group)
+        defer { release(group: group) }
         return try await body()
     }
 
@@ -61,34 +68,39 @@ public final class PriorityScheduler: Sendable {
         state.withLockedValue { Dictionary(grouping: $0.waiters, by: \.priority).mapValues(\.count) }
     }
 
-    private func acquire(_ priority: ProjectionPriority, label: String) async {
+    private func acquire(_ priority: ProjectionPriority, label: String, group: String) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = state.withLockedValue { state -> Bool in
-                if state.running < workers && state.waiters.isEmpty {
+                if state.running < workers && state.waiters.isEmpty && state.runningByGroup[group, default: 0] < perGroup {
                     state.running += 1
+                    state.runningByGroup[group, default: 0] += 1
                     state.started[priority, default: 0] += 1
                     if state.tracing { state.trace.append(TraceEntry(priority: priority, label: label, waited: false, overtakenByLessUrgent: 0)) }
                     return true
                 }
                 state.order += 1
                 state.waiters.append(
-                    Waiter(priority: priority, order: state.order, label: label, startedBefore: state.started, continuation: continuation))
+                    Waiter(priority: priority, order: state.order, label: label, group: group, startedBefore: state.started,
+                           continuation: continuation))
                 return false
             }
             if now { continuation.resume() }
         }
     }
 
-    private func release() {
+    private func release(group: String) {
         let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-            guard let index = state.waiters.indices.max(by: { a, b in
+            state.running -= 1
+            state.runningByGroup[group, default: 1] -= 1
+            // The most urgent waiter whose group has room (the oldest among equals).
+            let eligible = state.waiters.indices.filter { state.runningByGroup[state.waiters[$0].group, default: 0] < perGroup }
+            guard let index = eligible.max(by: { a, b in
                 let x = state.waiters[a], y = state.waiters[b]
                 return x.priority != y.priority ? x.priority < y.priority : x.order > y.order
-            }) else {
-                state.running -= 1
-                return nil
-            }
+            }) else { return nil }
             let waiter = state.waiters.remove(at: index)
+            state.running += 1
+            state.runningByGroup[waiter.group, default: 0] += 1
             state.started[waiter.priority, default: 0] += 1
             if state.tracing {
                 let overtaken = state.started.filter { $0.key < waiter.priority }

@@ -40,7 +40,7 @@ public struct ProjectionRebuild: Sendable {
                     if let event = try? EventLogDecoding.decode(entry, partition: partition) { events.append(event) } else { unreadable += 1 }
                 }
                 let batch = events
-                try await scheduler.run(priority, label: "\(projector.name):\(partition)") {
+                try await scheduler.run(priority, label: "\(projector.name):\(partition)", group: projector.name) {
                     try await projector.apply(batch, partition: partition)
                 }
                 applied += events.count

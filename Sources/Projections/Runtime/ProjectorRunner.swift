@@ -173,7 +173,7 @@ public struct ProjectorRunner: Service {
         var delay = options.retryDelay
         while true {
             do {
-                try await scheduler.run(projector.priority, label: "\(projector.name):\(partition)") {
+                try await scheduler.run(projector.priority, label: "\(projector.name):\(partition)", group: projector.name) {
                     try await projector.apply(events, partition: partition)
                 }
                 return

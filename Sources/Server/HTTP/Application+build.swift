@@ -2,6 +2,7 @@ import Drivers
 import EventLog
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import Projections
 import ServiceLifecycle
@@ -36,6 +37,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
     }
     let router = Router(context: ParleyContext.self)
     router.add(middleware: ErrorMiddleware())
+    let wsRouter = Router(context: BasicWebSocketRequestContext.self)
     if configuration.roles.contains(.api) {
         let api = API(
             log: context.log,
@@ -45,6 +47,31 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             passwords: Passwords(cost: configuration.bcryptCost), maxBodyBytes: configuration.maxBodyBytes)
         let v1 = router.group("v1")
         api.register(v1, authenticated: v1.group().add(middleware: AuthMiddleware(api: api)))
+
+        let hub = Hub(log: context.log, logger: logger, queueCapacity: configuration.wsQueueFrames)
+        services.append(hub)
+        let typingChannel = "\(configuration.namespace):typing"
+        let subscriber = RedisSubscriber(client: stores.redis, channels: [typingChannel]) { _, payload in
+            let parts = payload.split(separator: " ", maxSplits: 1).map(String.init)
+            if parts.count == 2 { hub.typing(roomId: parts[0], userId: parts[1]) }
+        }
+        _ = subscriber
+        let idle = Duration.seconds(configuration.wsIdleSeconds)
+        wsRouter.ws("/v1/ws") { request, _ in
+            // The token comes as ?token= (browsers cannot set headers on a WebSocket) or as a header.
+            let header = request.headers[.authorization].flatMap { $0.lowercased().hasPrefix("bearer ") ? String($0.dropFirst(7)) : nil }
+            guard let token = request.uri.queryParameters["token"].map(String.init) ?? header else { return .dontUpgrade }
+            guard (try? await api.authenticate(token: token)) != nil else { return .dontUpgrade }
+            return .upgrade([:])
+        } onUpgrade: { inbound, outbound, wsContext in
+            let request = wsContext.request
+            let header = request.headers[.authorization].flatMap { $0.lowercased().hasPrefix("bearer ") ? String($0.dropFirst(7)) : nil }
+            guard let token = request.uri.queryParameters["token"].map(String.init) ?? header,
+                let userId = try? await api.authenticate(token: token)
+            else { return }
+            let session = WebSocketSession(api: api, hub: hub, userId: userId, typingChannel: typingChannel, idleTimeout: idle, logger: logger)
+            try await session.serve(since: request.uri.queryParameters["since"].map(String.init), inbound: inbound, outbound: outbound)
+        }
     }
     router.get("healthz") { _, _ in
         HealthStatus(status: "ok")
@@ -65,6 +92,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
     }
     return Application(
         router: router,
+        server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(maxFrameSize: configuration.maxBodyBytes)),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
         services: services,
         logger: logger)

@@ -1,0 +1,44 @@
+import EventLog
+import Events
+import Foundation
+
+/// The WebSocket frames of CONTRACT section 4, written as JSON text.
+enum Frame {
+    static func hello(userId: String, position: LogPosition, recovered: Bool) -> String {
+        #"{"type":"hello","userId":\#(jsonString(userId)),"position":"\#(position)","recovered":\#(recovered)}"#
+    }
+
+    /// An event frame carries the event's stored JSON as it is (no re-encoding).
+    static func event(_ logged: LoggedEvent, position: LogPosition) -> String {
+        #"{"type":"event","position":"\#(position)","event":\#(logged.json)}"#
+    }
+
+    static func ack(ref: String?, message: MessageJSON) -> String {
+        let body = (try? EventCodec.makeEncoder().encode(message)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+        return #"{"type":"ack","ref":\#(ref.map(jsonString) ?? "null"),"message":\#(body)}"#
+    }
+
+    static func error(code: String, message: String, ref: String? = nil, retryAfterMs: Int? = nil) -> String {
+        var text = #"{"type":"error","code":\#(jsonString(code)),"message":\#(jsonString(message))"#
+        if let ref { text += #","ref":\#(jsonString(ref))"# }
+        if let retryAfterMs { text += #","retryAfterMs":\#(retryAfterMs)"# }
+        return text + "}"
+    }
+
+    static func typing(roomId: String, userId: String) -> String {
+        #"{"type":"typing","roomId":\#(jsonString(roomId)),"userId":\#(jsonString(userId))}"#
+    }
+
+    static let pong = #"{"type":"pong"}"#
+}
+
+/// A frame from a client.
+struct ClientFrame: Decodable {
+    let type: String
+    let roomId: String?
+    let toUserId: String?
+    let body: String?
+    let clientMsgId: String?
+    let replyTo: String?
+    let seq: Int64?
+}

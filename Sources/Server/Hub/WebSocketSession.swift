@@ -1,0 +1,121 @@
+import EventLog
+import Events
+import Foundation
+import HummingbirdWebSocket
+import Logging
+import NIOConcurrencyHelpers
+import NIOWebSocket
+import ServiceLifecycle
+
+/// Close codes Parley uses besides the standard ones (documented in the README).
+enum ParleyCloseCode {
+    /// The client did not read fast enough: its outbound queue overflowed.
+    static let slowConsumer = WebSocketErrorCode.unknown(4001)
+    /// No frame from the client within the idle timeout.
+    static let idle = WebSocketErrorCode.unknown(4002)
+}
+
+/// Serves one WebSocket (CONTRACT section 4): hello, the replayed events, then live
+/// events, acks and errors from one bounded queue; client frames `send`, `typing`,
+/// `read` and `ping`. Bad frames get an `error` frame and the connection stays open.
+struct WebSocketSession {
+    let api: API
+    let hub: Hub
+    let userId: String
+    let typingChannel: String
+    let idleTimeout: Duration
+    let logger: Logger
+
+    func serve(since: String?, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        let position = since.flatMap { LogPosition(token: $0, partitions: api.log.partitioning.count) }
+        let session = try await hub.connect(userId: userId, since: position, sinceGiven: since != nil)
+        let connection = session.connection
+        defer { hub.disconnect(connection) }
+        try await outbound.write(.text(session.hello))
+        for frame in session.replay { try await outbound.write(.text(frame)) }
+        let lastActivity = NIOLockedValueBox(ContinuousClock.now)
+        let shuttingDown = NIOLockedValueBox(false)
+        let idleTimeout = self.idleTimeout
+        // On SIGTERM the server waits for its connections: close this one at once (1001).
+        try await withGracefulShutdownHandler {
+          try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {  // writer: the only task writing to the socket
+                for await frame in connection.frames { try await outbound.write(.text(frame)) }
+                if connection.overflowed {
+                    try await outbound.close(ParleyCloseCode.slowConsumer, reason: "outbound queue full: client too slow")
+                } else if shuttingDown.withLockedValue({ $0 }) {
+                    try await outbound.close(.goingAway, reason: "server shutting down")
+                }
+            }
+            group.addTask {  // reader
+                for try await message in inbound.messages(maxSize: api.maxBodyBytes) {
+                    lastActivity.withLockedValue { $0 = .now }
+                    await handle(message, connection: connection)
+                }
+            }
+            group.addTask {  // idle timeout
+                while true {
+                    try await Task.sleep(for: idleTimeout / 4)
+                    if ContinuousClock.now - lastActivity.withLockedValue({ $0 }) > idleTimeout {
+                        try await outbound.close(ParleyCloseCode.idle, reason: "idle timeout")
+                        return
+                    }
+                }
+            }
+            _ = try await group.next()
+            group.cancelAll()
+          }
+        } onGracefulShutdown: {
+            shuttingDown.withLockedValue { $0 = true }
+            connection.finish()
+        }
+    }
+
+    func handle(_ message: WebSocketMessage, connection: HubConnection) async {
+        guard case .text(let text) = message else {
+            connection.send(Frame.error(code: "invalid_request", message: "binary frames are not supported; send JSON text"))
+            return
+        }
+        guard let data = text.data(using: .utf8), (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
+            connection.send(Frame.error(code: "invalid_json", message: "a frame is one JSON object"))
+            return
+        }
+        let frame: ClientFrame
+        do { frame = try JSONDecoder().decode(ClientFrame.self, from: data) } catch {
+            connection.send(Frame.error(code: "invalid_request", message: "a frame needs a string type and fields of the right types"))
+            return
+        }
+        do {
+            switch frame.type {
+            case "ping":
+                connection.send(Frame.pong)
+            case "send":
+                guard let body = frame.body else { throw APIError.invalid("send needs a body") }
+                let outcome: EventLog.Outcome
+                if let roomId = frame.roomId {
+                    outcome = try await api.log.execute(
+                        .send(roomId: roomId, messageId: newID(), body: body, clientMsgId: frame.clientMsgId, replyTo: frame.replyTo), actor: userId)
+                } else if let to = frame.toUserId {
+                    outcome = try await api.log.execute(.sendDirect(to: to, messageId: newID(), body: body, clientMsgId: frame.clientMsgId), actor: userId)
+                } else {
+                    throw APIError.invalid("send needs a roomId or a toUserId")
+                }
+                guard let sent = outcome.events.last, let message = MessageJSON(sent) else { throw APIError.invalid("nothing was sent") }
+                connection.send(Frame.ack(ref: frame.clientMsgId, message: message))
+            case "typing":
+                guard let roomId = frame.roomId else { throw APIError.invalid("typing needs a roomId") }
+                guard hub.isMember(userId, of: roomId) else { throw APIError(.forbidden, "not_a_member", "not a member of room \(roomId)") }
+                try await api.log.redis.command(["PUBLISH", typingChannel, roomId + " " + userId])
+            case "read":
+                guard let roomId = frame.roomId, let seq = frame.seq else { throw APIError.invalid("read needs a roomId and a seq") }
+                try await api.log.execute(.markRead(roomId: roomId, seq: seq), actor: userId)
+            default:
+                throw APIError.invalid("unknown frame type \(frame.type)")
+            }
+        } catch {
+            let api = APIError.from(error)
+            if api.status == .internalServerError { logger.error("websocket frame failed", metadata: ["error": "\(error)"]) }
+            connection.send(Frame.error(code: api.code, message: api.message, ref: frame.clientMsgId))
+        }
+    }
+}
