@@ -2,6 +2,7 @@ import Drivers
 import Events
 import Foundation
 import Logging
+import Metrics
 
 /// The event log on Redis streams: decides commands against the guard state kept beside
 /// the log and appends their events atomically, reads ranges, tails the live end and
@@ -19,6 +20,8 @@ public final class EventLog: Sendable {
     public let maxAttempts = 32
     let logger: Logger
     let sendStates = SendStateCache()
+    /// How long the atomic append step takes (`parley.append.latency`).
+    let appendTimer = Timer(label: "parley.append.latency")
     /// Appends of concurrent commands share pipelines (group commit).
     let appends: RedisBatcher
 
@@ -70,7 +73,10 @@ public final class EventLog: Sendable {
             }
             guard !decision.events.isEmpty else { return Outcome(events: [], duplicate: false) }
             let request = try AppendRequest(decision: decision, state: state, keys: keys)
+            let started = ContinuousClock.now
             let reply = try await appends.run(appendScript, keys: request.keys, arguments: request.arguments)
+            let took = ContinuousClock.now - started
+            appendTimer.recordNanoseconds(took.components.seconds * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
             switch try request.parse(reply, partition: partition) {
             case .appended(let events):
                 if let cacheKey { sendStates.put(cacheKey, state: state, after: events.map(\.event)) }

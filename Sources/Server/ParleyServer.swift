@@ -32,6 +32,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger()
+        bootstrapMetrics()
         try await startOrExit(logger) {
             let configuration = try ServerConfiguration(environment: ProcessInfo.processInfo.environment, flags: options)
             let stores = try await openStores(configuration, logger: logger)

@@ -33,6 +33,11 @@ struct ServerConfiguration: Sendable {
     var bcryptCost: UInt8 = 12
     /// The largest request body accepted (413 above it), and the largest WebSocket frame.
     var maxBodyBytes = 64 * 1024
+    /// Message sends a user may make per second, and the burst above that rate.
+    var sendsPerSecond = 20
+    var sendBurst = 40
+    /// Accounts one client address may create per minute.
+    var registrationsPerMinute = 10
     /// Frames a WebSocket may have queued before it is closed as too slow (4001).
     var wsQueueFrames = 1024
     /// Seconds without a frame from a client before its WebSocket is closed (4002).
@@ -80,6 +85,9 @@ struct ServerConfiguration: Sendable {
         self.tokenLifetime = TimeInterval(try int("jwt-ttl-seconds", flag: nil, default: 7 * 24 * 3600, range: 60...31_536_000))
         self.bcryptCost = UInt8(try int("bcrypt-cost", flag: nil, default: 12, range: 4...16))
         self.maxBodyBytes = try int("max-body-bytes", flag: nil, default: 64 * 1024, range: 1024...16 * 1024 * 1024)
+        self.sendsPerSecond = try int("rate-sends-per-second", flag: nil, default: 20, range: 1...1_000_000)
+        self.sendBurst = try int("rate-send-burst", flag: nil, default: 40, range: 1...1_000_000)
+        self.registrationsPerMinute = try int("rate-registrations-per-minute", flag: nil, default: 10, range: 1...1_000_000)
         self.wsQueueFrames = try int("ws-queue-frames", flag: nil, default: 1024, range: 8...1_000_000)
         self.wsIdleSeconds = try int("ws-idle-seconds", flag: nil, default: 120, range: 1...86_400)
         func identifier(_ variable: String, _ fallback: String, allowing extra: Set<Character>) throws -> String {

@@ -16,7 +16,7 @@ final class ServerProcess: @unchecked Sendable {
 
     /// A server; with `sharing`, a second instance on the same namespace, schema and
     /// collection (API and WebSocket only: the first one runs the projectors).
-    init(sharing other: ServerProcess? = nil) async throws {
+    init(sharing other: ServerProcess? = nil, environment extra: [String: String] = [:]) async throws {
         port = TestStores.freePort()
         namespace = other?.namespace ?? TestStores.unique("tsrv").replacingOccurrences(of: "_", with: "-")
         schema = other?.schema ?? TestStores.unique("tsrv")
@@ -25,7 +25,9 @@ final class ServerProcess: @unchecked Sendable {
         process.environment = ProcessInfo.processInfo.environment.merging([
             "PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": namespace, "PARLEY_POSTGRES_SCHEMA": schema,
             "PARLEY_MONGO_COLLECTION": schema, "PARLEY_BCRYPT_COST": "4",
-        ]) { $1 }
+            // Flows send fast; the limits have tests of their own.
+            "PARLEY_RATE_SENDS_PER_SECOND": "100000", "PARLEY_RATE_SEND_BURST": "100000",
+        ].merging(extra) { $1 }) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -48,6 +50,8 @@ final class ServerProcess: @unchecked Sendable {
     struct HTTPResult: @unchecked Sendable {
         let status: Int
         let json: [String: Any]
+        var text = ""
+        var retryAfter: String?
         var error: String? { (json["error"] as? [String: Any])?["code"] as? String }
         subscript(path: String...) -> Any? {
             var value: Any? = json
@@ -71,7 +75,10 @@ final class ServerProcess: @unchecked Sendable {
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         let (data, response) = try await URLSession.shared.data(for: request)
         let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-        return HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? 0, json: json)
+        var result = HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? 0, json: json)
+        result.text = String(decoding: data, as: UTF8.self)
+        result.retryAfter = (response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Retry-After")
+        return result
     }
 
     /// Registers a user; returns (id, token).

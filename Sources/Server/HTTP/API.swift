@@ -16,6 +16,10 @@ struct API: Sendable {
     let tokens: Tokens
     let passwords: Passwords
     let maxBodyBytes: Int
+    /// Message sends per user (HTTP and WebSocket together).
+    let sendLimiter: RateLimiter
+    /// Account creation per client address.
+    let registerLimiter: RateLimiter
 
     /// The user id of a valid token for a user the log knows.
     func authenticate(token: String) async throws -> String {
@@ -25,7 +29,10 @@ struct API: Sendable {
     }
 
     func register(_ routes: RouterGroup<ParleyContext>, authenticated: RouterGroup<ParleyContext>) {
-        routes.post("auth/register") { request, _ in try await self.registerUser(request) }
+        routes.post("auth/register") { request, context in
+            try self.registerLimiter.check(context.remoteAddress.map { "\($0.ipAddress ?? "?")" } ?? "?")
+            return try await self.registerUser(request)
+        }
         routes.post("auth/login") { request, _ in try await self.login(request) }
 
         authenticated.get("me") { _, context in Reply(["user": try await self.user(id: try context.user())]) }
@@ -152,6 +159,7 @@ struct API: Sendable {
     struct SendBody: Decodable { let body: String; let clientMsgId: String?; let replyTo: String? }
 
     func sendDirect(_ request: Request, _ context: ParleyContext) async throws -> Reply<DirectJSON> {
+        try sendLimiter.check(try context.user())
         let body = try await request.json(SendBody.self, limit: maxBodyBytes)
         let to = try context.parameters.require("userId")
         let outcome = try await log.execute(
@@ -191,6 +199,7 @@ struct API: Sendable {
     }
 
     func send(_ request: Request, _ context: ParleyContext) async throws -> Reply<[String: MessageJSON]> {
+        try sendLimiter.check(try context.user())
         let body = try await request.json(SendBody.self, limit: maxBodyBytes)
         let outcome = try await log.execute(
             .send(roomId: try context.parameters.require("roomId"), messageId: newID(), body: body.body, clientMsgId: body.clientMsgId,

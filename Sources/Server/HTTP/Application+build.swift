@@ -4,6 +4,8 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import Metrics
+import Prometheus
 import Projections
 import ServiceLifecycle
 
@@ -36,7 +38,13 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         }
     }
     let router = Router(context: ParleyContext.self)
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: ErrorMiddleware())
+    router.get("metrics") { _, _ -> Response in
+        Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: metricsRegistry.emitToBuffer())))
+    }
     let wsRouter = Router(context: BasicWebSocketRequestContext.self)
     if configuration.roles.contains(.api) {
         let api = API(
@@ -44,7 +52,9 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             metadata: MetadataReadModel(postgres: stores.postgres, schema: configuration.postgresSchema),
             messages: MessagesReadModel(mongo: stores.mongo, collection: configuration.mongoCollection),
             tokens: await Tokens(secret: configuration.jwtSecret, lifetime: configuration.tokenLifetime),
-            passwords: Passwords(cost: configuration.bcryptCost), maxBodyBytes: configuration.maxBodyBytes)
+            passwords: Passwords(cost: configuration.bcryptCost), maxBodyBytes: configuration.maxBodyBytes,
+            sendLimiter: RateLimiter(perSecond: Double(configuration.sendsPerSecond), burst: configuration.sendBurst),
+            registerLimiter: RateLimiter(perSecond: Double(configuration.registrationsPerMinute) / 60, burst: configuration.registrationsPerMinute))
         let v1 = router.group("v1")
         api.register(v1, authenticated: v1.group().add(middleware: AuthMiddleware(api: api)))
 
@@ -96,6 +106,14 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
         services: services,
         logger: logger)
+}
+
+/// The Prometheus registry every metric of the process goes to (swift-metrics is
+/// bootstrapped with it once, at start).
+let metricsRegistry = PrometheusCollectorRegistry()
+
+func bootstrapMetrics() {
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metricsRegistry))
 }
 
 struct HealthStatus: ResponseEncodable {

@@ -1,15 +1,19 @@
 import Events
 import Foundation
 import Hummingbird
+import NIOCore
 
 /// The request context of every route: the authenticated user (set by `AuthMiddleware`)
 /// and JSON coders whose dates are ISO 8601 with milliseconds, like events.
-struct ParleyContext: RequestContext {
+struct ParleyContext: RequestContext, RemoteAddressRequestContext {
     var coreContext: CoreRequestContextStorage
     var userId: String?
+    /// The client's address (rate limits on account creation).
+    let remoteAddress: SocketAddress?
 
-    init(source: Source) {
+    init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
     }
 
     var responseEncoder: JSONEncoder { EventCodec.makeEncoder() }

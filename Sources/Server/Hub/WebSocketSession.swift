@@ -91,6 +91,7 @@ struct WebSocketSession {
                 connection.send(Frame.pong)
             case "send":
                 guard let body = frame.body else { throw APIError.invalid("send needs a body") }
+                try api.sendLimiter.check(userId)
                 let outcome: EventLog.Outcome
                 if let roomId = frame.roomId {
                     outcome = try await api.log.execute(
@@ -115,7 +116,7 @@ struct WebSocketSession {
         } catch {
             let api = APIError.from(error)
             if api.status == .internalServerError { logger.error("websocket frame failed", metadata: ["error": "\(error)"]) }
-            connection.send(Frame.error(code: api.code, message: api.message, ref: frame.clientMsgId))
+            connection.send(Frame.error(code: api.code, message: api.message, ref: frame.clientMsgId, retryAfterMs: api.retryAfterMs))
         }
     }
 }
