@@ -38,8 +38,16 @@ struct ProjectionFaultTests {
         let task = Task { try await withThrowingTaskGroup(of: Void.self) { g in for r in runners { g.addTask { try await r.run() } }; try await g.waitForAll() } }
         try await f.waitUntilCaughtUp(f.metadata)
         try await f.waitUntilCaughtUp(f.messages)
+        // Acknowledged after applying: give the last XACK its moment, then every entry,
+        // the dead consumer's included, must be acknowledged.
+        let acknowledged = try? await eventually(seconds: 10) {
+            let pending = try await f.redis.xinfoGroups(stream).map { $0["pending"]?.int ?? -1 }
+            guard pending.allSatisfy({ $0 == 0 }) else { throw ProjectionError("pending \(pending)") }
+            return true
+        }
         task.cancel()
         _ = try? await task.value
+        #expect(acknowledged == true)
 
         let sent = try await f.log.read(partition: 0, count: 10_000).filter { $0.event.type == .messageSent }
         let documents = try await f.messages.collection.find(["roomId": "club"])
