@@ -83,6 +83,9 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             try await session.serve(since: request.uri.queryParameters["since"].map(String.init), inbound: inbound, outbound: outbound)
         }
     }
+    router.get("openapi.json") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPI.document)))
+    }
     router.get("healthz") { _, _ in
         HealthStatus(status: "ok")
     }
@@ -99,6 +102,13 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
                 status: .serviceUnavailable)
         }
         return try jsonResponse(HealthStatus(status: "ok", lagEvents: worst.events, lagMs: worst.milliseconds), status: .ok)
+    }
+    if configuration.roles.contains(.api) {
+        let found = OpenAPI.mismatches(routes: router.routes.map { ($0.method.rawValue, "\($0.path)") })
+        guard found.undocumented.isEmpty && found.missing.isEmpty else {
+            throw ServerConfiguration.Invalid(
+                description: "the OpenAPI document does not match the routes: undocumented \(found.undocumented), missing \(found.missing)")
+        }
     }
     return Application(
         router: router,
