@@ -77,10 +77,7 @@ struct AppendBench: AsyncParsableCommand {
             print(String(format: "  call only: p50 %.2f p99 %.2f p99.9 %.2f ms; generator timer lateness: p50 %.2f p99 %.2f ms", c.p50, c.p99, c.p999, l.p50, l.p99))
         }
         // Leave no benchmark keys behind.
-        let keys = try await redis.command(["KEYS", "\(log.partitioning.namespace):*"]).array?.compactMap(\.string) ?? []
-        for chunk in stride(from: 0, to: keys.count, by: 500) {
-            try await redis.command(["DEL"] + keys[chunk..<min(chunk + 500, keys.count)])
-        }
+        try await redis.deleteKeys(matching: "\(log.partitioning.namespace):*")
         log.shutdown()
         await redis.shutdown()
     }

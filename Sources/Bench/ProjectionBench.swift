@@ -54,8 +54,7 @@ struct ProjectionBench: AsyncParsableCommand {
         }
         if rate > 0 { try await lagRun(stores, metadata: metadata("lag"), messages: skipMessages ? nil : messages("lag")) }
         for cleanup in cleanups { try await cleanup() }
-        let keys = try await stores.redis.command(["KEYS", "\(namespace)*"]).array?.compactMap(\.string) ?? []
-        for chunk in stride(from: 0, to: keys.count, by: 500) { try await stores.redis.command(["DEL"] + keys[chunk..<min(chunk + 500, keys.count)]) }
+        try await stores.redis.deleteKeys(matching: "\(namespace)*")
         log.shutdown()
         await stores.shutdown()
     }
@@ -154,8 +153,7 @@ struct ProjectionBench: AsyncParsableCommand {
             let s = recorders[name]!.summary
             print("| \(name) | \(rate) | \(recorders[name]!.count) | " + String(format: "%.1f | %.1f | %.1f | %.1f | %.1f |", s.p50, s.p90, s.p99, s.p999, s.max))
         }
-        let keys = try await stores.redis.command(["KEYS", "\(log.partitioning.namespace)*"]).array?.compactMap(\.string) ?? []
-        for chunk in stride(from: 0, to: keys.count, by: 500) { try await stores.redis.command(["DEL"] + keys[chunk..<min(chunk + 500, keys.count)]) }
+        try await stores.redis.deleteKeys(matching: "\(log.partitioning.namespace)*")
         log.shutdown()
     }
 }

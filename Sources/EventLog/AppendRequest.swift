@@ -10,6 +10,8 @@ struct AppendRequest {
     let arguments: [String]
     /// The events and their bodies, completed with what the script returns.
     private let events: [(event: Event, body: String)]
+    /// The room after the events, as the rules fold it.
+    let roomAfter: RoomState?
 
     enum Result {
         case appended([LoggedEvent])
@@ -64,6 +66,7 @@ struct AppendRequest {
             room = after
         }
         self.arguments = arguments
+        self.roomAfter = room
         self.keys = keys
         self.events = bodies
     }

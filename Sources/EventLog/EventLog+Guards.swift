@@ -69,22 +69,13 @@ extension EventLog {
         return snapshot
     }
 
+    private var guardPattern: String { "\(partitioning.namespace):g:*" }
+
     private func guardKeys() async throws -> [String] {
-        var cursor = "0"
-        var keys: [String] = []
-        repeat {
-            let reply = try await redis.command(["SCAN", cursor, "MATCH", "\(partitioning.namespace):g:*", "COUNT", "1000"])
-            guard let parts = reply.array, parts.count == 2 else { break }
-            cursor = parts[0].string ?? "0"
-            keys += (parts[1].array ?? []).compactMap(\.string)
-        } while cursor != "0"
-        return keys
+        try await redis.keys(matching: guardPattern)
     }
 
     private func deleteGuards() async throws {
-        let keys = try await guardKeys()
-        for chunk in stride(from: 0, to: keys.count, by: 500) {
-            try await redis.command(["DEL"] + keys[chunk..<min(chunk + 500, keys.count)])
-        }
+        try await redis.deleteKeys(matching: guardPattern)
     }
 }

@@ -79,7 +79,7 @@ public final class EventLog: Sendable {
             appendTimer.recordNanoseconds(took.components.seconds * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
             switch try request.parse(reply, partition: partition) {
             case .appended(let events):
-                if let cacheKey { sendStates.put(cacheKey, state: state, after: events.map(\.event)) }
+                if let cacheKey { sendStates.put(cacheKey, state: state, room: request.roomAfter) }
                 return Outcome(events: events, duplicate: false)
             case .duplicate(let event):
                 return Outcome(events: [event], duplicate: true)
@@ -134,6 +134,12 @@ public final class EventLog: Sendable {
         let commands = partitioning.streamKeys.map { ["XREVRANGE", $0, "+", "-", "COUNT", "1"] }
         let replies = try await redis.pipeline(commands)
         return LogPosition(entryIDs: replies.map { $0.array?.first?.array?.first?.string ?? "0-0" })
+    }
+
+    /// The position of the last event of one partition ("0-0" when empty).
+    public func head(partition: Int) async throws -> String {
+        let reply = try await redis.command(["XREVRANGE", partitioning.streamKey(partition), "+", "-", "COUNT", "1"])
+        return reply.array?.first?.array?.first?.string ?? "0-0"
     }
 
     /// The id of the oldest event each partition still keeps ("0-0" for an empty one).

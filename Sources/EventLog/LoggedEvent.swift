@@ -52,6 +52,9 @@ public struct LogPosition: Sendable, Equatable, CustomStringConvertible {
 public enum StreamID {
     public static func isValid(_ id: String) -> Bool { parse(id) != nil }
 
+    /// The milliseconds part of an id (Redis' clock when it was appended).
+    public static func milliseconds(_ id: String) -> Int64? { parse(id).map { Int64($0.0) } }
+
     static func parse(_ id: String) -> (UInt64, UInt64)? {
         let parts = id.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 2, let ms = UInt64(parts[0]), let seq = UInt64(parts[1]) else { return nil }

@@ -27,10 +27,11 @@ final class SendStateCache: Sendable {
         entries.withLockedValue { $0[key] }
     }
 
-    /// Keeps the state after `events`, without message records (sends do not need them).
-    func put(_ key: String, state: DecisionState, after events: [Event]) {
+    /// Keeps `state` with the room as it is after the append (folded once, by the
+    /// request), without message records (sends do not need them).
+    func put(_ key: String, state: DecisionState, room: RoomState?) {
         var state = state
-        for event in events { state.room = Rules.evolve(state.room, event) }
+        state.room = room
         state.room?.messages = [:]
         entries.withLockedValue { entries in
             if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }

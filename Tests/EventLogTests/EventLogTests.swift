@@ -35,8 +35,7 @@ struct TestLog {
     }
 
     func cleanUp() async throws {
-        let keys = try await redis.command(["KEYS", "\(log.partitioning.namespace)*"]).array?.compactMap(\.string) ?? []
-        if !keys.isEmpty { try await redis.command(["DEL"] + keys) }
+        try await redis.deleteKeys(matching: "\(log.partitioning.namespace)*")
         log.shutdown()
         await redis.shutdown()
     }

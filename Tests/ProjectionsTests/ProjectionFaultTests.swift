@@ -138,8 +138,7 @@ struct ProjectionFaultTests {
         let firstWaitingLive = try #require(trace.firstIndex { $0.priority == .live && $0.waited })
         #expect(trace[firstWaitingLive...].contains { $0.priority == .rebuild })
         try await f.postgres.query("DROP SCHEMA \(f.schema)_rebuild CASCADE")
-        let keys = try await f.redis.command(["KEYS", "\(source.partitioning.namespace)*"]).array?.compactMap(\.string) ?? []
-        if !keys.isEmpty { try await f.redis.command(["DEL"] + keys) }
+        try await f.redis.deleteKeys(matching: "\(source.partitioning.namespace)*")
         source.shutdown()
         try await f.cleanUp()
     }

@@ -83,8 +83,7 @@ struct ProjectionFixture {
         try await postgres.query("DROP SCHEMA \(schema) CASCADE")
         try await messages.collection.drop()
         try await mongo.collection(schema + "_checkpoints").drop()
-        let keys = try await redis.command(["KEYS", "\(log.partitioning.namespace)*"]).array?.compactMap(\.string) ?? []
-        for chunk in stride(from: 0, to: keys.count, by: 500) { try await redis.command(["DEL"] + keys[chunk..<min(chunk + 500, keys.count)]) }
+        try await redis.deleteKeys(matching: "\(log.partitioning.namespace)*")
         log.shutdown()
         await redis.shutdown()
         await postgres.shutdown()

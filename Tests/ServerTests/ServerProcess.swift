@@ -109,8 +109,7 @@ final class ServerProcess: @unchecked Sendable {
         try await mongo.collection(schema + "_checkpoints").drop()
         await mongo.shutdown()
         let redis = try TestStores.redis()
-        let keys = try await redis.command(["KEYS", "\(namespace)*"]).array?.compactMap(\.string) ?? []
-        for chunk in stride(from: 0, to: keys.count, by: 500) { try await redis.command(["DEL"] + keys[chunk..<min(chunk + 500, keys.count)]) }
+        try await redis.deleteKeys(matching: "\(namespace)*")
         await redis.shutdown()
     }
 }

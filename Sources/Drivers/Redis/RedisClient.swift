@@ -93,3 +93,28 @@ extension Duration {
         return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
     }
 }
+
+extension RedisClient {
+    /// Every key matching a glob `pattern`, found with SCAN (never KEYS, which blocks Redis).
+    public func keys(matching pattern: String) async throws -> [String] {
+        var cursor = "0"
+        var keys: [String] = []
+        repeat {
+            let reply = try await command(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"])
+            guard let parts = reply.array, parts.count == 2 else { break }
+            cursor = parts[0].string ?? "0"
+            keys += (parts[1].array ?? []).compactMap(\.string)
+        } while cursor != "0"
+        return keys
+    }
+
+    /// Deletes every key matching `pattern`, 500 at a time; returns how many it found.
+    @discardableResult
+    public func deleteKeys(matching pattern: String) async throws -> Int {
+        let keys = try await keys(matching: pattern)
+        for chunk in stride(from: 0, to: keys.count, by: 500) {
+            try await command(["DEL"] + keys[chunk..<min(chunk + 500, keys.count)])
+        }
+        return keys.count
+    }
+}

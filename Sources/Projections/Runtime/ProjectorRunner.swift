@@ -214,18 +214,14 @@ public struct ProjectorRunner: Service {
         let events = Int(group["lag"]?.int ?? 0) + Int(group["pending"]?.int ?? 0)
         var milliseconds: Int64 = 0
         if events > 0, let delivered = group["last-delivered-id"]?.string {
-            let head = try await log.head().entryIDs[partition]
-            milliseconds = max(0, (Self.milliseconds(of: head) ?? 0) - (Self.milliseconds(of: delivered) ?? 0))
+            let head = try await log.head(partition: partition)
+            milliseconds = max(0, (StreamID.milliseconds(head) ?? 0) - (StreamID.milliseconds(delivered) ?? 0))
         }
         lag.set(projector.name, partition: partition, .init(events: events, milliseconds: milliseconds))
         Gauge(label: "parley.projector.lag.events", dimensions: [("projector", projector.name), ("partition", "\(partition)")])
             .record(events)
         Gauge(label: "parley.projector.lag.ms", dimensions: [("projector", projector.name), ("partition", "\(partition)")])
             .record(milliseconds)
-    }
-
-    static func milliseconds(of entryID: String) -> Int64? {
-        entryID.split(separator: "-").first.flatMap { Int64($0) }
     }
 }
 
