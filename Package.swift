@@ -82,7 +82,8 @@ let package = Package(
         .executableTarget(
             name: "Replayer",
             dependencies: [
-                "Events", "Drivers", "Projections",
+                "Events", "Drivers", "EventLog", "Projections",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -95,11 +96,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
-        .target(name: "TestSupport", dependencies: ["Drivers"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Drivers", "Events", "EventLog"], path: "Tests/TestSupport"),
         .testTarget(name: "DriversTests", dependencies: ["Drivers", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "Events", "TestSupport"]),
         .testTarget(name: "ProjectionsTests", dependencies: ["Projections", "EventLog", "Events", "TestSupport"]),
+        .testTarget(
+            name: "ReplayerTests",
+            dependencies: [
+                "Replayer", "Projections", "EventLog", "Events", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "ServerTests",
             dependencies: [

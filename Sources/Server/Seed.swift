@@ -14,10 +14,10 @@ struct Seed: AsyncParsableCommand {
         let logger = makeLogger()
         try await startOrExit(logger) {
             let environment = ProcessInfo.processInfo.environment
-            let stores = try StoreConfiguration(environment: environment)
-            let redis = try RedisClient(stores.redis)
-            let partitions = Int(environment["PARLEY_LOG_PARTITIONS"] ?? "") ?? 1
-            let log = EventLog(redis: redis, partitions: partitions, logger: logger)
+            // The same settings as the server, so the chat lands in the log it serves.
+            let configuration = try ServerConfiguration(environment: environment.merging(["PARLEY_DEV_MODE": "1"]) { a, _ in a }, flags: try ServeOptions.parse([]))
+            let redis = try RedisClient(configuration.stores.redis)
+            let log = EventLog(redis: redis, partitions: configuration.logPartitions, namespace: configuration.namespace, logger: logger)
             let suffix = String(newID().prefix(4))
             var ids: [String: String] = [:]
             for name in ["alice", "bob", "carol"] {

@@ -90,27 +90,6 @@ struct ProjectionFixture {
         await mongo.shutdown()
     }
 
-    /// Users ada, bea, cyd and a scripted history with every kind of event.
-    func workload() async throws -> [String: String] {
-        var ids: [String: String] = [:]
-        for name in ["ada", "bea", "cyd"] {
-            let id = "u-\(name)-\(newID().prefix(6))"
-            try await log.execute(.register(userId: id, username: name, displayName: name.capitalized, passwordHash: "$2b$12$hash-of-\(name)"), actor: id)
-            ids[name] = id
-        }
-        let (ada, bea, cyd) = (ids["ada"]!, ids["bea"]!, ids["cyd"]!)
-        try await log.execute(.createGroup(roomId: "club", name: "Club", invite: [bea, cyd]), actor: ada)
-        try await log.execute(.join(roomId: "club"), actor: bea)
-        try await log.execute(.setRole(roomId: "club", userId: bea, role: .admin), actor: ada)
-        try await log.execute(.send(roomId: "club", messageId: "c1", body: "hello", clientMsgId: "k1", replyTo: nil), actor: bea)
-        try await log.execute(.send(roomId: "club", messageId: "c2", body: "hi bea", clientMsgId: nil, replyTo: "c1"), actor: ada)
-        try await log.execute(.edit(roomId: "club", messageId: "c1", body: "hello!"), actor: bea)
-        try await log.execute(.edit(roomId: "club", messageId: "c1", body: "hello!!"), actor: bea)
-        try await log.execute(.send(roomId: "club", messageId: "c3", body: "oops", clientMsgId: nil, replyTo: nil), actor: ada)
-        try await log.execute(.delete(roomId: "club", messageId: "c3"), actor: bea)
-        try await log.execute(.rename(roomId: "club", name: "The Club"), actor: bea)
-        try await log.execute(.markRead(roomId: "club", seq: 2), actor: bea)
-        try await log.execute(.sendDirect(to: cyd, messageId: "d1", body: "psst", clientMsgId: "k2"), actor: ada)
-        return ids
-    }
+    /// The scripted chat of `EventLog.scriptedChat()`; returns the user ids by name.
+    func workload() async throws -> [String: String] { try await log.scriptedChat() }
 }

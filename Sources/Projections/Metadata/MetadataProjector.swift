@@ -14,25 +14,33 @@ public struct MetadataProjector: Projector {
     public let schema: String
     public let priority: ProjectionPriority
     public let eventTypes = Set(EventType.allCases)
+    /// The schema whose tables (made by the migrations) a new schema copies.
+    public let template: String
     let postgres: PostgresClient
 
-    public init(postgres: PostgresClient, schema: String = "public", name: String = "metadata", priority: ProjectionPriority = .live) {
-        precondition(schema.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } && !schema.isEmpty, "schema must be an identifier")
+    public init(
+        postgres: PostgresClient, schema: String = "public", name: String = "metadata", priority: ProjectionPriority = .live,
+        template: String = "public"
+    ) {
+        precondition(
+            [schema, template].allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } },
+            "schema must be an identifier")
         self.postgres = postgres
         self.schema = schema
         self.name = name
         self.priority = priority
+        self.template = template
     }
 
     public static let tables = ["users", "rooms", "room_members", "projector_checkpoints"]
 
-    /// A schema other than `public` gets the tables of `public` (created by the migrations).
+    /// A schema other than the template gets the template's tables (made by the migrations).
     public func prepare() async throws {
-        guard schema != "public" else { return }
-        let s = schema
+        guard schema != template else { return }
+        let s = schema, t = template
         try await postgres.withConnection { c in
             try c.execute("CREATE SCHEMA IF NOT EXISTS \(s)")
-            for table in Self.tables { try c.execute("CREATE TABLE IF NOT EXISTS \(s).\(table) (LIKE public.\(table) INCLUDING ALL)") }
+            for table in Self.tables { try c.execute("CREATE TABLE IF NOT EXISTS \(s).\(table) (LIKE \(t).\(table) INCLUDING ALL)") }
         }
     }
 

@@ -19,36 +19,76 @@ public struct ProjectionRebuild: Sendable {
         self.priority = priority
     }
 
-    /// Projects every partition up to the log's head as of the start of each batch read;
-    /// `progress` gets the events applied so far. Returns the events applied and the
-    /// entries skipped as unreadable.
+    /// What a run did.
+    public struct Outcome: Sendable, Equatable {
+        /// Events read from the log and handed to the projector.
+        public var applied = 0
+        /// Entries that could not be decoded (skipped, as live projection parks them).
+        public var unreadable = 0
+        /// Where the projector's checkpoint is now, per partition.
+        public var reached: LogPosition
+    }
+
+    /// Projects every partition from the projector's checkpoint up to `head` (inclusive;
+    /// the log's end as each batch is read when nil). `beforeBatch` runs before every batch
+    /// (to renew a lease or a hold, or to yield to live projection); `progress` gets the
+    /// events applied so far. The next batch is read and decoded while one is applied.
     @discardableResult
-    public func run(_ projector: any Projector, progress: (@Sendable (Int) -> Void)? = nil) async throws -> (applied: Int, unreadable: Int) {
+    public func run(
+        _ projector: any Projector, until head: LogPosition? = nil,
+        beforeBatch: (@Sendable (_ partition: Int) async throws -> Void)? = nil,
+        progress: (@Sendable (Int) -> Void)? = nil
+    ) async throws -> Outcome {
         try await projector.prepare()
-        var applied = 0
-        var unreadable = 0
+        var outcome = Outcome(reached: .start(partitions: log.partitioning.count))
         for partition in 0..<log.partitioning.count {
             var after = try await projector.checkpoint(partition: partition)
+            outcome.reached.entryIDs[partition] = after
+            let end = head?.entryIDs[partition] ?? "+"
+            if end == "0-0" || (end != "+" && !StreamID.less(after, end)) { continue }
+            var next = fetch(partition, after: after, end: end)
             while true {
+                let batch = try await next.value
+                guard let lastID = batch.lastID else { break }
+                after = lastID
+                let full = batch.entries == batchSize
+                if full { next = fetch(partition, after: after, end: end) }
                 try Task.checkCancellation()
-                let start = after == "0-0" ? "-" : "(" + after
-                let entries = try await log.redis.xrange(log.partitioning.streamKey(partition), from: start, count: batchSize)
-                guard let last = entries.last else { break }
-                var events: [LoggedEvent] = []
-                events.reserveCapacity(entries.count)
-                for entry in entries {
-                    if let event = try? EventLogDecoding.decode(entry, partition: partition) { events.append(event) } else { unreadable += 1 }
+                try await beforeBatch?(partition)
+                let events = batch.events
+                if !events.isEmpty {
+                    try await scheduler.run(priority, label: "\(projector.name):\(partition)", group: projector.name) {
+                        try await projector.apply(events, partition: partition)
+                    }
                 }
-                let batch = events
-                try await scheduler.run(priority, label: "\(projector.name):\(partition)", group: projector.name) {
-                    try await projector.apply(batch, partition: partition)
-                }
-                applied += events.count
-                progress?(applied)
-                after = last.id
-                if entries.count < batchSize { break }
+                outcome.applied += events.count
+                outcome.unreadable += batch.entries - events.count
+                outcome.reached.entryIDs[partition] = lastID
+                progress?(outcome.applied)
+                if !full { break }
             }
         }
-        return (applied, unreadable)
+        return outcome
+    }
+
+    private struct Batch: Sendable {
+        var events: [LoggedEvent]
+        var entries: Int
+        var lastID: String?
+    }
+
+    /// Reads and decodes the batch after `after` in a task of its own.
+    private func fetch(_ partition: Int, after: String, end: String) -> Task<Batch, any Error> {
+        let log = self.log, count = batchSize
+        return Task {
+            let start = after == "0-0" ? "-" : "(" + after
+            let entries = try await log.redis.xrange(log.partitioning.streamKey(partition), from: start, to: end, count: count)
+            var events: [LoggedEvent] = []
+            events.reserveCapacity(entries.count)
+            for entry in entries {
+                if let event = try? EventLogDecoding.decode(entry, partition: partition) { events.append(event) }
+            }
+            return Batch(events: events, entries: entries.count, lastID: entries.last?.id)
+        }
     }
 }

@@ -58,6 +58,9 @@ public struct ProjectorRunner: Service {
 
     public var deadLetterKey: String { "\(log.partitioning.namespace):dead:\(projector.name)" }
 
+    /// The hold a shadow swap sets to stop this projector's writes for a moment.
+    var hold: ProjectionHold { ProjectionHold(redis: log.redis, namespace: log.partitioning.namespace, projector: projector.name) }
+
     /// Runs until cancelled or until graceful shutdown (SIGTERM): the batch in hand is
     /// applied and acknowledged, the leases are released, then it returns.
     public func run() async throws {
@@ -76,7 +79,7 @@ public struct ProjectorRunner: Service {
     /// batch in hand: it is applied and acknowledged before the loop looks again).
     func runPartition(_ partition: Int) async throws {
         let stream = log.partitioning.streamKey(partition)
-        let leaseKey = "\(log.partitioning.namespace):lease:\(projector.name):\(partition)"
+        let leaseKey = hold.leaseKey(partition)
         var holding = false
         var groupReady = false
         while !Task.isCancelled {
@@ -90,6 +93,9 @@ public struct ProjectorRunner: Service {
                     holding = false
                     try await Task.sleep(for: .milliseconds(options.leaseMs / 3))
                     continue
+                }
+                try await hold.waitWhileHeld(partition: partition, consumer: consumer) {
+                    _ = try await self.renewLease(leaseKey, holding: true)
                 }
                 if !holding {
                     // Just took the partition over: whatever another consumer read and did
@@ -169,6 +175,11 @@ public struct ProjectorRunner: Service {
     /// is narrowed down event by event, and an event that keeps failing is parked.
     func apply(_ events: [LoggedEvent], partition: Int) async throws {
         guard !events.isEmpty else { return }
+        // A shadow swap may be under way: apply nothing until it is done (the batch stays
+        // unacknowledged meanwhile, and lands in the swapped-in read model).
+        try await hold.waitWhileHeld(partition: partition, consumer: consumer) {
+            _ = try await self.renewLease(self.hold.leaseKey(partition), holding: true)
+        }
         var attempt = 0
         var delay = options.retryDelay
         while true {

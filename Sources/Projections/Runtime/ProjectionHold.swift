@@ -1,0 +1,89 @@
+import Drivers
+import EventLog
+
+/// Stops a projector's live writes for a moment, across every server instance, so that
+/// `parley-replay rebuild --shadow` can swap a caught-up shadow read model in while
+/// nothing writes to the old one.
+///
+/// The replayer sets `<ns>:hold:<projector>` (with an expiry it renews, so a crashed
+/// replayer holds nothing for long). A live runner looks at it before it reads a batch
+/// and before it applies one; while it is set the runner applies nothing and records
+/// `<ns>:paused:<projector>:<partition>` = its consumer name. The replayer goes on once
+/// every partition is paused by its lease holder (or has no holder): from then on no live
+/// write is under way or can start until the hold is released. Batches a runner had read
+/// stay unacknowledged and are applied, to the new read model, after the release.
+public struct ProjectionHold: Sendable {
+    public let redis: RedisClient
+    public let namespace: String
+    public let projector: String
+
+    public init(redis: RedisClient, namespace: String, projector: String) {
+        self.redis = redis
+        self.namespace = namespace
+        self.projector = projector
+    }
+
+    public var holdKey: String { "\(namespace):hold:\(projector)" }
+    public func pausedKey(_ partition: Int) -> String { "\(namespace):paused:\(projector):\(partition)" }
+    public func leaseKey(_ partition: Int) -> String { "\(namespace):lease:\(projector):\(partition)" }
+
+    // MARK: - Live runner side
+
+    /// Returns at once when no hold is set (one EXISTS); otherwise records that `consumer`
+    /// has paused `partition` and waits until the hold is gone, calling `keepAlive` about
+    /// once a second (the runner renews its lease there, so a long swap does not hand the
+    /// partition to another instance).
+    public func waitWhileHeld(partition: Int, consumer: String, keepAlive: () async throws -> Void = {}) async throws {
+        var waited = 0
+        while try await redis.command(["EXISTS", holdKey]).int == 1 {
+            if waited % 50 == 0 {
+                try await redis.command(["SET", pausedKey(partition), consumer, "PX", "60000"])
+                try await keepAlive()
+            }
+            waited += 1
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    // MARK: - Replayer side
+
+    /// Sets the hold (expiring after `ttlMs` unless renewed). Fails when another replayer
+    /// holds it already.
+    public func acquire(owner: String, ttlMs: Int = 15_000) async throws {
+        let partitionKeys = try await redis.keys(matching: "\(namespace):paused:\(projector):*")
+        if !partitionKeys.isEmpty { try await redis.command(["DEL"] + partitionKeys) }
+        let set = try await redis.command(["SET", holdKey, owner, "NX", "PX", String(ttlMs)])
+        guard set.string == "OK" else {
+            let holder = try await redis.command(["GET", holdKey]).string ?? "?"
+            throw ProjectionError("\(projector) is already held by \(holder) (another swap under way)")
+        }
+    }
+
+    /// Keeps the hold for another `ttlMs`.
+    public func renew(ttlMs: Int = 15_000) async throws {
+        try await redis.command(["PEXPIRE", holdKey, String(ttlMs)])
+    }
+
+    /// Waits until no live runner can be writing: every partition either has no lease
+    /// holder or its holder has recorded that it paused. Gives up after `seconds`.
+    public func waitUntilQuiet(partitions: Int, seconds: Double = 30) async throws {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        for partition in 0..<partitions {
+            while true {
+                let replies = try await redis.pipeline([["GET", leaseKey(partition)], ["GET", pausedKey(partition)]])
+                let holder = replies[0].string, paused = replies[1].string
+                if holder == nil || holder == paused { break }
+                guard ContinuousClock.now < deadline else {
+                    throw ProjectionError("the live \(projector) projector (\(holder ?? "?")) did not pause partition \(partition) in \(Int(seconds)) s")
+                }
+                try await renew()
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
+    /// Lifts the hold: live runners go on with what they had read.
+    public func release() async throws {
+        try await redis.command(["DEL", holdKey])
+    }
+}

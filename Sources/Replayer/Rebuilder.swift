@@ -1,0 +1,187 @@
+import Drivers
+import EventLog
+import Events
+import Foundation
+import Projections
+
+/// What the replayer needs of a projector's read model beyond projecting: emptying it,
+/// dropping a shadow or scratch copy, and swapping a copy in for the live one.
+protocol ReplayableProjector: Projector {
+    /// Empties the read model and its checkpoints.
+    func reset() async throws
+    /// Drops this (shadow or scratch) area entirely.
+    func dropArea() async throws
+    /// Whether this area holds an earlier, unfinished build to resume.
+    func areaExists() async throws -> Bool
+    /// Replaces `live`'s read model with this one's; returns what it did with the old one.
+    func swapIn(over live: any Projector, keepOld: Bool) async throws -> String
+}
+
+extension MetadataProjector: ReplayableProjector {
+    func dropArea() async throws { try await dropSchema() }
+    func areaExists() async throws -> Bool { try await schemaExists() }
+    func swapIn(over live: any Projector, keepOld: Bool) async throws -> String {
+        let retired = try await swap(into: live as! MetadataProjector, keepOld: keepOld)
+        return keepOld ? "old tables kept in schema \(retired)" : "old tables dropped"
+    }
+}
+
+extension MessagesProjector: ReplayableProjector {
+    func dropArea() async throws { try await dropCollections() }
+    func areaExists() async throws -> Bool { try await hasCheckpoints() }
+    func swapIn(over live: any Projector, keepOld: Bool) async throws -> String {
+        let target = live as! MessagesProjector
+        if keepOld {
+            let retired = "\(target.collection.name)_retired_\(Int(Date().timeIntervalSince1970))"
+            try await target.collection.rename(to: retired)
+            try await swap(into: target)
+            return "old collection kept as \(retired)"
+        }
+        try await swap(into: target)
+        return "old collection dropped"
+    }
+}
+
+/// A rebuild was refused, with the reason and what to do instead.
+struct Refused: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// `parley-replay rebuild`: re-projects the whole log through the live projectors' own
+/// code, in place or beside the live read models (`--shadow`).
+struct Rebuilder: Sendable {
+    let context: ReplayContext
+    let batchSize: Int
+    let progressInterval: Double
+    /// Who holds leases and holds: `parley-replay-<pid>-<random>`.
+    let owner = "parley-replay-\(ProcessInfo.processInfo.processIdentifier)-\(UInt16.random(in: 0...UInt16.max))"
+    /// A live projector further behind than this many events in a partition makes a
+    /// shadow rebuild wait before its next batch: live projection comes first.
+    var liveLagLimit = 2000
+
+    var log: EventLog { context.log }
+    var namespace: String { context.configuration.namespace }
+
+    func replayable(_ projection: ReplayContext.Projection, area: String? = nil) -> any ReplayableProjector {
+        context.projector(projection, area: area) as! any ReplayableProjector
+    }
+
+    // MARK: - In place
+
+    /// Empties the live read model and projects the whole log into it. Refuses while a
+    /// live projector runs (it holds a partition lease); holds every lease itself
+    /// meanwhile, so no server starts projecting half way. An interrupted run leaves a
+    /// marker (`<ns>:rebuild:<projector>`) and the next run resumes at the checkpoint.
+    func inPlace(_ projection: ReplayContext.Projection) async throws -> String {
+        let projector = replayable(projection)
+        let name = projector.name
+        let leases = (0..<log.partitioning.count).map { "\(namespace):lease:\(name):\($0)" }
+        for (partition, key) in leases.enumerated() {
+            let taken = try await context.redis.command(["SET", key, owner, "NX", "PX", "30000"])
+            guard taken.string == "OK" else {
+                let holder = try await context.redis.command(["GET", key]).string ?? "?"
+                await release(leases)
+                throw Refused(
+                    description: "the live \(name) projector is running (\(holder) holds partition \(partition)): "
+                        + "stop parley-server's projectors role first, or rebuild with --shadow while it serves")
+            }
+        }
+        do {
+            let marker = "\(namespace):rebuild:\(name)"
+            let resumed = try await context.redis.command(["EXISTS", marker]).int == 1
+            if !resumed {
+                try await projector.reset()
+                try await context.redis.command(["SET", marker, owner])
+            }
+            // A resumed run does not know how much is left without reading it: no ETA then.
+            let total = resumed ? nil : try await context.logLength()
+            let progress = Progress("rebuild \(name)", total: total, interval: progressInterval)
+            let redis = context.redis
+            let outcome = try await ProjectionRebuild(log: log, scheduler: PriorityScheduler(workers: 1), batchSize: batchSize).run(
+                projector,
+                beforeBatch: { _ in _ = try await redis.pipeline(leases.map { ["PEXPIRE", $0, "30000"] }) },
+                progress: { progress.update($0) })
+            try await context.redis.command(["DEL", marker])
+            await release(leases)
+            progress.finish(outcome.applied, suffix: resumed ? " (resumed)" : "")
+            return "rebuild \(name): done in place at \(outcome.reached)" + unreadable(outcome)
+        } catch {
+            await release(leases)
+            throw error
+        }
+    }
+
+    /// Runs in a task of its own: after Ctrl-C the caller's task is cancelled, and the
+    /// leases must still be given back.
+    private func release(_ leases: [String]) async {
+        await Task { await releaseNow(leases) }.value
+    }
+
+    private func releaseNow(_ leases: [String]) async {
+        for key in leases where (try? await context.redis.command(["GET", key]).string) == owner {
+            _ = try? await context.redis.command(["DEL", key])
+        }
+    }
+
+    private func unreadable(_ outcome: ProjectionRebuild.Outcome) -> String {
+        outcome.unreadable == 0 ? "" : " (\(outcome.unreadable) unreadable entries skipped)"
+    }
+
+    // MARK: - Shadow
+
+    /// Builds the read model beside the live one (`<schema>_shadow`, `<collection>_shadow`)
+    /// while the server keeps serving, yielding to live projection whenever it falls
+    /// behind; then holds live writes for a moment, catches up to the head and swaps the
+    /// shadow in atomically. An interrupted run leaves the shadow, and the next run
+    /// resumes it (`restart` starts over).
+    func shadow(_ projection: ReplayContext.Projection, restart: Bool, keepOld: Bool) async throws -> String {
+        let live = replayable(projection)
+        let shadow = replayable(projection, area: "shadow")
+        let name = live.name
+        let resumed = restart ? false : try await shadow.areaExists()
+        if !resumed { try await shadow.dropArea() }
+        let total = resumed ? nil : try await context.logLength()
+        let progress = Progress("rebuild \(name) (shadow)", total: total, interval: progressInterval)
+        let rebuild = ProjectionRebuild(log: log, scheduler: PriorityScheduler(workers: 1), batchSize: batchSize)
+        let outcome = try await rebuild.run(
+            shadow, beforeBatch: { partition in try await self.yieldToLive(name, partition: partition, progress: progress) },
+            progress: { progress.update($0) })
+
+        // Caught up with the log as it was a moment ago: hold live writes, take the last
+        // events in, swap.
+        let hold = ProjectionHold(redis: context.redis, namespace: namespace, projector: name)
+        try await hold.acquire(owner: owner)
+        let tail: ProjectionRebuild.Outcome
+        let swapped: String
+        do {
+            try await hold.waitUntilQuiet(partitions: log.partitioning.count)
+            tail = try await rebuild.run(shadow, beforeBatch: { _ in try await hold.renew() })
+            try await hold.renew()
+            swapped = try await shadow.swapIn(over: live, keepOld: keepOld)
+            try await hold.release()
+        } catch {
+            // In a task of its own: after Ctrl-C this task is cancelled, and live
+            // projection must not stay held until the hold expires.
+            await Task { try? await hold.release() }.value
+            throw error
+        }
+        progress.finish(outcome.applied + tail.applied, suffix: resumed ? " (resumed)" : "")
+        return "rebuild \(name): shadow swapped in at \(tail.reached), \(swapped)" + unreadable(outcome)
+    }
+
+    /// Waits while the live projector is running (holds `partition`'s lease) and more than
+    /// `liveLagLimit` events behind there: a rebuild must not slow live projection down.
+    /// Gives up waiting after a minute (a stuck live projector must not stop a repair).
+    private func yieldToLive(_ name: String, partition: Int, progress: Progress) async throws {
+        let stream = log.partitioning.streamKey(partition)
+        for _ in 0..<600 {
+            guard try await context.redis.command(["EXISTS", "\(namespace):lease:\(name):\(partition)"]).int == 1 else { return }
+            let groups = try await context.redis.xinfoGroups(stream)
+            guard let group = groups.first(where: { $0["name"]?.string == name }) else { return }
+            let behind = Int(group["lag"]?.int ?? 0) + Int(group["pending"]?.int ?? 0)
+            if behind <= liveLagLimit { return }
+            progress.note("waiting: live projection is \(behind) events behind")
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}

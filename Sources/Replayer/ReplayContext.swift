@@ -1,0 +1,118 @@
+import Drivers
+import EventLog
+import Events
+import Foundation
+import Logging
+import Projections
+
+/// What `parley-replay` works on, read from the same environment as `parley-server`
+/// (CONTRACT section 1): the stores, the log's partitions and namespace, and where the
+/// live read models are (`PARLEY_POSTGRES_SCHEMA`, `PARLEY_MONGO_COLLECTION`).
+struct ReplayConfiguration: Sendable {
+    var stores: StoreConfiguration
+    var partitions = 1
+    var namespace = "parley"
+    var postgresSchema = "public"
+    var mongoCollection = "messages"
+
+    /// A setting that cannot be used, named in one line.
+    struct Invalid: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    init(environment: [String: String]) throws {
+        do {
+            stores = try StoreConfiguration(environment: environment)
+        } catch let error as DriverError {
+            throw Invalid(description: error.message)
+        }
+        if let text = environment["PARLEY_LOG_PARTITIONS"], !text.isEmpty {
+            guard let value = Int(text), (1...1024).contains(value) else {
+                throw Invalid(description: "PARLEY_LOG_PARTITIONS=\(text) is not a number in 1...1024")
+            }
+            partitions = value
+        }
+        func identifier(_ variable: String, _ fallback: String, allowing extra: Set<Character>) throws -> String {
+            guard let value = environment[variable], !value.isEmpty else { return fallback }
+            guard value.count <= 40, value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || extra.contains($0)) }) else {
+                throw Invalid(description: "\(variable)=\(value) must be letters, digits or \(String(extra)) (at most 40)")
+            }
+            return value
+        }
+        namespace = try identifier("PARLEY_NAMESPACE", "parley", allowing: ["-", "_"])
+        postgresSchema = try identifier("PARLEY_POSTGRES_SCHEMA", "public", allowing: ["_"]).lowercased()
+        mongoCollection = try identifier("PARLEY_MONGO_COLLECTION", "messages", allowing: ["_", "-"])
+    }
+}
+
+/// The open stores and the projectors of the live read models, plus the shadow and
+/// scratch areas beside them (`<schema>_shadow`, `<schema>_verify`, `<collection>_shadow`,
+/// `<collection>_verify`).
+final class ReplayContext: Sendable {
+    let configuration: ReplayConfiguration
+    let redis: RedisClient
+    let postgres: PostgresClient
+    let mongo: MongoClient
+    let log: EventLog
+    let logger: Logger
+
+    /// Opens what `needs` names; a store that does not answer stops here with its URL.
+    init(_ configuration: ReplayConfiguration, needs: Set<Store> = Set(Store.allCases), logger: Logger) async throws {
+        self.configuration = configuration
+        self.logger = logger
+        redis = try RedisClient(configuration.stores.redis)
+        postgres = PostgresClient(configuration.stores.postgres)
+        mongo = try MongoClient(configuration.stores.mongo)
+        log = EventLog(redis: redis, partitions: configuration.partitions, namespace: configuration.namespace, logger: logger)
+        do {
+            try await redis.ping()
+            if needs.contains(.postgres) {
+                try await postgres.ping()
+                // The read models' tables come from the migrations, as at server start.
+                guard let directory = Migrator.defaultDirectory() else {
+                    throw ReplayConfiguration.Invalid(description: "cannot find the migrations/ folder (set PARLEY_MIGRATIONS_DIR)")
+                }
+                _ = try await Migrator(directory: directory).migrate(postgres, logger: logger)
+            }
+            if needs.contains(.mongo) { try await mongo.ping() }
+        } catch {
+            await shutdown()
+            throw error
+        }
+    }
+
+    enum Store: CaseIterable { case postgres, mongo }
+
+    func shutdown() async {
+        log.shutdown()
+        await redis.shutdown()
+        await postgres.shutdown()
+        await mongo.shutdown()
+    }
+
+    /// Which read models a command works on.
+    enum Projection: String, CaseIterable, Sendable {
+        case metadata, messages
+    }
+
+    /// The live projector of `projection`, or one named like it writing to the area with
+    /// `suffix` (`shadow`, `verify`).
+    func projector(_ projection: Projection, area suffix: String? = nil) -> any Projector {
+        let priority: ProjectionPriority = suffix == nil ? .live : .rebuild
+        switch projection {
+        case .metadata:
+            let live = configuration.postgresSchema
+            // Every schema copies the tables the migrations made in `public`, as the server's does.
+            return MetadataProjector(postgres: postgres, schema: suffix.map { "\(live)_\($0)" } ?? live, priority: priority)
+        case .messages:
+            let live = configuration.mongoCollection
+            return MessagesProjector(mongo: mongo, collection: suffix.map { "\(live)_\($0)" } ?? live, priority: priority)
+        }
+    }
+
+    /// How many entries the log holds now, over every partition (for progress and ETA).
+    func logLength(partitions: [Int]? = nil) async throws -> Int {
+        let keys = (partitions ?? Array(0..<log.partitioning.count)).map { log.partitioning.streamKey($0) }
+        return try await redis.pipeline(keys.map { ["XLEN", $0] }).reduce(0) { $0 + Int($1.int ?? 0) }
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+import TestSupport
+
+/// `parley-replay` against a running server: the operator's repair happens while users chat.
+@Suite("parley-replay while the server serves WebSocket clients")
+struct ReplayWhileServingTests {
+    @Test func aShadowRebuildRepairsCorruptedReadModelsWhileClientsKeepChatting() async throws {
+        let s = try await ServerProcess()
+        let replayEnvironment = ["PARLEY_NAMESPACE": s.namespace, "PARLEY_POSTGRES_SCHEMA": s.schema, "PARLEY_MONGO_COLLECTION": s.schema]
+        let ann = try await s.register("rpann"), bob = try await s.register("rpbob")
+        let created = try await s.request("POST", "/v1/rooms", token: ann.token, body: ["name": "Ops", "invite": [bob.id]])
+        let roomId = try #require(created["room", "id"] as? String)
+        #expect(try await s.request("POST", "/v1/rooms/\(roomId)/join", token: bob.token).status == 200)
+
+        let annWS = WSTestClient(port: s.port, token: ann.token), bobWS = WSTestClient(port: s.port, token: bob.token)
+        _ = try await annWS.next(type: "hello")
+        _ = try await bobWS.next(type: "hello")
+        // Bob records every message event he receives, from start to end.
+        let received = Task {
+            var seqs: [Int] = []
+            while let frame = try? await bobWS.next(type: "event", seconds: 8) {
+                if frame["event", "type"] as? String == "message.sent", let seq = frame["event", "seq"] as? Int { seqs.append(seq) }
+            }
+            return seqs
+        }
+        func send(_ n: Int) async throws {
+            try annWS.send(["type": "send", "roomId": roomId, "body": "message \(n)", "clientMsgId": "c\(n)"])
+            let ack = try await annWS.next(type: "ack")
+            #expect(ack["message", "seq"] as? Int == n)
+        }
+        for n in 1...20 { try await send(n) }
+        _ = try await s.until("/v1/rooms/\(roomId)/messages?limit=50", token: bob.token) { ($0.json["messages"] as? [Any])?.count == 20 }
+
+        // The read models are damaged behind the log's back.
+        let postgres = TestStores.postgres(), mongo = try TestStores.mongo()
+        try await postgres.query("UPDATE \(s.schema).rooms SET name = 'Hacked' WHERE id = $1", [roomId])
+        _ = try await mongo.collection(s.schema).deleteMany(["roomId": .string(roomId), "seq": .int64(5)])
+        let damaged = try await runParley("parley-replay", ["verify"], environment: replayEnvironment)
+        #expect(damaged.status == 1 && damaged.stdout.contains("name is \"Hacked\""), "\(damaged.stdout)")
+        #expect(try await s.request("GET", "/v1/rooms/\(roomId)", token: bob.token)["room", "name"] as? String == "Hacked")
+
+        // Ann keeps sending while the shadow rebuild runs and swaps in.
+        let done = NIOLockedValueBox(false)
+        let rebuild = Task {
+            defer { done.withLockedValue { $0 = true } }
+            return try await runParley("parley-replay", ["rebuild", "--shadow", "--batch", "10"], environment: replayEnvironment)
+        }
+        var n = 20
+        while n < 40 || !done.withLockedValue({ $0 }) {
+            n += 1
+            try await send(n)
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let rebuilt = try await rebuild.value
+        #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
+        for _ in 0..<5 {
+            n += 1
+            try await send(n)
+        }
+
+        // Bob got every message once, in order; the readers see the repaired models, with
+        // every message sent before, during and after the swap.
+        let seqs = try await received.value
+        #expect(seqs == Array(1...n))
+        let room = try await s.until("/v1/rooms/\(roomId)", token: bob.token) { $0["room", "name"] as? String == "Ops" }
+        #expect(room["room", "name"] as? String == "Ops")
+        let history = try await s.until("/v1/rooms/\(roomId)/messages?limit=100", token: bob.token) {
+            ($0.json["messages"] as? [[String: Any]])?.count == n
+        }
+        let seqsRead = (history.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["seq"] as? Int }.sorted()
+        #expect(seqsRead == Array(1...n))
+        let verified = try await runParley("parley-replay", ["verify"], environment: replayEnvironment)
+        #expect(verified.status == 0, "\(verified.stdout)")
+        annWS.close(); bobWS.close()
+        await postgres.shutdown()
+        await mongo.shutdown()
+        try await s.cleanUp()
+    }
+}

@@ -1,0 +1,31 @@
+import EventLog
+import Events
+
+extension EventLog {
+    /// Users ada, bea, cyd and a scripted history with every kind of event: a group
+    /// `club` with an invite, a join, a role change, sends with a reply, two edits, a
+    /// deletion, a rename and a read receipt, then a private message. Returns the user ids
+    /// by name.
+    public func scriptedChat() async throws -> [String: String] {
+        var ids: [String: String] = [:]
+        for name in ["ada", "bea", "cyd"] {
+            let id = "u-\(name)-\(newID().prefix(6))"
+            try await execute(.register(userId: id, username: name, displayName: name.capitalized, passwordHash: "$2b$12$hash-of-\(name)"), actor: id)
+            ids[name] = id
+        }
+        let (ada, bea, cyd) = (ids["ada"]!, ids["bea"]!, ids["cyd"]!)
+        try await execute(.createGroup(roomId: "club", name: "Club", invite: [bea, cyd]), actor: ada)
+        try await execute(.join(roomId: "club"), actor: bea)
+        try await execute(.setRole(roomId: "club", userId: bea, role: .admin), actor: ada)
+        try await execute(.send(roomId: "club", messageId: "c1", body: "hello", clientMsgId: "k1", replyTo: nil), actor: bea)
+        try await execute(.send(roomId: "club", messageId: "c2", body: "hi bea", clientMsgId: nil, replyTo: "c1"), actor: ada)
+        try await execute(.edit(roomId: "club", messageId: "c1", body: "hello!"), actor: bea)
+        try await execute(.edit(roomId: "club", messageId: "c1", body: "hello!!"), actor: bea)
+        try await execute(.send(roomId: "club", messageId: "c3", body: "oops", clientMsgId: nil, replyTo: nil), actor: ada)
+        try await execute(.delete(roomId: "club", messageId: "c3"), actor: bea)
+        try await execute(.rename(roomId: "club", name: "The Club"), actor: bea)
+        try await execute(.markRead(roomId: "club", seq: 2), actor: bea)
+        try await execute(.sendDirect(to: cyd, messageId: "d1", body: "psst", clientMsgId: "k2"), actor: ada)
+        return ids
+    }
+}
