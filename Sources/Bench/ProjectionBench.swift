@@ -23,7 +23,7 @@ struct ProjectionBench: AsyncParsableCommand {
         if let directory = Migrator.defaultDirectory() { try await Migrator(directory: directory).migrate(stores.postgres, logger: Logger(label: "bench")) }
         let namespace = "bench-proj-\(UInt32.random(in: 0...UInt32.max))"
         let log = EventLog(redis: stores.redis, partitions: 1, namespace: namespace)
-        let generated = try await generate(log)
+        let generated = try await generateChatLog(log, events: events)
         print("| projector | events | seconds | events/s |")
         print("|---|---:|---:|---:|")
         let scheduler = PriorityScheduler(workers: 2)
@@ -57,46 +57,6 @@ struct ProjectionBench: AsyncParsableCommand {
         try await stores.redis.deleteKeys(matching: "\(namespace)*")
         log.shutdown()
         await stores.shutdown()
-    }
-
-    /// A chat-shaped log written straight to the stream: 100 users, 50 rooms they join,
-    /// then messages with some edits, deletions and read receipts.
-    func generate(_ log: EventLog) async throws -> Int {
-        let stream = log.partitioning.streamKey(0)
-        var commands: [[String]] = []
-        var count = 0
-        var seqs: [String: Int64] = [:]
-        func add(_ event: Event) async throws {
-            commands.append(RedisClient.xaddArguments(stream, fields: [("event", try EventCodec.encode(event))]))
-            count += 1
-            if commands.count == 5000 { _ = try await log.redis.pipeline(commands); commands = [] }
-        }
-        let users = (0..<100).map { "bench-u\($0)" }
-        for (i, user) in users.enumerated() {
-            try await add(Event(id: newID(), at: Date(), actorId: user, data: .userRegistered(.init(userId: user, username: "bench\(i)", displayName: "B\(i)", passwordHash: "x"))))
-        }
-        let rooms = (0..<50).map { "bench-r\($0)" }
-        for (i, room) in rooms.enumerated() {
-            try await add(Event(id: newID(), at: Date(), actorId: users[i], roomId: room, data: .roomCreated(.init(kind: .group, name: room))))
-            for member in users where member != users[i] {
-                try await add(Event(id: newID(), at: Date(), actorId: users[i], roomId: room, data: .memberInvited(.init(userId: member, role: .member))))
-                try await add(Event(id: newID(), at: Date(), actorId: member, roomId: room, data: .memberJoined(.init(userId: member, role: .member))))
-            }
-        }
-        var n = 0
-        while count < events {
-            let room = rooms[n % rooms.count], user = users[(n * 7) % users.count]
-            let seq = (seqs[room] ?? 0) + 1
-            seqs[room] = seq
-            let id = "bm\(n)"
-            try await add(Event(id: newID(), at: Date(), actorId: user, roomId: room, seq: seq, data: .messageSent(.init(messageId: id, body: "message number \(n) of the benchmark"))))
-            if n % 20 == 5 { try await add(Event(id: newID(), at: Date(), actorId: user, roomId: room, data: .messageEdited(.init(messageId: id, body: "edited \(n)")))) }
-            if n % 50 == 7 { try await add(Event(id: newID(), at: Date(), actorId: user, roomId: room, data: .messageDeleted(.init(messageId: id)))) }
-            if n % 10 == 3 { try await add(Event(id: newID(), at: Date(), actorId: users[(n * 3) % users.count], roomId: room, data: .roomRead(.init(seq: seq)))) }
-            n += 1
-        }
-        _ = try await log.redis.pipeline(commands)
-        return count
     }
 
     func timed(_ name: String, _ count: Int, _ body: () async throws -> Void) async throws {
@@ -176,4 +136,44 @@ struct TimedProjector: Projector {
             recorder.record(.milliseconds(Int64(now.timeIntervalSince(event.event.at) * 1000)))
         }
     }
+}
+
+/// A chat-shaped log of `events` events written straight to partition 0's stream: 100
+/// users, 50 rooms they join, then messages with some edits, deletions and read receipts.
+func generateChatLog(_ log: EventLog, events: Int) async throws -> Int {
+    let stream = log.partitioning.streamKey(0)
+    var commands: [[String]] = []
+    var count = 0
+    var seqs: [String: Int64] = [:]
+    func add(_ event: Event) async throws {
+        commands.append(RedisClient.xaddArguments(stream, fields: [("event", try EventCodec.encode(event))]))
+        count += 1
+        if commands.count == 5000 { _ = try await log.redis.pipeline(commands); commands = [] }
+    }
+    let users = (0..<100).map { "bench-u\($0)" }
+    for (i, user) in users.enumerated() {
+        try await add(Event(id: newID(), at: Date(), actorId: user, data: .userRegistered(.init(userId: user, username: "bench\(i)", displayName: "B\(i)", passwordHash: "x"))))
+    }
+    let rooms = (0..<50).map { "bench-r\($0)" }
+    for (i, room) in rooms.enumerated() {
+        try await add(Event(id: newID(), at: Date(), actorId: users[i], roomId: room, data: .roomCreated(.init(kind: .group, name: room))))
+        for member in users where member != users[i] {
+            try await add(Event(id: newID(), at: Date(), actorId: users[i], roomId: room, data: .memberInvited(.init(userId: member, role: .member))))
+            try await add(Event(id: newID(), at: Date(), actorId: member, roomId: room, data: .memberJoined(.init(userId: member, role: .member))))
+        }
+    }
+    var n = 0
+    while count < events {
+        let room = rooms[n % rooms.count], user = users[(n * 7) % users.count]
+        let seq = (seqs[room] ?? 0) + 1
+        seqs[room] = seq
+        let id = "bm\(n)"
+        try await add(Event(id: newID(), at: Date(), actorId: user, roomId: room, seq: seq, data: .messageSent(.init(messageId: id, body: "message number \(n) of the benchmark"))))
+        if n % 20 == 5 { try await add(Event(id: newID(), at: Date(), actorId: user, roomId: room, data: .messageEdited(.init(messageId: id, body: "edited \(n)")))) }
+        if n % 50 == 7 { try await add(Event(id: newID(), at: Date(), actorId: user, roomId: room, data: .messageDeleted(.init(messageId: id)))) }
+        if n % 10 == 3 { try await add(Event(id: newID(), at: Date(), actorId: users[(n * 3) % users.count], roomId: room, data: .roomRead(.init(seq: seq)))) }
+        n += 1
+    }
+    _ = try await log.redis.pipeline(commands)
+    return count
 }

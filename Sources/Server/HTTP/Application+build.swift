@@ -45,7 +45,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(bytes: metricsRegistry.emitToBuffer())))
     }
-    let wsRouter = Router(context: BasicWebSocketRequestContext.self)
+    let wsRouter = Router(context: ParleyWebSocketContext.self)
     if configuration.roles.contains(.api) {
         let api = API(
             log: context.log,
@@ -80,7 +80,10 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
                 let userId = try? await api.authenticate(token: token)
             else { return }
             let session = WebSocketSession(api: api, hub: hub, userId: userId, typingChannel: typingChannel, idleTimeout: idle, logger: logger)
-            try await session.serve(since: request.uri.queryParameters["since"].map(String.init), inbound: inbound, outbound: outbound)
+            let channel = wsContext.requestContext.channel
+            try await session.serve(
+                since: request.uri.queryParameters["since"].map(String.init), inbound: inbound, outbound: outbound,
+                drop: { channel.close(promise: nil) })
         }
     }
     router.get("openapi.json") { _, _ -> Response in

@@ -1,6 +1,7 @@
 import Events
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import NIOCore
 
 /// The request context of every route: the authenticated user (set by `AuthMiddleware`)
@@ -65,5 +66,20 @@ extension Request {
         } catch {
             throw APIError.invalid("the request body does not have the expected fields")
         }
+    }
+}
+
+/// The request context of the WebSocket route. It keeps the connection's channel: a
+/// client that stops reading cannot be sent even a close frame (the write waits for it
+/// forever), so the session drops the TCP connection itself after a short grace.
+struct ParleyWebSocketContext: RequestContext, WebSocketRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let webSocket: WebSocketHandlerReference<Self>
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.webSocket = .init()
+        self.channel = source.channel
     }
 }

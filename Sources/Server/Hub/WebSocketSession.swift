@@ -25,8 +25,14 @@ struct WebSocketSession {
     let typingChannel: String
     let idleTimeout: Duration
     let logger: Logger
+    /// How long a close frame (4001 after an overflow, 4002 when idle) may take to go out
+    /// before the TCP connection is dropped: a client that stopped reading never takes it.
+    var closeGrace: Duration = .seconds(2)
 
-    func serve(since: String?, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+    /// Serves the connection until it ends. `drop` closes the TCP connection at once.
+    func serve(
+        since: String?, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, drop: @escaping @Sendable () -> Void
+    ) async throws {
         let position = since.flatMap { LogPosition(token: $0, partitions: api.log.partitioning.count) }
         let session = try await hub.connect(userId: userId, since: position, sinceGiven: since != nil)
         let connection = session.connection
@@ -57,10 +63,16 @@ struct WebSocketSession {
                 while true {
                     try await Task.sleep(for: idleTimeout / 4)
                     if ContinuousClock.now - lastActivity.withLockedValue({ $0 }) > idleTimeout {
-                        try await outbound.close(ParleyCloseCode.idle, reason: "idle timeout")
+                        await closeOrDrop(ParleyCloseCode.idle, reason: "idle timeout", outbound: outbound, drop: drop)
                         return
                     }
                 }
+            }
+            group.addTask {  // a client that stopped reading: the writer may be stuck in a write
+                while !connection.overflowed { try await Task.sleep(for: .milliseconds(100)) }
+                try await Task.sleep(for: closeGrace)
+                logger.info("websocket dropped: outbound queue overflowed and the client does not read", metadata: ["user": "\(userId)"])
+                drop()
             }
             _ = try await group.next()
             group.cancelAll()
@@ -68,6 +80,20 @@ struct WebSocketSession {
         } onGracefulShutdown: {
             shuttingDown.withLockedValue { $0 = true }
             connection.finish()
+        }
+    }
+
+    /// Sends a close frame; drops the connection when that has not gone out in `closeGrace`.
+    private func closeOrDrop(_ code: WebSocketErrorCode, reason: String, outbound: WebSocketOutboundWriter, drop: @escaping @Sendable () -> Void) async {
+        let grace = closeGrace
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await outbound.close(code, reason: reason) }
+            group.addTask {
+                guard (try? await Task.sleep(for: grace)) != nil else { return }
+                drop()
+            }
+            await group.next()
+            group.cancelAll()
         }
     }
 
