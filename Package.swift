@@ -94,6 +94,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
 
         .target(name: "TestSupport", dependencies: ["Drivers", "Events", "EventLog"], path: "Tests/TestSupport"),

@@ -82,4 +82,47 @@ struct ProjectionTests {
         #expect(twice.documents == once.documents)
         try await f.cleanUp()
     }
+
+    @Test func membershipChangesFoldedInOneBatchEqualThemAppliedOneByOne() async throws {
+        let f = try await ProjectionFixture()
+        let ids = try await f.workload()
+        let (ada, bea, cyd) = (ids["ada"]!, ids["bea"]!, ids["cyd"]!)
+        // Churn: decline, re-invite, join, promote, demote, leave, re-invite, join, remove.
+        try await f.log.execute(.decline(roomId: "club"), actor: cyd)
+        try await f.log.execute(.invite(roomId: "club", userId: cyd), actor: bea)
+        try await f.log.execute(.join(roomId: "club"), actor: cyd)
+        try await f.log.execute(.setRole(roomId: "club", userId: cyd, role: .admin), actor: ada)
+        try await f.log.execute(.setRole(roomId: "club", userId: cyd, role: .member), actor: ada)
+        try await f.log.execute(.leave(roomId: "club"), actor: cyd)
+        try await f.log.execute(.invite(roomId: "club", userId: cyd), actor: ada)
+        try await f.log.execute(.join(roomId: "club"), actor: cyd)
+        try await f.log.execute(.send(roomId: "club", messageId: "c9", body: "back", clientMsgId: nil, replyTo: nil), actor: cyd)
+        try await f.log.execute(.remove(roomId: "club", userId: bea), actor: ada)
+        try await f.log.execute(.createGroup(roomId: "late", name: "Late", invite: [bea, cyd]), actor: ada)
+        try await f.log.execute(.join(roomId: "late"), actor: cyd)
+        try await f.log.execute(.decline(roomId: "late"), actor: bea)
+        var events: [LoggedEvent] = []
+        for partition in 0..<f.log.partitioning.count { events += try await f.log.read(partition: partition, count: 10_000) }
+
+        // The fixture's schema gets each event in a batch of its own; another one gets each
+        // partition in one batch.
+        for event in events { try await f.metadata.apply([event], partition: event.partition) }
+        let batched = MetadataProjector(postgres: f.postgres, schema: f.schema + "_b")
+        try await batched.prepare()
+        for partition in 0..<f.log.partitioning.count {
+            try await batched.apply(events.filter { $0.partition == partition }, partition: partition)
+        }
+        for table in ["users", "rooms", "room_members"] {
+            let one = try await f.postgres.query("SELECT * FROM \(f.schema).\(table) ORDER BY 1, 2").map { $0.values }
+            let all = try await f.postgres.query("SELECT * FROM \(f.schema)_b.\(table) ORDER BY 1, 2").map { $0.values }
+            #expect(one == all, "\(table)")
+        }
+        let cydInClub = try await f.read.membership(roomId: "club", userId: cyd)
+        #expect(cydInClub?.state == .joined && cydInClub?.role == .member && cydInClub?.lastReadSeq == 4)
+        #expect(try await f.read.membership(roomId: "club", userId: bea)?.state == .removed)
+        #expect(try await f.read.membership(roomId: "late", userId: bea)?.state == .declined)
+        #expect(try await f.read.invites(of: cyd).isEmpty)
+        try await f.postgres.query("DROP SCHEMA \(f.schema)_b CASCADE")
+        try await f.cleanUp()
+    }
 }

@@ -73,9 +73,40 @@ public struct MetadataProjector: Projector {
     /// What a batch folds before writing: the newest message per room, the highest read
     /// seq per member, and the edits and deletions to apply after the sends, in order.
     struct Batch {
+        /// A member's changes in this batch, folded in log order: an insert-or-update
+        /// (invite, join, creation) or, when none came, an update of an existing row
+        /// (decline, leave, removal, role change). `nil` fields are left as they are.
+        struct MemberChange {
+            var upsert: Bool
+            var role: Role?
+            var state: MemberState?
+            var invitedBy: String?
+            var invitedAt: Date?
+            var at: Date
+
+            mutating func fold(_ next: MemberChange) {
+                upsert = upsert || next.upsert
+                role = next.role ?? role
+                state = next.state ?? state
+                invitedBy = next.invitedBy ?? invitedBy
+                invitedAt = next.invitedAt ?? invitedAt
+                at = next.at
+            }
+        }
+        var members: [String: (room: String, user: String, change: MemberChange)] = [:]
         var lastMessages: [String: (seq: Int64, id: String, by: String, body: String, at: Date)] = [:]
         var reads: [String: (room: String, user: String, seq: Int64)] = [:]
         var afterSends: [(sql: String, parameters: [any PostgresBindable])] = []
+
+        mutating func member(room: String, user: String, _ change: MemberChange) {
+            let key = room + " " + user
+            if var folded = members[key] {
+                folded.change.fold(change)
+                members[key] = folded
+            } else {
+                members[key] = (room, user, change)
+            }
+        }
 
         mutating func read(room: String, user: String, seq: Int64) {
             let key = room + " " + user
@@ -83,6 +114,35 @@ public struct MetadataProjector: Projector {
         }
 
         func flush(schema s: String, connection c: PostgresConnection) throws {
+            // Members first: read receipts below update their rows.
+            let upserts = members.values.filter(\.change.upsert)
+            if !upserts.isEmpty {
+                // An upsert always has a role and a state (its own, or a later change's).
+                try c.query(
+                    """
+                    INSERT INTO \(s).room_members (room_id, user_id, role, state, invited_by, invited_at, updated_at)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+                    ON CONFLICT (room_id, user_id) DO UPDATE SET role = EXCLUDED.role, state = EXCLUDED.state,
+                        invited_by = COALESCE(EXCLUDED.invited_by, \(s).room_members.invited_by),
+                        invited_at = COALESCE(EXCLUDED.invited_at, \(s).room_members.invited_at), updated_at = EXCLUDED.updated_at
+                    """,
+                    [postgresArray(upserts.map(\.room)), postgresArray(upserts.map(\.user)),
+                     postgresArray(upserts.map { $0.change.role?.rawValue ?? Role.member.rawValue }),
+                     postgresArray(upserts.map { $0.change.state?.rawValue ?? MemberState.joined.rawValue }),
+                     postgresArray(upserts.map(\.change.invitedBy)), postgresArray(upserts.map { $0.change.invitedAt.map(formatTimestamp) }),
+                     postgresArray(upserts.map { formatTimestamp($0.change.at) })])
+            }
+            let updates = members.values.filter { !$0.change.upsert }
+            if !updates.isEmpty {
+                try c.query(
+                    """
+                    UPDATE \(s).room_members AS m SET role = COALESCE(v.role, m.role), state = COALESCE(v.state, m.state), updated_at = v.at
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS v(room, usr, role, state, at)
+                    WHERE m.room_id = v.room AND m.user_id = v.usr
+                    """,
+                    [postgresArray(updates.map(\.room)), postgresArray(updates.map(\.user)), postgresArray(updates.map(\.change.role?.rawValue)),
+                     postgresArray(updates.map(\.change.state?.rawValue)), postgresArray(updates.map { formatTimestamp($0.change.at) })])
+            }
             if !lastMessages.isEmpty {
                 let rows = Array(lastMessages)
                 try c.query(
@@ -114,20 +174,11 @@ public struct MetadataProjector: Projector {
     static func apply(_ event: Event, schema s: String, connection c: PostgresConnection, batch: inout Batch) throws {
         let room = event.roomId ?? ""
         let at = event.at
-        func member(_ userId: String, role: Role, state: MemberState, invitedBy: String? = nil) throws {
-            try c.query(
-                """
-                INSERT INTO \(s).room_members (room_id, user_id, role, state, invited_by, invited_at, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                ON CONFLICT (room_id, user_id) DO UPDATE SET role = EXCLUDED.role, state = EXCLUDED.state,
-                    invited_by = COALESCE(EXCLUDED.invited_by, \(s).room_members.invited_by),
-                    invited_at = COALESCE(EXCLUDED.invited_at, \(s).room_members.invited_at), updated_at = EXCLUDED.updated_at
-                """, [room, userId, role.rawValue, state.rawValue, invitedBy, invitedBy == nil ? nil : at, at])
+        func member(_ userId: String, role: Role, state: MemberState, invitedBy: String? = nil) {
+            batch.member(room: room, user: userId, .init(upsert: true, role: role, state: state, invitedBy: invitedBy, invitedAt: invitedBy == nil ? nil : at, at: at))
         }
-        func setState(_ userId: String, _ state: MemberState) throws {
-            try c.query(
-                "UPDATE \(s).room_members SET state = $3, updated_at = $4 WHERE room_id = $1 AND user_id = $2",
-                [room, userId, state.rawValue, at])
+        func setState(_ userId: String, _ state: MemberState) {
+            batch.member(room: room, user: userId, .init(upsert: false, role: nil, state: state, invitedBy: nil, invitedAt: nil, at: at))
         }
         switch event.data {
         case .userRegistered(let user):
@@ -143,20 +194,18 @@ public struct MetadataProjector: Projector {
                 ON CONFLICT (id) DO NOTHING
                 """, [room, created.kind.rawValue, created.name, event.actorId, at])
             switch created.kind {
-            case .group: try member(event.actorId, role: .owner, state: .joined)
-            case .direct: for userId in created.members ?? [] { try member(userId, role: .member, state: .joined) }
+            case .group: member(event.actorId, role: .owner, state: .joined)
+            case .direct: for userId in created.members ?? [] { member(userId, role: .member, state: .joined) }
             }
         case .memberInvited(let m):
-            try member(m.userId, role: m.role ?? .member, state: .invited, invitedBy: event.actorId)
+            member(m.userId, role: m.role ?? .member, state: .invited, invitedBy: event.actorId)
         case .memberJoined(let m):
-            try member(m.userId, role: m.role ?? .member, state: .joined)
-        case .inviteDeclined(let m): try setState(m.userId, .declined)
-        case .memberLeft(let m): try setState(m.userId, .left)
-        case .memberRemoved(let m): try setState(m.userId, .removed)
+            member(m.userId, role: m.role ?? .member, state: .joined)
+        case .inviteDeclined(let m): setState(m.userId, .declined)
+        case .memberLeft(let m): setState(m.userId, .left)
+        case .memberRemoved(let m): setState(m.userId, .removed)
         case .memberRoleChanged(let m):
-            try c.query(
-                "UPDATE \(s).room_members SET role = $3, updated_at = $4 WHERE room_id = $1 AND user_id = $2",
-                [room, m.userId, (m.role ?? .member).rawValue, at])
+            batch.member(room: room, user: m.userId, .init(upsert: false, role: m.role ?? .member, state: nil, invitedBy: nil, invitedAt: nil, at: at))
         case .roomRenamed(let renamed):
             try c.query("UPDATE \(s).rooms SET name = $2 WHERE id = $1", [room, renamed.name])
         case .messageSent(let sent):
@@ -180,8 +229,10 @@ public struct MetadataProjector: Projector {
     }
 }
 
-/// A PostgreSQL array literal of text values (`{"a","b"}`), for `unnest($1::text[])`.
-func postgresArray(_ values: [String]) -> String {
-    "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-        .joined(separator: ",") + "}"
+/// A PostgreSQL array literal of text values (`{"a","b",NULL}`), for `unnest($1::text[])`.
+func postgresArray(_ values: [String?]) -> String {
+    "{" + values.map { value in
+        guard let value else { return "NULL" }
+        return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }.joined(separator: ",") + "}"
 }
