@@ -24,9 +24,10 @@ struct WebSocketBench: AsyncParsableCommand {
     @Option(parsing: .upToNextOption, help: "Offered messages/s, one run each.") var rates: [Int] = [1000, 2000, 5000]
     @Option(help: "Seconds each rate runs.") var seconds = 10.0
     @Option(help: "Idle connections to open after the rate runs (0: skip).") var idle = 10_000
+    @Option(help: "The server's roles (api,projectors; api alone leaves the read models unprojected).") var serverRoles = "api,projectors"
 
     func run() async throws {
-        let server = try await BenchServer.start()
+        let server = try await BenchServer.start(roles: serverRoles)
         defer { server.stop() }
         let members = users / rooms
         print("setting up \(users) users in \(rooms) rooms of \(members) on \(server.base)")
@@ -275,12 +276,12 @@ final class BenchServer: Sendable {
         self.process = process
     }
 
-    static func start() async throws -> BenchServer {
+    static func start(roles: String) async throws -> BenchServer {
         let name = "bench_ws_\(UInt32.random(in: 0...UInt32.max))"
         let port = Int.random(in: 20_000...40_000)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("parley-server")
-        process.arguments = ["--port", "\(port)"]
+        process.arguments = ["--port", "\(port)", "--roles", roles]
         process.environment = ProcessInfo.processInfo.environment.merging([
             "PARLEY_DEV_MODE": "1", "PARLEY_NAMESPACE": name, "PARLEY_POSTGRES_SCHEMA": name, "PARLEY_MONGO_COLLECTION": name,
             "PARLEY_BCRYPT_COST": "4", "PARLEY_RATE_SENDS_PER_SECOND": "1000000", "PARLEY_RATE_SEND_BURST": "1000000",
