@@ -285,7 +285,7 @@ final class BenchServer: Sendable {
         process.environment = ProcessInfo.processInfo.environment.merging([
             "PARLEY_DEV_MODE": "1", "PARLEY_NAMESPACE": name, "PARLEY_POSTGRES_SCHEMA": name, "PARLEY_MONGO_COLLECTION": name,
             "PARLEY_BCRYPT_COST": "4", "PARLEY_RATE_SENDS_PER_SECOND": "1000000", "PARLEY_RATE_SEND_BURST": "1000000",
-            "PARLEY_RATE_REGISTRATIONS_PER_MINUTE": "1000000", "PARLEY_WS_IDLE_SECONDS": "3600", "PARLEY_LOG_LEVEL": "warning",
+            "PARLEY_RATE_REGISTRATIONS_PER_MINUTE": "1000000", "PARLEY_WS_IDLE_SECONDS": "3600", "PARLEY_WS_MAX_CONNECTIONS_PER_USER": "100000", "PARLEY_LOG_LEVEL": "warning",
         ]) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.standardError

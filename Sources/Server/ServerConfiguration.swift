@@ -42,6 +42,8 @@ struct ServerConfiguration: Sendable {
     var wsQueueFrames = 1024
     /// Seconds without a frame from a client before its WebSocket is closed (4002).
     var wsIdleSeconds = 120
+    /// WebSockets one user may have open at once (more get `too_many_connections`, 4003).
+    var wsMaxConnectionsPerUser = 32
 
     /// A configuration error: one line, naming the setting that is wrong.
     struct Invalid: Error, CustomStringConvertible {
@@ -90,6 +92,7 @@ struct ServerConfiguration: Sendable {
         self.registrationsPerMinute = try int("rate-registrations-per-minute", flag: nil, default: 10, range: 1...1_000_000)
         self.wsQueueFrames = try int("ws-queue-frames", flag: nil, default: 1024, range: 8...1_000_000)
         self.wsIdleSeconds = try int("ws-idle-seconds", flag: nil, default: 120, range: 1...86_400)
+        self.wsMaxConnectionsPerUser = try int("ws-max-connections-per-user", flag: nil, default: 32, range: 1...100_000)
         func identifier(_ variable: String, _ fallback: String, allowing extra: Set<Character>) throws -> String {
             guard let value = environment[variable], !value.isEmpty else { return fallback }
             guard value.count <= 63, value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || extra.contains($0)) }) else {

@@ -63,8 +63,9 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Sends a request; `body` is JSON-encoded unless it is raw `Data`.
     @discardableResult
-    func request(_ method: String, _ path: String, token: String? = nil, body: Any? = nil) async throws -> HTTPResult {
+    func request(_ method: String, _ path: String, token: String? = nil, body: Any? = nil, timeout: Double = 60) async throws -> HTTPResult {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.timeoutInterval = timeout
         request.httpMethod = method
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         if let data = body as? Data {

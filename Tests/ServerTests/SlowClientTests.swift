@@ -127,6 +127,47 @@ final class RawWebSocket: @unchecked Sendable {
         return (data.count, ended, Self.closeCode(in: data))
     }
 
+    /// Sends one client frame (masked, as a client must) with any payload bytes.
+    func sendFrame(opcode: UInt8, payload: [UInt8]) {
+        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+        var frame: [UInt8] = [0x80 | opcode]
+        if payload.count < 126 {
+            frame.append(0x80 | UInt8(payload.count))
+        } else {
+            frame += [0x80 | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+        }
+        frame += mask
+        frame += payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+        _ = frame.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// The next whole frame from the server: its opcode and payload (nil when the
+    /// connection ended or nothing came in `seconds`).
+    func nextFrame(seconds: Double = 10) async throws -> (opcode: UInt8, payload: [UInt8])? {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if pending.count >= 2 {
+                var length = Int(pending[1] & 0x7F), header = 2
+                if length == 126, pending.count >= 4 { length = Int(pending[2]) << 8 | Int(pending[3]); header = 4 }
+                if length < 126 || header == 4, pending.count >= header + length {
+                    let frame = (pending[0] & 0x0F, Array(pending[header..<header + length]))
+                    pending.removeFirst(header + length)
+                    return frame
+                }
+            }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n > 0 {
+                pending += buffer[0..<n]
+            } else if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) {
+                return nil
+            } else {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        return nil
+    }
+
     /// Walks the server's (unmasked) frames and returns the close frame's code, if any.
     static func closeCode(in data: [UInt8]) -> Int? {
         var i = 0

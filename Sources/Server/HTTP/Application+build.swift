@@ -58,7 +58,9 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         let v1 = router.group("v1")
         api.register(v1, authenticated: v1.group().add(middleware: AuthMiddleware(api: api)))
 
-        let hub = Hub(log: context.log, logger: logger, queueCapacity: configuration.wsQueueFrames)
+        let hub = Hub(
+            log: context.log, logger: logger, queueCapacity: configuration.wsQueueFrames,
+            maxConnectionsPerUser: configuration.wsMaxConnectionsPerUser)
         services.append(hub)
         let typingChannel = "\(configuration.namespace):typing"
         let subscriber = RedisSubscriber(client: stores.redis, channels: [typingChannel]) { _, payload in
@@ -115,7 +117,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
     }
     return Application(
         router: router,
-        server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(maxFrameSize: configuration.maxBodyBytes)),
+        server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(maxFrameSize: configuration.maxBodyBytes, validateUTF8: true)),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
         services: services,
         logger: logger)

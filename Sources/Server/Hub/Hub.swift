@@ -62,13 +62,20 @@ final class Hub: Service, Sendable {
     let logger: Logger
     let queueCapacity: Int
     let maxReplay: Int
+    let maxConnectionsPerUser: Int
     private let state = NIOLockedValueBox(State())
 
-    init(log: EventLog, logger: Logger, queueCapacity: Int = 1024, maxReplay: Int = 10_000) {
+    init(log: EventLog, logger: Logger, queueCapacity: Int = 1024, maxReplay: Int = 10_000, maxConnectionsPerUser: Int = 32) {
         self.log = log
         self.logger = logger
         self.queueCapacity = queueCapacity
         self.maxReplay = maxReplay
+        self.maxConnectionsPerUser = maxConnectionsPerUser
+    }
+
+    /// A user already has `maxConnectionsPerUser` WebSockets open here.
+    struct TooManyConnections: Error {
+        let limit: Int
     }
 
     var connectionCount: Int { state.withLockedValue { $0.connections.count } }
@@ -157,7 +164,9 @@ final class Hub: Service, Sendable {
         while state.withLockedValue({ $0.position == nil }) { try await Task.sleep(for: .milliseconds(20)) }
         let connection: HubConnection
         let start: LogPosition
-        (connection, start) = state.withLockedValue { state in
+        let limit = maxConnectionsPerUser
+        (connection, start) = try state.withLockedValue { state in
+            if (state.connectionsOfUser[userId]?.count ?? 0) >= limit { throw TooManyConnections(limit: limit) }
             state.nextID += 1
             let connection = HubConnection(id: state.nextID, userId: userId, capacity: queueCapacity)
             state.connections[connection.id] = connection

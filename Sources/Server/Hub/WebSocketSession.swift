@@ -13,6 +13,8 @@ enum ParleyCloseCode {
     static let slowConsumer = WebSocketErrorCode.unknown(4001)
     /// No frame from the client within the idle timeout.
     static let idle = WebSocketErrorCode.unknown(4002)
+    /// The user has as many WebSockets open as allowed.
+    static let tooManyConnections = WebSocketErrorCode.unknown(4003)
 }
 
 /// Serves one WebSocket (CONTRACT section 4): hello, the replayed events, then live
@@ -34,7 +36,15 @@ struct WebSocketSession {
         since: String?, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, drop: @escaping @Sendable () -> Void
     ) async throws {
         let position = since.flatMap { LogPosition(token: $0, partitions: api.log.partitioning.count) }
-        let session = try await hub.connect(userId: userId, since: position, sinceGiven: since != nil)
+        let session: Hub.Session
+        do {
+            session = try await hub.connect(userId: userId, since: position, sinceGiven: since != nil)
+        } catch let error as Hub.TooManyConnections {
+            let message = "at most \(error.limit) WebSockets per user; close one first"
+            try await outbound.write(.text(Frame.error(code: "too_many_connections", message: message)))
+            try await outbound.close(ParleyCloseCode.tooManyConnections, reason: "too many connections")
+            return
+        }
         let connection = session.connection
         defer { hub.disconnect(connection) }
         try await outbound.write(.text(session.hello))

@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// What users see while the log's store is down, and after it is back.
+@Suite("A Redis outage under a running server")
+struct StoreOutageTests {
+    @Test func commandsGet503WhileRedisIsDownAndServiceResumesByItselfWithNothingLost() async throws {
+        // A Redis of the test's own, fsyncing every append, that the test stops and starts.
+        let redis = try PrivateServer("redis-outage") { port, dir in
+            ("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                "--appendfsync", "always", "--dir", dir.path], nil)
+        }
+        try await redis.start()
+        let s = try await ServerProcess(environment: ["PARLEY_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0", "PARLEY_STORE_TIMEOUT_MS": "500"])
+        let ann = try await s.register("outann"), bob = try await s.register("outbob")
+        let before = try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "before", "clientMsgId": "b1"])
+        #expect(before.status == 201)
+        let roomId = try #require(before["room", "id"] as? String)
+        let bobWS = WSTestClient(port: s.port, token: bob.token)
+        _ = try await bobWS.next(type: "hello")
+
+        await redis.kill()
+        // A command answers 503 service_unavailable: no hang (a 15 s bound), no 500.
+        let down = try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "while down"], timeout: 15)
+        #expect(down.status == 503 && down.error == "service_unavailable", "\(down.text)")
+        #expect(try await s.request("GET", "/readyz", timeout: 15).status == 503)
+        // A WebSocket send gets an error frame, and the connection stays open.
+        try bobWS.send(["type": "send", "roomId": roomId, "body": "ws while down", "clientMsgId": "w1"])
+        let error = try await bobWS.next(type: "error", seconds: 15)
+        #expect(error["code"] as? String == "service_unavailable" && error["ref"] as? String == "w1")
+
+        // Redis comes back (from its AOF): service resumes with no restart of the server.
+        try await redis.start()
+        let after = try await eventually(seconds: 30) {
+            let result = try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "after", "clientMsgId": "a1"], timeout: 15)
+            guard result.status == 201 else { throw URLError(.badServerResponse) }
+            return result
+        }
+        #expect(after["message", "seq"] as? Int == 2)  // the acknowledged "before" is still seq 1; nothing refused was appended
+        var bodies: [String] = []
+        while !bodies.contains("after") {
+            let frame = try await bobWS.next(type: "event", seconds: 20)
+            if let body = frame["event", "data", "body"] as? String { bodies.append(body) }
+        }
+        #expect(bodies == ["after"])
+        let history = try await s.until("/v1/rooms/\(roomId)/messages", token: bob.token) { ($0.json["messages"] as? [Any])?.count == 2 }
+        #expect((history.json["messages"] as? [[String: Any]])?.compactMap { $0["body"] as? String } == ["after", "before"])
+        bobWS.close()
+        try await s.cleanUp()
+        await redis.kill()
+    }
+}
