@@ -74,7 +74,7 @@ struct RulesTests {
 
     @Test func privateMessageRefusals() {
         var s = Script()
-        s.refuse("alice", .sendDirect(to: "alice", messageId: "m", body: "me", clientMsgId: nil), .invalidRequest)
+        s.refuse("alice", .sendDirect(to: "alice", messageId: "m", body: "me", clientMsgId: nil), .conflict)
         s.refuse("alice", .sendDirect(to: "nobody", messageId: "m", body: "hi", clientMsgId: nil), .notFound)
         s.refuse("alice", .sendDirect(to: "bob", messageId: "m", body: "  ", clientMsgId: nil), .invalidRequest)
         s.refuse("alice", .sendDirect(to: "bob", messageId: "m", body: String(repeating: "é", count: 6), clientMsgId: nil), .tooLarge, max: 10)
@@ -138,11 +138,11 @@ struct RulesTests {
         s.refuse("bob", .join(roomId: "g"), .conflict)
         s.refuse("bob", .decline(roomId: "g"), .conflict)
         s.refuse("bob", .remove(roomId: "g", userId: "carol"), .forbidden)
-        s.refuse("alice", .remove(roomId: "g", userId: "alice"), .invalidRequest)
+        s.refuse("alice", .remove(roomId: "g", userId: "alice"), .conflict)
         s.refuse("alice", .remove(roomId: "g", userId: "dave"), .notFound)
         s.refuse("bob", .setRole(roomId: "g", userId: "bob", role: .admin), .forbidden)
         s.refuse("alice", .setRole(roomId: "g", userId: "bob", role: .owner), .invalidRequest)
-        s.refuse("alice", .setRole(roomId: "g", userId: "alice", role: .member), .invalidRequest)
+        s.refuse("alice", .setRole(roomId: "g", userId: "alice", role: .member), .conflict)
         s.refuse("alice", .setRole(roomId: "g", userId: "carol", role: .admin), .notFound)
         s.refuse("carol", .leave(roomId: "g"), .notAMember)
         try s.run("alice", .setRole(roomId: "g", userId: "bob", role: .admin))
@@ -175,13 +175,13 @@ struct RulesTests {
         s.refuse("bob", .edit(roomId: "g", messageId: "m1", body: ""), .invalidRequest)
         s.refuse("bob", .edit(roomId: "g", messageId: "m1", body: "toolong"), .tooLarge, max: 3)
         s.refuse("bob", .delete(roomId: "g", messageId: "m2"), .forbidden)  // a member cannot delete others'
-        s.refuse("bob", .send(roomId: "g", messageId: "m3", body: "x", clientMsgId: nil, replyTo: "nope"), .invalidRequest)
+        s.refuse("bob", .send(roomId: "g", messageId: "m3", body: "x", clientMsgId: nil, replyTo: "nope"), .notFound)
         try s.run("alice", .delete(roomId: "g", messageId: "m1"))  // the owner can
         #expect(s.rooms["g"]?.messages["m1"]?.deleted == true)
         #expect(try s.run("bob", .delete(roomId: "g", messageId: "m1")).isEmpty)  // twice: nothing more
         s.refuse("bob", .edit(roomId: "g", messageId: "m1", body: "back"), .conflict)
         try s.run("bob", .markRead(roomId: "g", seq: 2))
-        s.refuse("bob", .markRead(roomId: "g", seq: 3), .invalidRequest)
+        s.refuse("bob", .markRead(roomId: "g", seq: 3), .conflict)
         s.refuse("bob", .markRead(roomId: "g", seq: -1), .invalidRequest)
         s.refuse("carol", .markRead(roomId: "g", seq: 1), .notAMember)
         s.refuse("dave", .delete(roomId: "g", messageId: "m2"), .notAMember)

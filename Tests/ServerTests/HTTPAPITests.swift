@@ -141,11 +141,12 @@ struct HTTPAPITests {
             ("POST", "/v1/rooms/no-such-room/messages", ["body": "x"], 404, "not_found"),
             ("GET", "/v1/rooms/\(roomId)/messages?limit=0", nil, 400, "invalid_request"),
             ("GET", "/v1/rooms/\(roomId)/messages?before=abc", nil, 400, "invalid_request"),
-            ("POST", "/v1/rooms/\(roomId)/read", ["seq": 99], 400, "invalid_request"),
+            ("POST", "/v1/rooms/\(roomId)/read", ["seq": 99], 409, "conflict"),
+            ("POST", "/v1/rooms/\(roomId)/read", ["seq": -1], 400, "invalid_request"),
             ("POST", "/v1/rooms/\(roomId)/join", nil, 409, "conflict"),
             ("DELETE", "/v1/rooms/\(roomId)/members/\(other.id)", nil, 404, "not_found"),
             ("GET", "/v1/nowhere", nil, 404, "not_found"),
-            ("POST", "/v1/users/\(user.id)/messages", ["body": "me"], 400, "invalid_request"),
+            ("POST", "/v1/users/\(user.id)/messages", ["body": "me"], 409, "conflict"),
             ("POST", "/v1/auth/register", Data([0xff, 0xfe, 0x00]), 400, "invalid_json"),
         ]
         for (method, path, body, status, code) in cases {

@@ -39,7 +39,7 @@ public enum Rules {
             return Decision(events: events, facts: [Fact(.room(roomId: roomId, field: "kind"), nil)])
 
         case .sendDirect(let to, let messageId, let body, let clientMsgId):
-            guard to != actor else { throw RuleError(.invalidRequest, "a private message needs another user") }
+            guard to != actor else { throw RuleError(.conflict, "a private message needs another user") }
             guard state.knownUsers.contains(to) else { throw RuleError(.notFound, "no user \(to)") }
             try validateBody(body, context)
             let clientMsgId = try validateClientMsgId(clientMsgId, context)
@@ -63,7 +63,7 @@ public enum Rules {
             var facts = [memberFact(room, actor, me)]
             if let replyTo {
                 guard let original = room.messages[replyTo] else {
-                    throw RuleError(.invalidRequest, "replyTo \(replyTo) is not a message of this room")
+                    throw RuleError(.notFound, "replyTo \(replyTo) is not a message of this room")
                 }
                 facts.append(Fact(.message(roomId: roomId, messageId: replyTo), original.encoded))
             }
@@ -141,7 +141,7 @@ public enum Rules {
             let room = try existing(state.room, roomId)
             try groupOnly(room)
             let me = try joinedMember(actor, of: room)
-            guard userId != actor else { throw RuleError(.invalidRequest, "use leave to leave a room") }
+            guard userId != actor else { throw RuleError(.conflict, "use leave to leave a room") }
             guard me.role >= .admin else { throw RuleError(.forbidden, "only the owner or an admin removes members") }
             guard let target = room.members[userId], target.state == .joined || target.state == .invited else {
                 throw RuleError(.notFound, "\(userId) is not a member or invitee of this room")
@@ -157,7 +157,7 @@ public enum Rules {
             let me = try joinedMember(actor, of: room)
             guard me.role == .owner else { throw RuleError(.forbidden, "only the owner sets roles") }
             guard role != .owner else { throw RuleError(.invalidRequest, "role must be admin or member") }
-            guard userId != actor else { throw RuleError(.invalidRequest, "the owner keeps the owner role") }
+            guard userId != actor else { throw RuleError(.conflict, "the owner keeps the owner role") }
             guard let target = room.joined(userId) else { throw RuleError(.notFound, "\(userId) is not a member of this room") }
             let facts = [memberFact(room, actor, me), memberFact(room, userId, target)]
             if target.role == role { return Decision(events: [], facts: facts) }
@@ -174,8 +174,11 @@ public enum Rules {
         case .markRead(let roomId, let seq):
             let room = try existing(state.room, roomId)
             let me = try joinedMember(actor, of: room)
-            guard seq >= 0, seq <= room.lastSeq else {
-                throw RuleError(.invalidRequest, "seq must be between 0 and \(room.lastSeq), the room's last message")
+            guard seq >= 0 else { throw RuleError(.invalidRequest, "seq must not be negative") }
+            // A well-formed receipt for a message the room does not have (yet): a conflict
+            // with the room's state, not a malformed request.
+            guard seq <= room.lastSeq else {
+                throw RuleError(.conflict, "seq must be between 0 and \(room.lastSeq), the room's last message")
             }
             return Decision(events: [event(.roomRead(RoomRead(seq: seq)), room: roomId)], facts: [memberFact(room, actor, me)])
         }
@@ -212,8 +215,9 @@ public enum Rules {
 
     static func validateClientMsgId(_ id: String?, _ context: DecisionContext) throws(RuleError) -> String? {
         guard let id else { return nil }
-        guard !id.isEmpty, id.utf8.count <= context.maxClientMsgIdLength else {
-            throw RuleError(.invalidRequest, "clientMsgId must be 1 to \(context.maxClientMsgIdLength) bytes")
+        // Unicode scalars, as JSON Schema's maxLength counts them (the OpenAPI document says 128).
+        guard !id.isEmpty, id.unicodeScalars.count <= context.maxClientMsgIdLength else {
+            throw RuleError(.invalidRequest, "clientMsgId must be 1 to \(context.maxClientMsgIdLength) characters")
         }
         return id
     }

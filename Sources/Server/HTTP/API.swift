@@ -122,7 +122,8 @@ struct API: Sendable {
     func registerUser(_ request: Request) async throws -> Reply<AuthJSON> {
         struct Body: Decodable { let username: String; let password: String; let displayName: String? }
         let body = try await request.json(Body.self, limit: maxBodyBytes)
-        guard (8...128).contains(body.password.utf8.count) else { throw APIError.invalid("a password is 8 to 128 bytes") }
+        // Counted in Unicode scalars, as JSON Schema's minLength/maxLength count.
+        guard (8...128).contains(body.password.unicodeScalars.count) else { throw APIError.invalid("a password is 8 to 128 characters") }
         let userId = newID()
         let hash = try await passwords.hash(body.password)
         let outcome = try await log.execute(

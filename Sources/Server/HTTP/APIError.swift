@@ -77,6 +77,15 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            // No route: a documented path with another method is 405, with the methods it has.
+            let allowed = OpenAPI.methods(forPath: request.uri.path)
+            guard !allowed.isEmpty else { return try APIError.from(error).response(from: request, context: context) }
+            let allow = allowed.map { $0.uppercased() }.joined(separator: ", ")
+            var response = try APIError(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here; allowed: \(allow)")
+                .response(from: request, context: context)
+            response.headers[.allow] = allow
+            return response
         } catch {
             let api = APIError.from(error)
             if api.status == .internalServerError {

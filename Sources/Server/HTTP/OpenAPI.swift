@@ -11,6 +11,7 @@ enum OpenAPI {
         let summary: String
         var auth = true
         var body: [String: Any]? = nil
+        var query: [[String: Any]] = []
         /// Status → schema name (nil: no body).
         let responses: [Int: String?]
     }
@@ -23,28 +24,48 @@ enum OpenAPI {
         return schema
     }
     static var string: [String: Any] { ["type": "string"] }
+    /// A string the rules accept: `max` characters at most, not only white space.
+    static func text(max: Int, description: String? = nil) -> [String: Any] {
+        var schema: [String: Any] = ["type": "string", "maxLength": max, "pattern": "\\S"]
+        if let description { schema["description"] = description }
+        return schema
+    }
+    /// An optional field that may also be null (the same as absent).
+    static func nullable(_ schema: [String: Any]) -> [String: Any] { schema.merging(["nullable": true]) { a, _ in a } }
+    static func query(_ name: String, _ schema: [String: Any], required: Bool = false) -> [String: Any] {
+        ["name": name, "in": "query", "required": required, "schema": schema]
+    }
     static var integer: [String: Any] { ["type": "integer", "format": "int64"] }
     static func ref(_ name: String) -> [String: Any] { ["$ref": "#/components/schemas/\(name)"] }
+    /// A message body: the server counts bytes (PARLEY_MAX_MESSAGE_BYTES, 4000 by default);
+    /// 1,000 characters always fit in the default.
+    static var messageBody: [String: Any] {
+        text(max: 1000, description: "at most PARLEY_MAX_MESSAGE_BYTES bytes of UTF-8 (4000 by default; larger: 413)")
+    }
 
     static var operations: [Operation] { [
         .init(method: "post", path: "/v1/auth/register", summary: "Create an account", auth: false,
-              body: object(["username": string, "password": string, "displayName": string], required: ["username", "password"]),
+              body: object([
+                  "username": ["type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$", "description": "3 to 32 of a-z, 0-9, _ . - (stored lowercased)"],
+                  "password": ["type": "string", "minLength": 8, "maxLength": 128], "displayName": nullable(text(max: 64)),
+              ], required: ["username", "password"]),
               responses: [201: "Auth"].merging(errors) { a, _ in a }),
         .init(method: "post", path: "/v1/auth/login", summary: "Log in", auth: false,
               body: object(["username": string, "password": string], required: ["username", "password"]),
               responses: [200: "Auth"].merging(errors) { a, _ in a }),
         .init(method: "get", path: "/v1/me", summary: "The authenticated user", responses: [200: "UserEnvelope"].merging(errors) { a, _ in a }),
         .init(method: "get", path: "/v1/users/{userId}", summary: "A user", responses: [200: "UserEnvelope"].merging(errors) { a, _ in a }),
-        .init(method: "get", path: "/v1/users", summary: "A user by username (?username=)", responses: [200: "UserEnvelope"].merging(errors) { a, _ in a }),
+        .init(method: "get", path: "/v1/users", summary: "A user by username (?username=)",
+              query: [query("username", ["type": "string", "minLength": 1], required: true)], responses: [200: "UserEnvelope"].merging(errors) { a, _ in a }),
         .init(method: "post", path: "/v1/users/{userId}/messages", summary: "Send a private message (creates the direct room once)",
               body: ref("SendBody"), responses: [200: "DirectMessage", 201: "DirectMessage"].merging(errors) { a, _ in a }),
         .init(method: "post", path: "/v1/rooms", summary: "Create a group room",
-              body: object(["name": string, "invite": ["type": "array", "items": string]], required: ["name"]),
+              body: object(["name": text(max: 100), "invite": ["type": "array", "items": string, "maxItems": 100, "nullable": true]], required: ["name"]),
               responses: [201: "RoomEnvelope"].merging(errors) { a, _ in a }),
         .init(method: "get", path: "/v1/rooms", summary: "My rooms with last message, unread count and role", responses: [200: "RoomList"].merging(errors) { a, _ in a }),
         .init(method: "get", path: "/v1/rooms/{roomId}", summary: "A room with its members", responses: [200: "RoomEnvelope"].merging(errors) { a, _ in a }),
         .init(method: "patch", path: "/v1/rooms/{roomId}", summary: "Rename a room (owner or admin)",
-              body: object(["name": string], required: ["name"]), responses: [200: "Result"].merging(errors) { a, _ in a }),
+              body: object(["name": text(max: 100)], required: ["name"]), responses: [200: "Result"].merging(errors) { a, _ in a }),
         .init(method: "post", path: "/v1/rooms/{roomId}/invites", summary: "Invite a user (owner or admin)",
               body: object(["userId": string], required: ["userId"]), responses: [201: "Result"].merging(errors) { a, _ in a }),
         .init(method: "get", path: "/v1/invites", summary: "My pending invites", responses: [200: "InviteList"].merging(errors) { a, _ in a }),
@@ -59,12 +80,14 @@ enum OpenAPI {
         .init(method: "post", path: "/v1/rooms/{roomId}/messages", summary: "Send a message", body: ref("SendBody"),
               responses: [200: "MessageEnvelope", 201: "MessageEnvelope"].merging(errors) { a, _ in a }),
         .init(method: "get", path: "/v1/rooms/{roomId}/messages", summary: "A page of history (?before=&after=&limit=)",
+              query: [query("before", ["type": "integer", "minimum": 0]), query("after", ["type": "integer", "minimum": 0]),
+                      query("limit", ["type": "integer", "minimum": 1, "maximum": 200])],
               responses: [200: "History"].merging(errors) { a, _ in a }),
         .init(method: "patch", path: "/v1/rooms/{roomId}/messages/{messageId}", summary: "Edit my message",
-              body: object(["body": string], required: ["body"]), responses: [200: "Result"].merging(errors) { a, _ in a }),
+              body: object(["body": messageBody], required: ["body"]), responses: [200: "Result"].merging(errors) { a, _ in a }),
         .init(method: "delete", path: "/v1/rooms/{roomId}/messages/{messageId}", summary: "Delete a message (sender, admin or owner)",
               responses: [200: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "post", path: "/v1/rooms/{roomId}/read", summary: "Read receipt", body: object(["seq": integer], required: ["seq"]),
+        .init(method: "post", path: "/v1/rooms/{roomId}/read", summary: "Read receipt", body: object(["seq": ["type": "integer", "format": "int64", "minimum": 0]], required: ["seq"]),
               responses: [200: "Result"].merging(errors) { a, _ in a }),
         .init(method: "get", path: "/healthz", summary: "Liveness", auth: false, responses: [200: "Health"]),
         .init(method: "get", path: "/readyz", summary: "Readiness: stores reachable, projector lag", auth: false, responses: [200: "Health", 503: "Health"]),
@@ -95,7 +118,10 @@ enum OpenAPI {
         "DirectMessage": object(["message": ref("Message"), "room": ref("Room")], required: ["message", "room"]),
         "InviteList": object(["invites": ["type": "array", "items": object(["roomId": string, "roomName": string, "invitedBy": string])]]),
         "History": object(["messages": ["type": "array", "items": ref("Message")], "hasMore": ["type": "boolean"]], required: ["messages", "hasMore"]),
-        "SendBody": object(["body": string, "clientMsgId": string, "replyTo": string], required: ["body"]),
+        "SendBody": object(
+            ["body": messageBody,
+             "clientMsgId": nullable(["type": "string", "minLength": 1, "maxLength": 128]),
+             "replyTo": nullable(string)], required: ["body"]),
         "Result": ["type": "object"],
         "Health": object(["status": string, "detail": string, "lagEvents": integer, "lagMs": integer], required: ["status"]),
     ] }
@@ -108,7 +134,7 @@ enum OpenAPI {
             if op.auth { operation["security"] = [["bearer": [String]()]] }
             let parameters = op.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { part -> [String: Any] in
                 ["name": String(part.dropFirst().dropLast()), "in": "path", "required": true, "schema": string]
-            }
+            } + op.query
             if !parameters.isEmpty { operation["parameters"] = parameters }
             if let body = op.body {
                 operation["requestBody"] = ["required": true, "content": ["application/json": ["schema": body]]]
@@ -136,6 +162,15 @@ enum OpenAPI {
         let registered = Set(routes.map { "\($0.method.lowercased()) \(openAPIPath($0.path))" })
         let documented = Set(operations.map { "\($0.method) \($0.path)" })
         return (registered.subtracting(documented).sorted(), documented.subtracting(registered).sorted())
+    }
+
+    /// The documented methods of the path template `path` matches (empty: no such path).
+    static func methods(forPath path: String) -> [String] {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        return operations.filter { op in
+            let template = op.path.split(separator: "/")
+            return template.count == parts.count && zip(template, parts).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
+        }.map(\.method)
     }
 
     /// `/v1/rooms/:roomId` → `/v1/rooms/{roomId}`.
