@@ -81,10 +81,18 @@ struct StartupTests {
         process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/parley-server")
         process.arguments = ["--port", "\(port)"]
         process.environment = ProcessInfo.processInfo.environment.merging(["PARLEY_JWT_SECRET": Self.secret]) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        // What the server says goes to a file, shown if it does not stop cleanly.
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("parley-startup-\(port).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let logHandle = try FileHandle(forWritingTo: log)
+        process.standardOutput = logHandle
+        process.standardError = logHandle
         try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        defer {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            try? logHandle.close()
+            try? FileManager.default.removeItem(at: log)
+        }
         let url = URL(string: "http://127.0.0.1:\(port)/healthz")!
         let (data, response) = try await eventually(seconds: 30) { try await URLSession.shared.data(from: url) }
         #expect((response as? HTTPURLResponse)?.statusCode == 200)
@@ -96,7 +104,9 @@ struct StartupTests {
         process.terminate()
         for _ in 0..<300 where process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
         #expect(!process.isRunning, "parley-server did not stop on SIGTERM")
-        if !process.isRunning { #expect(process.terminationStatus == 0) }
+        if !process.isRunning {
+            #expect(process.terminationStatus == 0, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+        }
     }
 }
 

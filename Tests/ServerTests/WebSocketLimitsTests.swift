@@ -9,23 +9,29 @@ struct WebSocketLimitsTests {
     @Test func aUserGetsAtMostTheConfiguredNumberOfConnections() async throws {
         let s = try await ServerProcess(environment: ["PARLEY_WS_MAX_CONNECTIONS_PER_USER": "2"])
         let ann = try await s.register("limann")
+        /// Waits are generous (the whole suite runs at once on two cores); a failure says which step.
+        func step<T>(_ name: String, _ body: () async throws -> T) async throws -> T {
+            do { return try await body() } catch { Issue.record("step '\(name)' failed: \(error)"); throw error }
+        }
         let first = WSTestClient(port: s.port, token: ann.token), second = WSTestClient(port: s.port, token: ann.token)
-        _ = try await first.next(type: "hello")
-        _ = try await second.next(type: "hello")
+        _ = try await step("first hello") { try await first.next(type: "hello", seconds: 30) }
+        _ = try await step("second hello") { try await second.next(type: "hello", seconds: 30) }
         let third = WSTestClient(port: s.port, token: ann.token)
-        let refused = try await third.next()
+        let refused = try await step("third refused") { try await third.next(seconds: 30) }
         #expect(refused["type"] as? String == "error" && refused["code"] as? String == "too_many_connections")
-        #expect(try await third.closed()?.closeCode == .unknown(4003))
+        #expect(try await step("third closed") { try await third.closed() }?.closeCode == .unknown(4003))
         // Closing one makes room for another.
         first.close()
-        _ = try await first.closed()
-        let fourth = try await eventually {
-            let client = WSTestClient(port: s.port, token: ann.token)
-            guard try await client.next()["type"] as? String == "hello" else { throw URLError(.userAuthenticationRequired) }
-            return client
+        _ = try await step("first closed") { try await first.closed() }
+        let fourth = try await step("fourth admitted") {
+            try await eventually(seconds: 30) {
+                let client = WSTestClient(port: s.port, token: ann.token)
+                guard try await client.next(seconds: 30)["type"] as? String == "hello" else { throw URLError(.userAuthenticationRequired) }
+                return client
+            }
         }
         try second.send(["type": "ping"])
-        #expect(try await second.next(type: "pong")["type"] as? String == "pong")
+        #expect(try await step("second pong") { try await second.next(type: "pong", seconds: 30) }["type"] as? String == "pong")
         second.close(); fourth.close()
         try await s.cleanUp()
     }

@@ -64,6 +64,14 @@ public struct ProjectorRunner: Service {
     /// Runs until cancelled or until graceful shutdown (SIGTERM): the batch in hand is
     /// applied and acknowledged, the leases are released, then it returns.
     public func run() async throws {
+        do {
+            try await runUntilShutdown()
+        } catch is CancellationError {
+            // Stopped (SIGTERM) while preparing, before any batch: a clean stop, not a failure.
+        }
+    }
+
+    private func runUntilShutdown() async throws {
         try await cancelWhenGracefulShutdown {
             try await projector.prepare()
             try await withThrowingTaskGroup(of: Void.self) { group in
