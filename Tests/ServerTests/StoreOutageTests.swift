@@ -51,3 +51,39 @@ struct StoreOutageTests {
         await redis.kill()
     }
 }
+
+/// The messages read model's store going down: history is unavailable, the chat is not.
+@Suite("A MongoDB outage under a running server")
+struct MongoOutageTests {
+    @Test func historyAnswers503SendsGoOnAndTheProjectorCatchesUpWithNothingLost() async throws {
+        let venv = repositoryRoot.appendingPathComponent(".data/venv/bin/nx-27017").path
+        let mongo = try PrivateServer("mongo-outage") { port, dir in
+            (venv, ["--host", "127.0.0.1", "-p", "\(port)", "--db", dir.appendingPathComponent("db.sqlite").path], nil)
+        }
+        try await mongo.start()
+        let s = try await ServerProcess(environment: ["PARLEY_MONGO_URI": "mongodb://127.0.0.1:\(mongo.port)/parley", "PARLEY_STORE_TIMEOUT_MS": "500"])
+        let ann = try await s.register("mgann"), bob = try await s.register("mgbob")
+        let first = try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "one"])
+        let roomId = try #require(first["room", "id"] as? String)
+        _ = try await s.until("/v1/rooms/\(roomId)/messages", token: bob.token) { ($0.json["messages"] as? [Any])?.count == 1 }
+
+        await mongo.kill()
+        // History lives in MongoDB: 503, quickly. The chat itself lives in the log: sends go on.
+        let history = try await s.request("GET", "/v1/rooms/\(roomId)/messages", token: bob.token, timeout: 15)
+        #expect(history.status == 503 && history.error == "service_unavailable", "\(history.text)")
+        #expect(try await s.request("GET", "/readyz", timeout: 15).status == 503)
+        let second = try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: bob.token, body: ["body": "two"], timeout: 15)
+        #expect(second.status == 201 && second["message", "seq"] as? Int == 2)
+
+        // Back: the messages projector catches up by itself; both messages are there, once.
+        try await mongo.start()
+        let caughtUp = try await eventually(seconds: 30) {
+            let result = try await s.request("GET", "/v1/rooms/\(roomId)/messages", token: bob.token, timeout: 15)
+            guard (result.json["messages"] as? [Any])?.count == 2 else { throw URLError(.resourceUnavailable) }
+            return result
+        }
+        #expect((caughtUp.json["messages"] as? [[String: Any]])?.compactMap { $0["body"] as? String } == ["two", "one"])
+        try await s.cleanUp()
+        await mongo.kill()
+    }
+}
