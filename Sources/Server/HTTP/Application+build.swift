@@ -73,7 +73,10 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             // The token comes as ?token= (browsers cannot set headers on a WebSocket) or as a header.
             let header = request.headers[.authorization].flatMap { $0.lowercased().hasPrefix("bearer ") ? String($0.dropFirst(7)) : nil }
             guard let token = request.uri.queryParameters["token"].map(String.init) ?? header else { return .dontUpgrade }
-            guard (try? await api.authenticate(token: token)) != nil else { return .dontUpgrade }
+            guard let userId = try? await api.authenticate(token: token) else { return .dontUpgrade }
+            // At PARLEY_WS_MAX_CONNECTIONS_PER_USER already: not upgraded (Hub.connect checks
+            // again, atomically, for two connections racing past this).
+            guard !hub.isAtConnectionLimit(userId) else { return .dontUpgrade }
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, wsContext in
             let request = wsContext.request
