@@ -79,22 +79,7 @@ struct PostgresTests {
     }
 
     @Test func serverStoppedMidUseGivesClearErrorThenRecovers() async throws {
-        let bin = try #require(
-            (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql"))?.sorted().last
-                .map { "/usr/lib/postgresql/\($0)/bin" })
-        let server = try PrivateServer("pg-stop") { port, dir in
-            (bin + "/postgres", ["-D", dir.appendingPathComponent("data").path, "-p", "\(port)",
-                "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="], "postgres")
-        }
-        let initdb = Process()
-        initdb.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-        initdb.arguments = ["-u", "postgres", "--", bin + "/initdb", "-D", server.directory.appendingPathComponent("data").path,
-                            "-A", "trust", "-U", "postgres", "--no-sync"]
-        initdb.standardOutput = FileHandle.nullDevice
-        try initdb.run()
-        while initdb.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-        try #require(initdb.terminationStatus == 0)
-        try await server.start()
+        let server = try await PrivateServer.postgres("pg-stop")
         let pg = PostgresClient(.init(url: "postgresql://postgres@127.0.0.1:\(server.port)/postgres", maxConnections: 2, connectTimeout: .seconds(1)))
         try await eventually { try await pg.ping() }
         await server.kill()

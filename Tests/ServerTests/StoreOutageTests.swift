@@ -87,3 +87,39 @@ struct MongoOutageTests {
         await mongo.kill()
     }
 }
+
+/// The metadata read model's store going down: room lists are unavailable, the chat is not.
+@Suite("A PostgreSQL outage under a running server")
+struct PostgresOutageTests {
+    @Test func roomListsAnswer503SendsGoOnAndTheProjectorCatchesUp() async throws {
+        let pg = try await PrivateServer.postgres("pg-outage")
+        // The server migrates its own database at start (the cluster's default one).
+        let s = try await ServerProcess(environment: [
+            "PARLEY_POSTGRES_URL": "postgresql://postgres@127.0.0.1:\(pg.port)/postgres", "PARLEY_STORE_TIMEOUT_MS": "500",
+        ])
+        let ann = try await s.register("pgann"), bob = try await s.register("pgbob")
+        let first = try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "one"])
+        let roomId = try #require(first["room", "id"] as? String)
+        _ = try await s.until("/v1/rooms", token: bob.token) { ($0.json["rooms"] as? [Any])?.count == 1 }
+
+        await pg.kill()
+        // Room lists live in PostgreSQL: 503, quickly. Sends are checked against the log.
+        let rooms = try await s.request("GET", "/v1/rooms", token: bob.token, timeout: 15)
+        #expect(rooms.status == 503 && rooms.error == "service_unavailable", "\(rooms.text)")
+        let second = try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: bob.token, body: ["body": "two"], timeout: 15)
+        #expect(second.status == 201 && second["message", "seq"] as? Int == 2)
+
+        // Back: the metadata projector catches up; Ann's list shows the last message and
+        // one unread.
+        try await pg.start()
+        let caughtUp = try await eventually(seconds: 30) {
+            let result = try await s.request("GET", "/v1/rooms", token: ann.token, timeout: 15)
+            guard let room = (result.json["rooms"] as? [[String: Any]])?.first, (room["lastMessage"] as? [String: Any])?["body"] as? String == "two"
+            else { throw URLError(.resourceUnavailable) }
+            return room
+        }
+        #expect(caughtUp["unreadCount"] as? Int == 1)
+        await s.stop()
+        await pg.kill()
+    }
+}

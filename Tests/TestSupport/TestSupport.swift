@@ -197,3 +197,28 @@ public func runParley(
         stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
         stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
 }
+
+extension PrivateServer {
+    /// A PostgreSQL cluster of the test's own (initdb as `postgres`, trust, no fsync),
+    /// started; `kill()` and `start()` stop and restart it on the same port and data.
+    public static func postgres(_ name: String) async throws -> PrivateServer {
+        guard let version = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql"))?.sorted().last else {
+            throw DriverError(.postgres, .unavailable, "no PostgreSQL under /usr/lib/postgresql")
+        }
+        let bin = "/usr/lib/postgresql/\(version)/bin"
+        let server = try PrivateServer(name) { port, dir in
+            (bin + "/postgres", ["-D", dir.appendingPathComponent("data").path, "-p", "\(port)",
+                "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="], "postgres")
+        }
+        let initdb = Process()
+        initdb.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+        initdb.arguments = ["-u", "postgres", "--", bin + "/initdb", "-D", server.directory.appendingPathComponent("data").path,
+                            "-A", "trust", "-U", "postgres", "--no-sync"]
+        initdb.standardOutput = FileHandle.nullDevice
+        try initdb.run()
+        while initdb.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        guard initdb.terminationStatus == 0 else { throw DriverError(.postgres, .unavailable, "initdb failed") }
+        try await server.start()
+        return server
+    }
+}
