@@ -62,9 +62,6 @@ struct Rebuilder: Sendable {
     var log: EventLog { context.log }
     var namespace: String { context.configuration.namespace }
 
-    func replayable(_ projection: ReplayContext.Projection, area: String? = nil) -> any ReplayableProjector {
-        context.projector(projection, area: area) as! any ReplayableProjector
-    }
 
     // MARK: - In place
 
@@ -73,7 +70,7 @@ struct Rebuilder: Sendable {
     /// meanwhile, so no server starts projecting half way. An interrupted run leaves a
     /// marker (`<ns>:rebuild:<projector>`) and the next run resumes at the checkpoint.
     func inPlace(_ projection: ReplayContext.Projection) async throws -> String {
-        let projector = replayable(projection)
+        let projector = context.projector(projection)
         let name = projector.name
         let leases = (0..<log.partitioning.count).map { "\(namespace):lease:\(name):\($0)" }
         for (partition, key) in leases.enumerated() {
@@ -135,8 +132,8 @@ struct Rebuilder: Sendable {
     /// shadow in atomically. An interrupted run leaves the shadow, and the next run
     /// resumes it (`restart` starts over).
     func shadow(_ projection: ReplayContext.Projection, restart: Bool, keepOld: Bool) async throws -> String {
-        let live = replayable(projection)
-        let shadow = replayable(projection, area: "shadow")
+        let live = context.projector(projection)
+        let shadow = context.projector(projection, area: "shadow")
         let name = live.name
         let resumed = restart ? false : try await shadow.areaExists()
         if !resumed { try await shadow.dropArea() }

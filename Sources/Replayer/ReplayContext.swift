@@ -97,7 +97,7 @@ final class ReplayContext: Sendable {
 
     /// The live projector of `projection`, or one named like it writing to the area with
     /// `suffix` (`shadow`, `verify`).
-    func projector(_ projection: Projection, area suffix: String? = nil) -> any Projector {
+    func projector(_ projection: Projection, area suffix: String? = nil) -> any ReplayableProjector {
         let priority: ProjectionPriority = suffix == nil ? .live : .rebuild
         switch projection {
         case .metadata:

@@ -35,10 +35,10 @@ struct Verifier: Sendable {
         let total = try await context.logLength()
         output("verify: the log holds \(Progress.grouped(total)) events; comparing the read models as of position \(head)")
         var result = Result()
-        var pairs: [(live: any Projector, scratch: any ReplayableProjector)] = []
+        var pairs: [(live: any ReplayableProjector, scratch: any ReplayableProjector)] = []
         for projection in projections {
             let live = context.projector(projection)
-            let scratch = context.projector(projection, area: "verify") as! any ReplayableProjector
+            let scratch = context.projector(projection, area: "verify")
             try await scratch.dropArea()
             let progress = Progress("verify: rebuild \(live.name) from the log", total: total, interval: progressInterval)
             let outcome = try await ProjectionRebuild(log: log, scheduler: PriorityScheduler(workers: 1), batchSize: batchSize)
