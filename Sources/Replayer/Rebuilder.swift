@@ -147,7 +147,7 @@ struct Rebuilder: Sendable {
         // Caught up with the log as it was a moment ago: hold live writes, take the last
         // events in, swap.
         let hold = ProjectionHold(redis: context.redis, namespace: namespace, projector: name)
-        try await hold.acquire(owner: owner)
+        try await hold.acquire(owner: owner, partitions: log.partitioning.count)
         let tail: ProjectionRebuild.Outcome
         let swapped: String
         do {

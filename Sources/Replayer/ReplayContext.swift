@@ -6,14 +6,14 @@ import Logging
 import Projections
 
 /// What `parley-replay` works on, read from the same environment as `parley-server`
-/// (CONTRACT section 1): the stores, the log's partitions and namespace, and where the
-/// live read models are (`PARLEY_POSTGRES_SCHEMA`, `PARLEY_MONGO_COLLECTION`).
+/// (CONTRACT section 1): the stores and `ReadModelSettings`, parsed by the same code.
 struct ReplayConfiguration: Sendable {
     var stores: StoreConfiguration
-    var partitions = 1
-    var namespace = "parley"
-    var postgresSchema = "public"
-    var mongoCollection = "messages"
+    var readModels: ReadModelSettings
+    var partitions: Int { readModels.partitions }
+    var namespace: String { readModels.namespace }
+    var postgresSchema: String { readModels.postgresSchema }
+    var mongoCollection: String { readModels.mongoCollection }
 
     /// A setting that cannot be used, named in one line.
     struct Invalid: Error, CustomStringConvertible {
@@ -26,22 +26,11 @@ struct ReplayConfiguration: Sendable {
         } catch let error as DriverError {
             throw Invalid(description: error.message)
         }
-        if let text = environment["PARLEY_LOG_PARTITIONS"], !text.isEmpty {
-            guard let value = Int(text), (1...1024).contains(value) else {
-                throw Invalid(description: "PARLEY_LOG_PARTITIONS=\(text) is not a number in 1...1024")
-            }
-            partitions = value
+        do {
+            readModels = try ReadModelSettings(environment: environment)
+        } catch {
+            throw Invalid(description: error.description)
         }
-        func identifier(_ variable: String, _ fallback: String, allowing extra: Set<Character>) throws -> String {
-            guard let value = environment[variable], !value.isEmpty else { return fallback }
-            guard value.count <= 40, value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || extra.contains($0)) }) else {
-                throw Invalid(description: "\(variable)=\(value) must be letters, digits or \(String(extra)) (at most 40)")
-            }
-            return value
-        }
-        namespace = try identifier("PARLEY_NAMESPACE", "parley", allowing: ["-", "_"])
-        postgresSchema = try identifier("PARLEY_POSTGRES_SCHEMA", "public", allowing: ["_"]).lowercased()
-        mongoCollection = try identifier("PARLEY_MONGO_COLLECTION", "messages", allowing: ["_", "-"])
     }
 }
 

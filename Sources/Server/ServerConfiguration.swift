@@ -1,5 +1,6 @@
 import Drivers
 import Foundation
+import Projections
 
 /// Everything `parley-server` is configured with: flags, then environment, then defaults
 /// (CONTRACT section 1), read in one place.
@@ -81,7 +82,6 @@ struct ServerConfiguration: Sendable {
         self.devMode = devMode
         self.host = flags.host ?? environment["PARLEY_HTTP_HOST"] ?? "127.0.0.1"
         self.port = try int("http-port", flag: flags.port, default: 8080, range: 0...65535)
-        self.logPartitions = try int("log-partitions", flag: nil, default: 1, range: 1...1024)
         self.maxMessageBytes = try int("max-message-bytes", flag: nil, default: 4000, range: 1...1_000_000)
         self.readyMaxLagMs = Int64(try int("ready-max-lag-ms", flag: nil, default: 5000, range: 1...86_400_000))
         self.tokenLifetime = TimeInterval(try int("jwt-ttl-seconds", flag: nil, default: 7 * 24 * 3600, range: 60...31_536_000))
@@ -93,16 +93,15 @@ struct ServerConfiguration: Sendable {
         self.wsQueueFrames = try int("ws-queue-frames", flag: nil, default: 1024, range: 8...1_000_000)
         self.wsIdleSeconds = try int("ws-idle-seconds", flag: nil, default: 120, range: 1...86_400)
         self.wsMaxConnectionsPerUser = try int("ws-max-connections-per-user", flag: nil, default: 32, range: 1...100_000)
-        func identifier(_ variable: String, _ fallback: String, allowing extra: Set<Character>) throws -> String {
-            guard let value = environment[variable], !value.isEmpty else { return fallback }
-            guard value.count <= 63, value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || extra.contains($0)) }) else {
-                throw Invalid(description: "\(variable)=\(value) must be letters, digits or \(String(extra)) (at most 63)")
-            }
-            return value
+        do {
+            let readModels = try ReadModelSettings(environment: environment)
+            self.logPartitions = readModels.partitions
+            self.namespace = readModels.namespace
+            self.postgresSchema = readModels.postgresSchema
+            self.mongoCollection = readModels.mongoCollection
+        } catch {
+            throw Invalid(description: error.description)
         }
-        self.namespace = try identifier("PARLEY_NAMESPACE", "parley", allowing: ["-", "_"])
-        self.postgresSchema = try identifier("PARLEY_POSTGRES_SCHEMA", "public", allowing: ["_"]).lowercased()
-        self.mongoCollection = try identifier("PARLEY_MONGO_COLLECTION", "messages", allowing: ["_", "-"])
         do {
             self.stores = try StoreConfiguration(environment: environment)
         } catch let error as DriverError {

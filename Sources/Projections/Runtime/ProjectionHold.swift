@@ -49,9 +49,9 @@ public struct ProjectionHold: Sendable {
 
     /// Sets the hold (expiring after `ttlMs` unless renewed). Fails when another replayer
     /// holds it already.
-    public func acquire(owner: String, ttlMs: Int = 15_000) async throws {
-        let partitionKeys = try await redis.keys(matching: "\(namespace):paused:\(projector):*")
-        if !partitionKeys.isEmpty { try await redis.command(["DEL"] + partitionKeys) }
+    public func acquire(owner: String, partitions: Int, ttlMs: Int = 15_000) async throws {
+        // Pauses recorded for an earlier hold say nothing about this one.
+        try await redis.command(["DEL"] + (0..<partitions).map(pausedKey))
         let set = try await redis.command(["SET", holdKey, owner, "NX", "PX", String(ttlMs)])
         guard set.string == "OK" else {
             let holder = try await redis.command(["GET", holdKey]).string ?? "?"

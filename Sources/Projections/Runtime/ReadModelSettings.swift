@@ -1,0 +1,43 @@
+/// Where the log and the read models are, as every Parley process reads it from the
+/// environment (`parley-server`, `parley-replay`): one place, so they cannot disagree.
+public struct ReadModelSettings: Sendable, Equatable {
+    /// `PARLEY_LOG_PARTITIONS` (1).
+    public var partitions = 1
+    /// `PARLEY_NAMESPACE` (`parley`): the first part of every Redis key.
+    public var namespace = "parley"
+    /// `PARLEY_POSTGRES_SCHEMA` (`public`): the metadata tables.
+    public var postgresSchema = "public"
+    /// `PARLEY_MONGO_COLLECTION` (`messages`): the messages documents.
+    public var mongoCollection = "messages"
+
+    /// The longest name accepted: the replayer adds suffixes (`_shadow`, `_verify`,
+    /// `_retired_<unix time>`, at most 19 characters) within PostgreSQL's 63.
+    public static let maxNameLength = 40
+
+    /// A setting that cannot be used, named in one line.
+    public struct Invalid: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
+    public init() {}
+
+    public init(environment: [String: String]) throws(Invalid) {
+        if let text = environment["PARLEY_LOG_PARTITIONS"], !text.isEmpty {
+            guard let value = Int(text), (1...1024).contains(value) else {
+                throw Invalid(description: "PARLEY_LOG_PARTITIONS=\(text) is not a number in 1...1024")
+            }
+            partitions = value
+        }
+        func name(_ variable: String, _ fallback: String, allowing extra: Set<Character>) throws(Invalid) -> String {
+            guard let value = environment[variable], !value.isEmpty else { return fallback }
+            guard value.count <= Self.maxNameLength, value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || extra.contains($0)) })
+            else {
+                throw Invalid(description: "\(variable)=\(value) must be letters, digits or \(String(extra)) (at most \(Self.maxNameLength))")
+            }
+            return value
+        }
+        namespace = try name("PARLEY_NAMESPACE", "parley", allowing: ["-", "_"])
+        postgresSchema = try name("PARLEY_POSTGRES_SCHEMA", "public", allowing: ["_"]).lowercased()
+        mongoCollection = try name("PARLEY_MONGO_COLLECTION", "messages", allowing: ["_", "-"])
+    }
+}
