@@ -32,6 +32,8 @@ struct ReplayWhileServingTests {
         }
         for n in 1...20 { try await send(n) }
         _ = try await s.until("/v1/rooms/\(roomId)/messages?limit=50", token: bob.token) { ($0.json["messages"] as? [Any])?.count == 20 }
+        // Both read models have caught up (the metadata projector runs apart from the messages one).
+        _ = try await s.until("/v1/rooms/\(roomId)", token: bob.token) { $0["room", "lastSeq"] as? Int == 20 }
 
         // The read models are damaged behind the log's back.
         let postgres = TestStores.postgres(), mongo = try TestStores.mongo()

@@ -35,10 +35,13 @@ public struct MetadataProjector: Projector {
     public static let tables = ["users", "rooms", "room_members", "projector_checkpoints"]
 
     /// A schema other than the template gets the template's tables (made by the migrations).
+    /// In one transaction under an advisory lock: `CREATE ... IF NOT EXISTS` run by two
+    /// processes at once can otherwise fail on PostgreSQL's catalog.
     public func prepare() async throws {
         guard schema != template else { return }
         let s = schema, t = template
-        try await postgres.withConnection { c in
+        try await postgres.withTransaction { c in
+            try c.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["parley.prepare." + s])
             try c.execute("CREATE SCHEMA IF NOT EXISTS \(s)")
             for table in Self.tables { try c.execute("CREATE TABLE IF NOT EXISTS \(s).\(table) (LIKE \(t).\(table) INCLUDING ALL)") }
         }

@@ -28,11 +28,14 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             maxMessageBytes: configuration.maxMessageBytes, logger: logger),
         scheduler: PriorityScheduler(workers: 2), lag: ProjectionLag())
     var services: [any Service] = []
+    let projectors: [any Projector] = [
+        MetadataProjector(postgres: stores.postgres, schema: configuration.postgresSchema),
+        MessagesProjector(mongo: stores.mongo, collection: configuration.mongoCollection),
+    ]
+    // The read models' tables and indexes exist before the first request reads them,
+    // whichever roles this instance has.
+    for projector in projectors { try await projector.prepare() }
     if configuration.roles.contains(.projectors) {
-        let projectors: [any Projector] = [
-            MetadataProjector(postgres: stores.postgres, schema: configuration.postgresSchema),
-            MessagesProjector(mongo: stores.mongo, collection: configuration.mongoCollection),
-        ]
         services += projectors.map {
             ProjectorRunner($0, log: context.log, scheduler: context.scheduler, lag: context.lag, logger: logger)
         }
