@@ -45,6 +45,9 @@ struct ServerConfiguration: Sendable {
     var wsIdleSeconds = 120
     /// WebSockets one user may have open at once (more get `too_many_connections`, 4003).
     var wsMaxConnectionsPerUser = 32
+    /// `PARLEY_WS_ECHO=1`: also serve `/v1/ws/echo`, a WebSocket that echoes every message,
+    /// on the same WebSocket stack and settings, for protocol conformance runs (Autobahn).
+    var wsEcho = false
 
     /// A configuration error: one line, naming the setting that is wrong.
     struct Invalid: Error, CustomStringConvertible {
@@ -93,6 +96,7 @@ struct ServerConfiguration: Sendable {
         self.wsQueueFrames = try int("ws-queue-frames", flag: nil, default: 1024, range: 8...1_000_000)
         self.wsIdleSeconds = try int("ws-idle-seconds", flag: nil, default: 120, range: 1...86_400)
         self.wsMaxConnectionsPerUser = try int("ws-max-connections-per-user", flag: nil, default: 32, range: 1...100_000)
+        self.wsEcho = ["1", "true", "yes"].contains((environment["PARLEY_WS_ECHO"] ?? "").lowercased())
         do {
             let readModels = try ReadModelSettings(environment: environment)
             self.logPartitions = readModels.partitions

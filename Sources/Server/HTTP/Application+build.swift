@@ -94,6 +94,19 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
                 drop: { channel.close(promise: nil) })
         }
     }
+    if configuration.wsEcho {
+        // Protocol conformance (scripts/autobahn): the frames, fragments, control frames,
+        // UTF-8 checks and closes of Parley's WebSocket stack, without Parley's protocol.
+        let maxSize = configuration.maxBodyBytes
+        wsRouter.ws("/v1/ws/echo") { inbound, outbound, _ in
+            for try await message in inbound.messages(maxSize: maxSize) {
+                switch message {
+                case .text(let text): try await outbound.write(.text(text))
+                case .binary(let bytes): try await outbound.write(.binary(bytes))
+                }
+            }
+        }
+    }
     router.get("openapi.json") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPI.document)))
     }
