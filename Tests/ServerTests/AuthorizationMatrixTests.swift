@@ -156,4 +156,49 @@ struct AuthorizationMatrixTests {
         }
         try await s.cleanUp()
     }
+
+    /// The endpoints that belong to no room × the kinds of token: each answers 401
+    /// `unauthorized` to a missing, expired, forged or unsigned token and to a well-signed
+    /// token of a user that does not exist, and does its work for a real user.
+    @Test func everyAccountEndpointAnswersEachKindOfTokenAsTheRulesSay() async throws {
+        let s = try await ServerProcess()
+        let me = try await s.register("acme"), other = try await s.register("acother")
+        let kinds = ["no token", "expired", "forged", "alg none", "unknown user", "user"]
+        func token(_ kind: String) -> String? {
+            switch kind {
+            case "no token": return nil
+            case "expired": return jwt(sub: me.id, exp: Date().addingTimeInterval(-600), secret: ServerProcess.secret)
+            case "forged": return jwt(sub: me.id, exp: Date().addingTimeInterval(600), secret: String(repeating: "f", count: 48))
+            case "alg none": return jwt(sub: me.id, exp: Date().addingTimeInterval(600), secret: nil, alg: "none")
+            case "unknown user": return jwt(sub: "u-does-not-exist", exp: Date().addingTimeInterval(600), secret: ServerProcess.secret)
+            default: return me.token
+            }
+        }
+        let endpoints: [(name: String, method: String, path: String, body: [String: Any]?, success: String)] = [
+            ("me", "GET", "/v1/me", nil, "200"),
+            ("user by id", "GET", "/v1/users/\(other.id)", nil, "200"),
+            ("user by name", "GET", "/v1/users?username=acother", nil, "200"),
+            ("private message", "POST", "/v1/users/\(other.id)/messages", ["body": "hello"], "201"),
+            ("create room", "POST", "/v1/rooms", ["name": "Mine"], "201"),
+            ("room list", "GET", "/v1/rooms", nil, "200"),
+            ("invites", "GET", "/v1/invites", nil, "200"),
+        ]
+        var observed: [String: [String]] = [:], expected: [String: [String]] = [:]
+        for endpoint in endpoints {
+            expected[endpoint.name] = Array(repeating: "401 unauthorized", count: 5) + [endpoint.success]
+            for kind in kinds {
+                let result = try await s.request(endpoint.method, endpoint.path, token: token(kind), body: endpoint.body)
+                observed[endpoint.name, default: []].append(result.error.map { "\(result.status) \($0)" } ?? "\(result.status)")
+            }
+        }
+        for endpoint in endpoints {
+            #expect(observed[endpoint.name] == expected[endpoint.name], "\(endpoint.name): \(zip(kinds, observed[endpoint.name] ?? []).map { "\($0): \($1)" })")
+        }
+        // Register and log in take no token, and a bad one changes nothing.
+        for kind in kinds {
+            let login = try await s.request("POST", "/v1/auth/login", token: token(kind), body: ["username": "acme", "password": "long enough password"])
+            #expect(login.status == 200, "login with \(kind)")
+        }
+        try await s.cleanUp()
+    }
 }
