@@ -7,5 +7,5 @@ import Foundation
 @main
 struct ParleyBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "parley-bench", abstract: "Parley benchmarks.", subcommands: [DriversBench.self, AppendBench.self, CodecBench.self, ProjectionBench.self, RebuildBench.self, WebSocketBench.self])
+        commandName: "parley-bench", abstract: "Parley benchmarks.", subcommands: [DriversBench.self, AppendBench.self, CodecBench.self, ProjectionBench.self, RebuildBench.self, WebSocketBench.self, HistoryBench.self])
 }

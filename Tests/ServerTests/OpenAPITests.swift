@@ -44,4 +44,36 @@ struct OpenAPITests {
         }
         try await s.cleanUp()
     }
+
+    /// docs/api.md is checked against the served document: every operation has its row,
+    /// with the document's summary and whether it needs a token, and every row is an
+    /// operation of the document.
+    @Test func docsAPIHasARowForEveryOperationAndNoOther() async throws {
+        let s = try await ServerProcess()
+        let document = try await s.request("GET", "/openapi.json")
+        let paths = try #require(document.json["paths"] as? [String: [String: [String: Any]]])
+        let markdown = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/api.md"), encoding: .utf8)
+        // Rows look like: | `POST /v1/rooms` | Create a group room | yes | ...
+        var rows: [String: (summary: String, auth: String)] = [:]
+        for line in markdown.split(separator: "\n") where line.hasPrefix("| `") {
+            let cells = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count > 4, cells[1].hasPrefix("`"), cells[1].hasSuffix("`") else { continue }
+            let operation = String(cells[1].dropFirst().dropLast())
+            guard let verb = operation.split(separator: " ").first, ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(String(verb)) else { continue }
+            rows[operation] = (cells[2], cells[3])
+        }
+        var documented: Set<String> = []
+        for (path, methods) in paths {
+            for (method, operation) in methods {
+                let key = "\(method.uppercased()) \(path)"
+                documented.insert(key)
+                let row = rows[key]
+                #expect(row != nil, "docs/api.md has no row for \(key)")
+                #expect(row?.summary == operation["summary"] as? String, "\(key): summary in docs/api.md differs from /openapi.json")
+                #expect(row?.auth == (operation["security"] == nil ? "no" : "yes"), "\(key): auth column")
+            }
+        }
+        #expect(Set(rows.keys).subtracting(documented).isEmpty, "rows of docs/api.md not in /openapi.json: \(Set(rows.keys).subtracting(documented))")
+        try await s.cleanUp()
+    }
 }

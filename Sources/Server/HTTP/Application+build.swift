@@ -50,6 +50,12 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
     }
     let wsRouter = Router(context: ParleyWebSocketContext.self)
     if configuration.roles.contains(.api) {
+        // The browser client (web/): static files, `/` is its index.html.
+        if let web = webDirectory() {
+            router.add(middleware: FileMiddleware(web.path, searchForIndexHtml: true, logger: logger))
+        } else {
+            logger.warning("no web/ folder found (set PARLEY_WEB_DIR): the browser client is not served")
+        }
         let api = API(
             log: context.log,
             metadata: MetadataReadModel(postgres: stores.postgres, schema: configuration.postgresSchema),
@@ -140,6 +146,23 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
         services: services,
         logger: logger)
+}
+
+/// Where the browser client's files are: `PARLEY_WEB_DIR`, or a `web` folder in the
+/// working directory or beside (or above) the executable, as for the migrations.
+func webDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL? {
+    if let explicit = environment["PARLEY_WEB_DIR"] { return URL(fileURLWithPath: explicit) }
+    var candidates = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    for _ in 0..<6 {
+        candidates.append(directory)
+        directory = directory.deletingLastPathComponent()
+    }
+    for candidate in candidates {
+        let web = candidate.appendingPathComponent("web")
+        if FileManager.default.fileExists(atPath: web.appendingPathComponent("index.html").path) { return web }
+    }
+    return nil
 }
 
 /// The Prometheus registry every metric of the process goes to (swift-metrics is

@@ -1,0 +1,229 @@
+"""Browser tests of the web client (web/): two Chromium contexts, Ann and Bob, chat with
+each other through every flow of the client, against a real parley-server on the real
+stores. Run by scripts/test-web (part of scripts/test); screenshots go to
+.data/web-artifacts/.
+
+Chromium is Debian's (`/usr/bin/chromium`), driven by Playwright from PyPI; Playwright's
+own browser download is never used.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ARTIFACTS = os.path.join(ROOT, ".data", "web-artifacts")
+TIMEOUT = 15_000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, binary):
+        self.binary = binary
+        self.port = free_port()
+        name = f"web_{int(time.time())}_{os.getpid()}"
+        self.env = dict(os.environ, PARLEY_DEV_MODE="1", PARLEY_NAMESPACE=name, PARLEY_POSTGRES_SCHEMA=name,
+                        PARLEY_MONGO_COLLECTION=name, PARLEY_BCRYPT_COST="4", PARLEY_WEB_DIR=os.path.join(ROOT, "web"),
+                        PARLEY_LOG_LEVEL="warning")
+        self.process = None
+        self.log = open(os.path.join(ARTIFACTS, "server.log"), "a")
+
+    def start(self):
+        self.process = subprocess.Popen([self.binary, "--port", str(self.port)], env=self.env, cwd=ROOT,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("parley-server did not start")
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/"
+
+
+step_number = 0
+
+
+def shot(page, name):
+    global step_number
+    step_number += 1
+    page.screenshot(path=os.path.join(ARTIFACTS, f"{step_number:02d}-{name}.png"), full_page=True)
+
+
+def register(page, url, username):
+    page.goto(url)
+    page.fill("#auth-username", username)
+    page.fill("#auth-password", "browser password")
+    page.click("#register")
+    expect(page.locator("#me")).to_have_text(f"@{username}", timeout=TIMEOUT)
+
+
+def send(page, text):
+    page.fill("#composer-input", text)
+    page.click("#send")
+    # Acknowledged: shown as a message with a seq, no longer "sending…".
+    expect(message(page, text)).to_have_count(1, timeout=TIMEOUT)
+
+
+def message(page, text):
+    return page.locator("#messages li.message:not(.pending)").filter(has=page.locator(".body", has_text=re.compile(f"^{re.escape(text)}$")))
+
+
+def room(page, title):
+    return page.locator("#rooms li.room").filter(has=page.locator(".name", has_text=re.compile(f"^{re.escape(title)}$")))
+
+
+def run(chromium_path, binary):
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    for f in os.listdir(ARTIFACTS):
+        if f.endswith(".png"):
+            os.remove(os.path.join(ARTIFACTS, f))
+    server = Server(binary)
+    server.start()
+    stamp = str(int(time.time()) % 100000)
+    ann_name, bob_name = f"ann{stamp}", f"bob{stamp}"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu"])
+            ann_ctx, bob_ctx = browser.new_context(), browser.new_context()
+            ann, bob = ann_ctx.new_page(), bob_ctx.new_page()
+            for page, who in ((ann, "ann"), (bob, "bob")):
+                page.on("pageerror", lambda error, who=who: print(f"{who}: page error: {error}", file=sys.stderr))
+
+            # Register; logging in again works too.
+            register(ann, server.url, ann_name)
+            register(bob, server.url, bob_name)
+            shot(ann, "ann-registered")
+
+            # A private chat started by username: the first message creates the room.
+            ann.fill("#direct-username", bob_name)
+            ann.click("#new-direct button")
+            expect(ann.locator("#room-title")).to_have_text(f"@{bob_name}", timeout=TIMEOUT)
+            send(ann, "Hi Bob")
+            expect(room(ann, f"@{bob_name}")).to_have_count(1, timeout=TIMEOUT)
+
+            # Bob: the room appears with an unread count and the last message.
+            bob_direct = room(bob, f"@{ann_name}")
+            expect(bob_direct).to_have_count(1, timeout=TIMEOUT)
+            expect(bob_direct.locator(".unread")).to_have_text("1", timeout=TIMEOUT)
+            expect(bob_direct.locator(".last")).to_have_text(f"{ann_name}: Hi Bob", timeout=TIMEOUT)
+            shot(bob, "bob-unread")
+            bob_direct.click()
+            expect(message(bob, "Hi Bob")).to_have_count(1, timeout=TIMEOUT)
+            expect(bob_direct.locator(".unread")).to_have_count(0, timeout=TIMEOUT)
+
+            # Typing indicator, then Bob's answer.
+            bob.type("#composer-input", "Hello", delay=20)
+            expect(ann.locator("#typing")).to_have_text(f"{bob_name} is typing…", timeout=TIMEOUT)
+            shot(ann, "ann-sees-typing")
+            bob.fill("#composer-input", "")
+            send(bob, "Hello Ann")
+            expect(message(ann, "Hello Ann")).to_have_count(1, timeout=TIMEOUT)
+            expect(ann.locator("#typing")).to_have_text("", timeout=TIMEOUT)
+
+            # Reply, edit, delete.
+            message(ann, "Hello Ann").locator("button.reply").click()
+            expect(ann.locator("#reply-bar")).to_be_visible()
+            send(ann, "A reply")
+            replied = message(bob, "A reply")
+            expect(replied).to_have_count(1, timeout=TIMEOUT)
+            expect(replied.locator(".quote")).to_have_text(f"@{bob_name}: Hello Ann", timeout=TIMEOUT)
+            message(ann, "Hi Bob").locator("button.edit").click()
+            ann.fill("#composer-input", "Hi Bob, edited")
+            ann.click("#send")
+            edited = message(bob, "Hi Bob, edited")
+            expect(edited).to_have_count(1, timeout=TIMEOUT)
+            expect(edited.locator(".edited")).to_have_text("(edited)")
+            message(ann, "A reply").locator("button.delete").click()
+            expect(bob.locator("#messages .body.deleted")).to_have_count(1, timeout=TIMEOUT)
+            expect(message(bob, "A reply")).to_have_count(0)
+            shot(bob, "bob-reply-edit-delete")
+
+            # A group: create, invite by username, accept, chat.
+            ann.fill("#group-name", "Project X")
+            ann.click("#new-group button")
+            expect(ann.locator("#room-title")).to_have_text("Project X", timeout=TIMEOUT)
+            ann.fill("#invite-username", bob_name)
+            ann.click("#invite-form button")
+            invite = bob.locator("#invites li.invite")
+            expect(invite).to_have_count(1, timeout=TIMEOUT)
+            expect(invite).to_contain_text("Project X")
+            shot(bob, "bob-invited")
+            invite.locator("button.accept").click()
+            expect(bob.locator("#room-title")).to_have_text("Project X", timeout=TIMEOUT)
+            expect(ann.locator("#room-members")).to_contain_text(f"@{bob_name}", timeout=TIMEOUT)
+            send(ann, "Welcome to the group")
+            expect(message(bob, "Welcome to the group")).to_have_count(1, timeout=TIMEOUT)
+            send(bob, "Thanks")
+            expect(message(ann, "Thanks")).to_have_count(1, timeout=TIMEOUT)
+            shot(ann, "group-chat")
+
+            # The network drops for Bob: a banner; what Ann sends meanwhile arrives after the
+            # reconnect (with since), each message once.
+            bob_ctx.set_offline(True)
+            expect(bob.locator("#banner")).to_be_visible(timeout=TIMEOUT)
+            shot(bob, "bob-offline")
+            for n in range(1, 4):
+                send(ann, f"while you were away {n}")
+            bob_ctx.set_offline(False)
+            expect(bob.locator("#banner")).to_be_hidden(timeout=TIMEOUT)
+            for n in range(1, 4):
+                expect(message(bob, f"while you were away {n}")).to_have_count(1, timeout=TIMEOUT)
+            shot(bob, "bob-back-online")
+
+            # The server itself goes away (kill -9) and comes back on the same port: both
+            # clients show the banner, reconnect by themselves, and miss nothing.
+            server.kill()
+            expect(bob.locator("#banner")).to_be_visible(timeout=TIMEOUT)
+            expect(ann.locator("#banner")).to_be_visible(timeout=TIMEOUT)
+            bob.fill("#composer-input", "sent while the server was down")
+            bob.click("#send")
+            expect(bob.locator("#messages li.pending")).to_have_count(1)
+            server.start()
+            expect(bob.locator("#banner")).to_be_hidden(timeout=TIMEOUT)
+            expect(ann.locator("#banner")).to_be_hidden(timeout=TIMEOUT)
+            expect(message(ann, "sent while the server was down")).to_have_count(1, timeout=TIMEOUT)
+            send(ann, "after the restart")
+            expect(message(bob, "after the restart")).to_have_count(1, timeout=TIMEOUT)
+            expect(bob.locator("#messages li.pending")).to_have_count(0)
+            shot(bob, "after-server-restart")
+
+            # The room list after all that: the group's last message; a reload keeps the session.
+            # The room list is read from PostgreSQL: the restarted server's projector takes
+            # over once the killed one's lease expires (10 s), so allow for that.
+            bob.reload()
+            expect(room(bob, "Project X").locator(".last")).to_have_text(f"{ann_name}: after the restart", timeout=40_000)
+            expect(room(bob, f"@{ann_name}")).to_have_count(1)
+            shot(bob, "bob-reloaded")
+            browser.close()
+    finally:
+        server.stop()
+    print(f"web: all browser flows passed; screenshots in {ARTIFACTS}")
+
+
+if __name__ == "__main__":
+    run(sys.argv[1], sys.argv[2])
