@@ -48,21 +48,7 @@ public struct Migrator: Sendable {
     /// Finds `migrations/`: `PARLEY_MIGRATIONS_DIR`, else `./migrations`, else the nearest
     /// `migrations/` above the running executable (a build under `.build/` of the repo).
     public static func defaultDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL? {
-        if let explicit = environment["PARLEY_MIGRATIONS_DIR"] { return URL(fileURLWithPath: explicit) }
-        var candidates = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<6 {
-            candidates.append(directory)
-            directory = directory.deletingLastPathComponent()
-        }
-        for candidate in candidates {
-            let migrations = candidate.appendingPathComponent("migrations")
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: migrations.path, isDirectory: &isDirectory), isDirectory.boolValue {
-                return migrations
-            }
-        }
-        return nil
+        projectDirectory("migrations", variable: "PARLEY_MIGRATIONS_DIR", environment: environment)
     }
 
     /// Applies what is not applied yet; returns the versions it applied.

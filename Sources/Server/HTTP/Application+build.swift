@@ -151,18 +151,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
 /// Where the browser client's files are: `PARLEY_WEB_DIR`, or a `web` folder in the
 /// working directory or beside (or above) the executable, as for the migrations.
 func webDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL? {
-    if let explicit = environment["PARLEY_WEB_DIR"] { return URL(fileURLWithPath: explicit) }
-    var candidates = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    for _ in 0..<6 {
-        candidates.append(directory)
-        directory = directory.deletingLastPathComponent()
-    }
-    for candidate in candidates {
-        let web = candidate.appendingPathComponent("web")
-        if FileManager.default.fileExists(atPath: web.appendingPathComponent("index.html").path) { return web }
-    }
-    return nil
+    projectDirectory("web", variable: "PARLEY_WEB_DIR", containing: "index.html", environment: environment)
 }
 
 /// The Prometheus registry every metric of the process goes to (swift-metrics is
