@@ -152,9 +152,13 @@ class Worker:
     async def synapse_client(self, http, account, ready):
         base = self.spec["base"]
         headers = {"Authorization": f"Bearer {account['token']}"}
-        flt = json.dumps({"room": {"timeline": {"limit": 1}, "state": {"lazy_load_members": True}},
+        # The first sync only needs the position; later ones must not truncate the timeline
+        # (a "limited" timeline would drop messages and undercount deliveries).
+        first = json.dumps({"room": {"timeline": {"limit": 1}, "state": {"lazy_load_members": True}},
+                            "presence": {"types": []}, "account_data": {"types": []}})
+        flt = json.dumps({"room": {"timeline": {"limit": 1000}, "state": {"lazy_load_members": True}},
                           "presence": {"types": []}, "account_data": {"types": []}})
-        async with http.get(f"{base}/_matrix/client/v3/sync", params={"filter": flt, "timeout": "0"}, headers=headers) as r:
+        async with http.get(f"{base}/_matrix/client/v3/sync", params={"filter": first, "timeout": "0"}, headers=headers) as r:
             since = (await r.json())["next_batch"]
         ready.set()
         while not self.stop:

@@ -9,9 +9,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=.data/synapse
 VENV=.data/venv-synapse
+stop_synapse() {
+  # setsid may fork: find the server by its command line, not by the launcher's pid.
+  pkill -f "synapse.app.homeserver --config-path $(pwd)/$DIR/homeserver.yaml" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    pgrep -f "synapse.app.homeserver --config-path $(pwd)/$DIR/homeserver.yaml" >/dev/null || break
+    sleep 0.2
+  done
+  rm -f "$DIR/synapse.pid"
+}
+
 case "${1:-}" in
   start)
     PORT=${2:?port}
+    stop_synapse
     if ! "$VENV/bin/python" -c 'import synapse' 2>/dev/null; then
       echo "bench: installing matrix-synapse into $VENV" >&2
       PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
@@ -27,50 +38,29 @@ case "${1:-}" in
     ABS=$(cd "$DIR" && pwd)
     (cd "$DIR" && "../../$VENV/bin/python" -m synapse.app.homeserver --server-name bench.local \
       --config-path "$ABS/generated.yaml" --generate-config --report-stats=no --data-directory "$ABS" >/dev/null)
-    # The generated file holds the keys and secrets; what follows overrides the rest (the
-    # YAML loader keeps the last value of a repeated key).
-    cat "$DIR/generated.yaml" > "$DIR/homeserver.yaml"
-    cat >> "$DIR/homeserver.yaml" <<YAML
-listeners:
-  - port: $PORT
-    bind_addresses: ['127.0.0.1']
-    type: http
-    tls: false
-    x_forwarded: false
-    resources:
-      - names: [client]
-        compress: false
-database:
-  name: psycopg2
-  args:
-    user: postgres
-    host: 127.0.0.1
-    port: $PG_PORT
-    database: synapse_bench
-    cp_min: 5
-    cp_max: 10
-log_config: "$ABS/log.yaml"
-enable_registration: true
-enable_registration_without_verification: true
-use_presence: false
-suppress_key_server_warning: true
-trusted_key_servers: []
-rc_message: {per_second: 1000000, burst_count: 1000000}
-rc_registration: {per_second: 1000000, burst_count: 1000000}
-rc_login:
-  address: {per_second: 1000000, burst_count: 1000000}
-  account: {per_second: 1000000, burst_count: 1000000}
-  failed_attempts: {per_second: 1000000, burst_count: 1000000}
-rc_joins:
-  local: {per_second: 1000000, burst_count: 1000000}
-  remote: {per_second: 1000000, burst_count: 1000000}
-rc_joins_per_room: {per_second: 1000000, burst_count: 1000000}
-rc_invites:
-  per_room: {per_second: 1000000, burst_count: 1000000}
-  per_user: {per_second: 1000000, burst_count: 1000000}
-  per_issuer: {per_second: 1000000, burst_count: 1000000}
-rc_room_creation: {per_second: 1000000, burst_count: 1000000}
-YAML
+    # The generated file holds the keys and secrets; the rest is set here.
+    "$VENV/bin/python" - "$DIR/generated.yaml" "$DIR/homeserver.yaml" "$PORT" "$PG_PORT" "$ABS" <<'PY'
+import sys, yaml
+source, target, port, pg_port, folder = sys.argv[1:]
+config = yaml.safe_load(open(source))
+unlimited = {"per_second": 1000000, "burst_count": 1000000}
+config.update({
+    "listeners": [{"port": int(port), "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
+                   "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}]}],
+    "database": {"name": "psycopg2", "args": {"user": "postgres", "host": "127.0.0.1", "port": int(pg_port),
+                                              "database": "synapse_bench", "cp_min": 5, "cp_max": 10}},
+    "log_config": f"{folder}/log.yaml",
+    "enable_registration": True, "enable_registration_without_verification": True,
+    "use_presence": False, "suppress_key_server_warning": True, "trusted_key_servers": [],
+    # Rate limits raised for the test.
+    "rc_message": unlimited, "rc_registration": unlimited,
+    "rc_login": {"address": unlimited, "account": unlimited, "failed_attempts": unlimited},
+    "rc_joins": {"local": unlimited, "remote": unlimited}, "rc_joins_per_room": unlimited,
+    "rc_invites": {"per_room": unlimited, "per_user": unlimited, "per_issuer": unlimited},
+    "rc_room_creation": unlimited,
+})
+yaml.safe_dump(config, open(target, "w"))
+PY
     cat > "$DIR/log.yaml" <<YAML
 version: 1
 formatters: {precise: {format: '%(asctime)s %(levelname)s %(name)s %(message)s'}}
@@ -92,7 +82,7 @@ YAML
     exit 1
     ;;
   stop)
-    [ -f "$DIR/synapse.pid" ] && { kill "$(cat "$DIR/synapse.pid")" 2>/dev/null || true; rm -f "$DIR/synapse.pid"; }
+    stop_synapse
     ;;
   *) echo "usage: bench/synapse.sh start PORT | stop" >&2; exit 2 ;;
 esac

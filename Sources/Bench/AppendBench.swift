@@ -70,6 +70,8 @@ struct AppendBench: AsyncParsableCommand {
         let secondsTaken = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let s = latencies.summary
         let offered = rate > 0 ? "\(rate)/s" : "max"
+        print("| senders | rooms | offered | appends | appends/s | p50 ms | p99 ms | p99.9 ms | max ms |")
+        print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
         print("| \(senders) | \(rooms) | \(offered) | \(latencies.count) | \(Int(Double(latencies.count) / secondsTaken)) | "
             + String(format: "%.2f | %.2f | %.2f | %.2f |", s.p50, s.p99, s.p999, s.max))
         if rate > 0 {

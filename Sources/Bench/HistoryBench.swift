@@ -56,7 +56,7 @@ struct HistoryBench: AsyncParsableCommand {
                 for _ in 0..<readers {
                     group.addTask {
                         while DispatchTime.now().uptimeNanoseconds < end {
-                            let before = Int.random(in: limit...(messages + 1))
+                            let before = Int.random(in: (limit + 1)...(messages + 1))  // a full page below it
                             let path = before > messages ? "?limit=\(limit)" : "?limit=\(limit)&before=\(before)"
                             let t0 = DispatchTime.now().uptimeNanoseconds
                             do {
