@@ -55,6 +55,7 @@ final class ReplayContext: Sendable {
         log = EventLog(redis: redis, partitions: configuration.partitions, namespace: configuration.namespace, logger: logger)
         do {
             try await redis.ping()
+            try await log.checkPartitionCount(claim: false)
             if needs.contains(.postgres) {
                 try await postgres.ping()
                 // The read models' tables come from the migrations, as at server start.

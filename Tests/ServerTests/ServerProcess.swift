@@ -16,15 +16,17 @@ final class ServerProcess: @unchecked Sendable {
 
     /// A server; with `sharing`, a second instance on the same namespace, schema and
     /// collection (API and WebSocket only: the first one runs the projectors).
-    init(sharing other: ServerProcess? = nil, environment extra: [String: String] = [:]) async throws {
+    /// With `namespace` and `schema`, a server (both roles) on the log and read models an
+    /// earlier one left.
+    init(sharing other: ServerProcess? = nil, environment extra: [String: String] = [:], namespace: String? = nil, schema: String? = nil) async throws {
         port = TestStores.freePort()
-        namespace = other?.namespace ?? TestStores.unique("tsrv").replacingOccurrences(of: "_", with: "-")
-        schema = other?.schema ?? TestStores.unique("tsrv")
+        self.namespace = namespace ?? other?.namespace ?? TestStores.unique("tsrv").replacingOccurrences(of: "_", with: "-")
+        self.schema = schema ?? other?.schema ?? TestStores.unique("tsrv")
         process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/parley-server")
         process.arguments = ["--port", "\(port)"] + (other == nil ? [] : ["--roles", "api"])
         process.environment = ProcessInfo.processInfo.environment.merging([
-            "PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": namespace, "PARLEY_POSTGRES_SCHEMA": schema,
-            "PARLEY_MONGO_COLLECTION": schema, "PARLEY_BCRYPT_COST": "4",
+            "PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": self.namespace, "PARLEY_POSTGRES_SCHEMA": self.schema,
+            "PARLEY_MONGO_COLLECTION": self.schema, "PARLEY_BCRYPT_COST": "4",
             // Flows send fast; the limits have tests of their own.
             "PARLEY_RATE_SENDS_PER_SECOND": "100000", "PARLEY_RATE_SEND_BURST": "100000",
         ].merging(extra) { $1 }) { $1 }

@@ -67,6 +67,23 @@ struct StartupTests {
         #expect(roles.status == 1 && roles.stderr.contains("unknown role 'chef'"))
     }
 
+    /// The partition count is recorded by the first server on a log; another count is
+    /// refused, by the server and by parley-replay, before anything is read or appended.
+    @Test func aPartitionCountOtherThanTheLogsIsRefused() async throws {
+        let s = try await ServerProcess()
+        _ = try await s.register("partitioned")
+        await s.stop()
+        let environment = ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": s.namespace, "PARLEY_POSTGRES_SCHEMA": s.schema,
+                           "PARLEY_MONGO_COLLECTION": s.schema, "PARLEY_LOG_PARTITIONS": "4"]
+        try await expectRefusal(environment, "PARLEY_LOG_PARTITIONS is 4", "written with 1 partitions", "\(s.namespace):partitions")
+        let replay = try await runParley("parley-replay", ["verify"], environment: environment)
+        #expect(replay.status == 1 && replay.stderr.contains("written with 1 partitions"), "\(replay.stderr)")
+        // The right count still starts, and the user registered before is there.
+        let again = try await ServerProcess(environment: [:], namespace: s.namespace, schema: s.schema)
+        #expect(try await again.request("POST", "/v1/auth/login", body: ["username": "partitioned", "password": "long enough password"]).status == 200)
+        try await again.cleanUp()
+    }
+
     @Test func migrateRunTwiceAtOnceIsSafe() async throws {
         async let a = runParley("parley-server", ["migrate"])
         async let b = runParley("parley-server", ["migrate"])

@@ -27,6 +27,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             redis: stores.redis, partitions: configuration.logPartitions, namespace: configuration.namespace,
             maxMessageBytes: configuration.maxMessageBytes, logger: logger),
         scheduler: PriorityScheduler(workers: 2), lag: ProjectionLag())
+    try await context.log.checkPartitionCount(claim: true)
     var services: [any Service] = []
     let projectors: [any Projector] = [
         MetadataProjector(postgres: stores.postgres, schema: configuration.postgresSchema),
