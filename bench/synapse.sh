@@ -7,6 +7,7 @@
 #   bench/synapse.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 DIR=.data/synapse
 VENV=.data/venv-synapse
 stop_synapse() {
@@ -23,12 +24,7 @@ case "${1:-}" in
   start)
     PORT=${2:?port}
     stop_synapse
-    if ! "$VENV/bin/python" -c 'import synapse' 2>/dev/null; then
-      echo "bench: installing matrix-synapse into $VENV" >&2
-      PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
-      "$PY" -m venv "$VENV"
-      "$VENV/bin/pip" install -q --disable-pip-version-check "matrix-synapse[postgres]" >&2
-    fi
+    python_venv "$VENV" synapse "matrix-synapse[postgres]"
     eval "$(./scripts/services env)"
     PG_PORT=$(echo "$PARLEY_POSTGRES_URL" | sed -E 's#.*:([0-9]+)/.*#\1#')
     psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS synapse_bench" >/dev/null

@@ -18,6 +18,7 @@ struct Seed: AsyncParsableCommand {
             let configuration = try ServerConfiguration(environment: environment.merging(["PARLEY_DEV_MODE": "1"]) { a, _ in a }, flags: try ServeOptions.parse([]))
             let redis = try RedisClient(configuration.stores.redis)
             let log = EventLog(redis: redis, partitions: configuration.logPartitions, namespace: configuration.namespace, logger: logger)
+            try await log.checkPartitionCount(claim: true)
             let suffix = String(newID().prefix(4))
             var ids: [String: String] = [:]
             for name in ["alice", "bob", "carol"] {
