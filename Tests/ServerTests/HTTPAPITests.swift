@@ -102,6 +102,10 @@ struct HTTPAPITests {
         let all = try await s.until("/v1/rooms/\(roomId)/messages?after=0", token: owner.token) { ($0.json["messages"] as? [Any])?.count == 3 }
         let first = try #require((all.json["messages"] as? [[String: Any]])?.first)
         #expect(first["body"] as? String == "hello, team" && first["editedAt"] is String)
+        // A bound past any seq (even past Int64, which the document allows) is no bound.
+        let huge = try await s.request("GET", "/v1/rooms/\(roomId)/messages?before=112835145339814022663129530368", token: owner.token)
+        #expect(huge.status == 200 && (huge.json["messages"] as? [Any])?.count == 3, "\(huge.text)")
+        #expect(try await s.request("GET", "/v1/rooms/\(roomId)/messages?after=-1", token: owner.token).error == "invalid_request")
 
         // Removal takes effect at once: the next send and read are refused.
         #expect(try await s.request("DELETE", "/v1/rooms/\(roomId)/members/\(ben.id)", token: ann.token).status == 200)

@@ -215,8 +215,12 @@ struct API: Sendable {
         try await requireMember(roomId, try context.user())
         func number(_ name: String) throws -> Int64? {
             guard let text = request.uri.queryParameters[Substring(name)].map(String.init) else { return nil }
-            guard let value = Int64(text), value >= 0 else { throw APIError.invalid("\(name) must be a non-negative integer") }
-            return value
+            guard !text.isEmpty, text.utf8.allSatisfy({ (48...57).contains($0) }) else {
+                throw APIError.invalid("\(name) must be a non-negative integer")
+            }
+            // Any non-negative integer is valid (the document says so); past Int64 it is
+            // beyond every seq anyway.
+            return Int64(text) ?? .max
         }
         let limit = try number("limit").map(Int.init) ?? 50
         guard (1...200).contains(limit) else { throw APIError.invalid("limit must be 1 to 200") }
