@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import HummingbirdWSClient
+import Drivers
 import Logging
 import NIOConcurrencyHelpers
 
@@ -29,6 +30,10 @@ struct WebSocketBench: AsyncParsableCommand {
     func run() async throws {
         let server = try await BenchServer.start(roles: serverRoles)
         defer { server.stop() }
+        // Stopped and its data removed: runs do not pile up in the stores (a Redis grown
+        // by earlier runs slows later ones: its AOF rewrites fork and copy it all).
+        var cleaned = false
+        defer { if !cleaned { print("warning: namespace \(server.name) left in the stores") } }
         let members = users / rooms
         print("setting up \(users) users in \(rooms) rooms of \(members) on \(server.base)")
         let tokens = try await withThrowingTaskGroup(of: (Int, (id: String, token: String)).self) { group in
@@ -57,6 +62,7 @@ struct WebSocketBench: AsyncParsableCommand {
         var rows: [String] = []
         for (phase, rate) in rates.enumerated() {
             recorder.startPhase(phase)
+            let cpu0 = (server: server.cpuSeconds(), bench: BenchServer.cpuSeconds(pid: "self"))
             let total = Int(Double(rate) * seconds)
             let start = DispatchTime.now().uptimeNanoseconds
             var next = 0
@@ -76,15 +82,21 @@ struct WebSocketBench: AsyncParsableCommand {
             let expected = total * (members - 1)
             for _ in 0..<200 where recorder.delivered(phase) < expected { try await Task.sleep(for: .milliseconds(50)) }
             let delivered = recorder.delivered(phase)
+            let cpu1 = (server: server.cpuSeconds(), bench: BenchServer.cpuSeconds(pid: "self"))
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             let window = recorder.window(phase)
             let s = recorder.summary(phase)
             rows.append(
                 "| \(rate) | \(total) | \(expected) | \(delivered) | \(Int(Double(delivered) / max(window, sentFor))) | "
-                    + String(format: "%.2f | %.2f | %.2f | %.2f | %.1f |", s.p50, s.p90, s.p99, s.p999, s.max))
+                    + String(format: "%.2f | %.2f | %.2f | %.2f | %.1f | ", s.p50, s.p90, s.p99, s.p999, s.max)
+                    // CPU from the first send to the last delivery (a core = 100%), and the server's per delivery.
+                    + String(
+                        format: "%.0f | %.1f | %.0f |", 100 * (cpu1.server - cpu0.server) / elapsed,
+                        1e6 * (cpu1.server - cpu0.server) / Double(max(1, delivered)), 100 * (cpu1.bench - cpu0.bench) / elapsed))
         }
         print("")
-        print("| offered msg/s | messages | deliveries expected | delivered | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| offered msg/s | messages | deliveries expected | delivered | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU % | server CPU µs per delivery | generator CPU % |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in rows { print(row) }
         print("")
         print("errors from the server: \(recorder.errors) (first: \(recorder.firstError ?? "none"))")
@@ -108,6 +120,10 @@ struct WebSocketBench: AsyncParsableCommand {
         }
         for client in clients { client.close() }
         try await Task.sleep(for: .milliseconds(500))
+        server.stop()
+        server.process.waitUntilExit()
+        try await server.removeData()
+        cleaned = true
     }
 }
 
@@ -269,11 +285,23 @@ struct BenchError: Error, CustomStringConvertible {
 final class BenchServer: Sendable {
     let port: Int
     let process: Process
+    /// Its namespace, PostgreSQL schema and MongoDB collection.
+    let name: String
     var base: String { "http://127.0.0.1:\(port)" }
 
-    private init(port: Int, process: Process) {
+    private init(port: Int, process: Process, name: String) {
         self.port = port
         self.process = process
+        self.name = name
+    }
+
+    /// Deletes what the server stored: its Redis keys, schema and collections.
+    func removeData() async throws {
+        let stores = try Stores(StoreConfiguration(environment: ProcessInfo.processInfo.environment))
+        try await stores.redis.deleteKeys(matching: "\(name):*")
+        try await stores.postgres.query("DROP SCHEMA IF EXISTS \(name) CASCADE")
+        try await stores.mongo.collection(name).drop()
+        try await stores.mongo.collection(name + "_checkpoints").drop()
     }
 
     static func start(roles: String) async throws -> BenchServer {
@@ -290,7 +318,7 @@ final class BenchServer: Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.standardError
         try process.run()
-        let server = BenchServer(port: port, process: process)
+        let server = BenchServer(port: port, process: process, name: name)
         for _ in 0..<300 {
             if (try? await server.http("GET", "/healthz")) != nil { return server }
             try await Task.sleep(for: .milliseconds(100))
@@ -301,6 +329,20 @@ final class BenchServer: Sendable {
 
     func stop() {
         if process.isRunning { process.terminate() }
+    }
+
+    /// The server's CPU time so far (user and system), in seconds.
+    func cpuSeconds() -> Double { Self.cpuSeconds(pid: "\(process.processIdentifier)") }
+
+    /// The CPU time (user and system) of process `pid` ("self" for this one), in seconds.
+    static func cpuSeconds(pid: String) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        // After "pid (comm)": state is field 3, utime 14 and stime 15, in clock ticks.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// The server's resident memory (VmRSS), in KiB.

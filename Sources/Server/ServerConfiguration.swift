@@ -45,6 +45,8 @@ struct ServerConfiguration: Sendable {
     var wsIdleSeconds = 120
     /// WebSockets one user may have open at once (more get `too_many_connections`, 4003).
     var wsMaxConnectionsPerUser = 32
+    /// Milliseconds a projector waits after a small batch so that the next one is larger.
+    var projectorLingerMs = 10
     /// `PARLEY_WS_ECHO=1`: also serve `/v1/ws/echo`, a WebSocket that echoes every message,
     /// on the same WebSocket stack and settings, for protocol conformance runs (Autobahn).
     var wsEcho = false
@@ -96,6 +98,7 @@ struct ServerConfiguration: Sendable {
         self.wsQueueFrames = try int("ws-queue-frames", flag: nil, default: 1024, range: 8...1_000_000)
         self.wsIdleSeconds = try int("ws-idle-seconds", flag: nil, default: 120, range: 1...86_400)
         self.wsMaxConnectionsPerUser = try int("ws-max-connections-per-user", flag: nil, default: 32, range: 1...100_000)
+        self.projectorLingerMs = try int("projector-linger-ms", flag: nil, default: 10, range: 0...1000)
         self.wsEcho = ["1", "true", "yes"].contains((environment["PARLEY_WS_ECHO"] ?? "").lowercased())
         do {
             let readModels = try ReadModelSettings(environment: environment)

@@ -23,6 +23,14 @@ public struct ProjectorRunner: Service {
         public var batchSize = 1000
         public var blockMs = 1000
         public var leaseMs = 10_000
+        /// After a batch smaller than `batchSize`, wait this long before reading the next:
+        /// under load the next batch is then larger, and every store round trip (the read,
+        /// the acknowledgement, the write and its checkpoint) is shared by more events. It
+        /// adds at most this much to the projection lag; 0 reads again at once.
+        public var lingerMs = 10
+        /// The lag gauge is refreshed at most this often while batches flow (always when
+        /// the log goes quiet): reading it is two more Redis round trips.
+        public var lagRefreshMs = 250
         /// Attempts at a failing event before it is parked.
         public var poisonAttempts = 3
         /// First retry delay; it doubles on each attempt (capped at 5 s for outages).
@@ -153,6 +161,7 @@ public struct ProjectorRunner: Service {
 
     /// Reads and applies batches until one comes back empty (or, for `>`, the block times out).
     private func drain(_ partition: Int, stream: String, from start: String, block: Int?) async throws {
+        var lagUpdated = ContinuousClock.now - .seconds(3600)
         while !Task.isCancelled {
             let batches = try await log.redis.xreadgroup(
                 group: projector.name, consumer: consumer, [(stream, start)], count: options.batchSize, blockMs: block)
@@ -160,7 +169,12 @@ public struct ProjectorRunner: Service {
             if entries.isEmpty { return }
             try await process(entries, partition: partition)
             try await log.redis.xack(stream, group: projector.name, ids: entries.map(\.id))
-            if block != nil { try await updateLag(partition, stream: stream) }
+            guard block != nil else { continue }
+            if ContinuousClock.now - lagUpdated >= .milliseconds(options.lagRefreshMs) {
+                try await updateLag(partition, stream: stream)
+                lagUpdated = .now
+            }
+            if entries.count < options.batchSize, options.lingerMs > 0 { try await Task.sleep(for: .milliseconds(options.lingerMs)) }
         }
     }
 

@@ -37,8 +37,10 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
     // whichever roles this instance has.
     for projector in projectors { try await projector.prepare() }
     if configuration.roles.contains(.projectors) {
+        var options = ProjectorRunner.Options()
+        options.lingerMs = configuration.projectorLingerMs
         services += projectors.map {
-            ProjectorRunner($0, log: context.log, scheduler: context.scheduler, lag: context.lag, logger: logger)
+            ProjectorRunner($0, log: context.log, scheduler: context.scheduler, lag: context.lag, options: options, logger: logger)
         }
     }
     let router = Router(context: ParleyContext.self)
@@ -98,7 +100,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             let channel = wsContext.requestContext.channel
             try await session.serve(
                 since: request.uri.queryParameters["since"].map(String.init), inbound: inbound, outbound: outbound,
-                drop: { channel.close(promise: nil) })
+                channel: channel, drop: { channel.close(promise: nil) })
         }
     }
     if configuration.wsEcho {

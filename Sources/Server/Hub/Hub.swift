@@ -5,34 +5,120 @@ import Foundation
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOWebSocket
 import ServiceLifecycle
 
-/// One connected WebSocket: a bounded queue of outgoing frames. A client that cannot keep
-/// up overflows its queue and is closed; it never slows the hub or other clients.
+/// One connected WebSocket. Frames are written straight onto its NIO channel, on the
+/// channel's event loop, so a delivery costs no task switch: the hub hands each event to
+/// each event loop once, and the loop writes it to its recipients. The frames a connection
+/// has been handed and the kernel has not yet taken are bounded (`capacity`): a client that
+/// cannot keep up overflows it and is closed (4001); it never slows the hub or other clients.
 final class HubConnection: Sendable {
+    /// Why the server ends a connection on its own.
+    enum Ending: Sendable { case overflow, idle, shutdown }
+
     let id: UInt64
     let userId: String
-    let frames: AsyncStream<String>
-    private let continuation: AsyncStream<String>.Continuation
-    private let overflow = NIOLockedValueBox(false)
+    let channel: any Channel
+    let capacity: Int
+    private struct State {
+        /// Frames handed to the channel and not yet written to the socket.
+        var inFlight = 0
+        /// Set once; after it nothing more is written.
+        var ending: Ending?
+        var waiter: CheckedContinuation<Ending, Never>?
+    }
+    private let state = NIOLockedValueBox(State())
 
-    init(id: UInt64, userId: String, capacity: Int) {
+    init(id: UInt64, userId: String, channel: any Channel, capacity: Int) {
         self.id = id
         self.userId = userId
-        (frames, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(capacity))
+        self.channel = channel
+        self.capacity = capacity
     }
 
-    /// Queues a frame; on overflow the queue is closed and the connection marked.
-    func send(_ frame: String) {
-        if case .dropped = continuation.yield(frame) {
-            overflow.withLockedValue { $0 = true }
-            continuation.finish()
+    /// Sends a text frame, from any thread; frames sent from one task go out in order.
+    func send(_ text: String) {
+        let payload = ByteBuffer(string: text)
+        let loop = channel.eventLoop
+        if loop.inEventLoop { write(payload) } else { loop.execute { self.write(payload) } }
+    }
+
+    /// Sends `text` to every connection in `targets`: one hop to each event loop, however
+    /// many of its connections receive it.
+    static func send(_ text: String, to targets: [HubConnection]) {
+        guard !targets.isEmpty else { return }
+        let payload = ByteBuffer(string: text)
+        var byLoop: [ObjectIdentifier: (loop: any EventLoop, connections: [HubConnection])] = [:]
+        for connection in targets {
+            let loop = connection.channel.eventLoop
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].connections.append(connection)
+        }
+        for (_, group) in byLoop {
+            let connections = group.connections
+            group.loop.execute { for connection in connections { connection.write(payload) } }
         }
     }
 
-    var overflowed: Bool { overflow.withLockedValue { $0 } }
+    /// Writes one frame; on the channel's event loop only.
+    private func write(_ payload: ByteBuffer) {
+        let (accepted, waiter) = state.withLockedValue { state -> (Bool, CheckedContinuation<Ending, Never>?) in
+            guard state.ending == nil else { return (false, nil) }
+            guard state.inFlight < capacity else {
+                state.ending = .overflow
+                defer { state.waiter = nil }
+                return (false, state.waiter)
+            }
+            state.inFlight += 1
+            return (true, nil)
+        }
+        waiter?.resume(returning: .overflow)
+        guard accepted else { return }
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        promise.futureResult.whenComplete { _ in self.state.withLockedValue { $0.inFlight -= 1 } }
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: payload), promise: promise)
+    }
 
-    func finish() { continuation.finish() }
+    var overflowed: Bool { state.withLockedValue { $0.ending == .overflow } }
+
+    /// Ends the connection from the server's side: nothing more is written, and
+    /// `waitForEnding` returns.
+    func end(_ ending: Ending) {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Ending, Never>? in
+            guard state.ending == nil else { return nil }
+            state.ending = ending
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: ending)
+    }
+
+    /// Returns why the server ends this connection (overflow, idle, shutdown) once it does, or
+    /// nil when the calling task is cancelled first. No polling: idle connections cost no
+    /// wake-ups.
+    func waitForEnding() async -> Ending? {
+        await withTaskCancellationHandler {
+            let ending: Ending = await withCheckedContinuation { waiter in
+                let now = state.withLockedValue { state -> Ending? in
+                    if let ending = state.ending { return ending }
+                    // Cancelled already (the flag is set before `onCancel` runs, which takes
+                    // this lock): do not wait for a resume that will not come.
+                    if Task.isCancelled { return .shutdown }
+                    state.waiter = waiter
+                    return nil
+                }
+                if let now { waiter.resume(returning: now) }
+            }
+            return Task.isCancelled && state.withLockedValue({ $0.ending }) == nil ? nil : ending
+        } onCancel: {
+            let waiter = state.withLockedValue { state -> CheckedContinuation<Ending, Never>? in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(returning: .shutdown)
+        }
+    }
 }
 
 /// The WebSocket hub of one server instance: tails the log once (XREAD BLOCK over every
@@ -45,6 +131,8 @@ final class Hub: Service, Sendable {
         let connection: HubConnection
         let hello: String
         let replay: [String]
+        /// The rooms the user had joined at the connection's start position.
+        let rooms: Set<String>
     }
 
     private struct State {
@@ -64,6 +152,9 @@ final class Hub: Service, Sendable {
     let maxReplay: Int
     let maxConnectionsPerUser: Int
     private let state = NIOLockedValueBox(State())
+    /// Made once (the metrics system is bootstrapped before the hub exists): making a
+    /// counter looks it up in the registry, which cost more than the fan-out itself.
+    private let fannedOut = Counter(label: "parley.ws.events_fanned_out")
 
     init(log: EventLog, logger: Logger, queueCapacity: Int = 1024, maxReplay: Int = 10_000, maxConnectionsPerUser: Int = 32) {
         self.log = log
@@ -106,7 +197,7 @@ final class Hub: Service, Sendable {
             }
         }
         let connections = state.withLockedValue { Array($0.connections.values) }
-        for connection in connections { connection.finish() }
+        for connection in connections { connection.end(.shutdown) }
     }
 
     // MARK: - Fan-out
@@ -124,8 +215,8 @@ final class Hub: Service, Sendable {
                 .filter { state.pending[$0] == nil }
                 .compactMap { state.connections[$0] }
         }
-        for connection in targets { connection.send(frame) }
-        if !targets.isEmpty { Counter(label: "parley.ws.events_fanned_out").increment(by: targets.count) }
+        HubConnection.send(frame, to: targets)
+        if !targets.isEmpty { fannedOut.increment(by: targets.count) }
     }
 
     /// Who joins (true) or stops being a member (false) of the event's room.
@@ -162,10 +253,11 @@ final class Hub: Service, Sendable {
 
     // MARK: - Connections
 
-    /// Sets up a connection of `userId`: its hello, the events it missed since `since`
-    /// (replayed from the log), then every live event, with no gap and no duplicate at
-    /// the seam: live events that arrive while it is set up are held for it.
-    func connect(userId: String, since: LogPosition?, sinceGiven: Bool) async throws -> Session {
+    /// Sets up a connection of `userId`: its hello and the events it missed since `since`
+    /// (replayed from the log). Live events that arrive meanwhile are held for it until
+    /// `activate`, which the session calls once hello and replay are written: no gap and
+    /// no duplicate at the seam.
+    func connect(userId: String, channel: any Channel, since: LogPosition?, sinceGiven: Bool) async throws -> Session {
         while state.withLockedValue({ $0.position == nil }) { try await Task.sleep(for: .milliseconds(20)) }
         let connection: HubConnection
         let start: LogPosition
@@ -173,7 +265,7 @@ final class Hub: Service, Sendable {
         (connection, start) = try state.withLockedValue { state in
             if (state.connectionsOfUser[userId]?.count ?? 0) >= limit { throw TooManyConnections(limit: limit) }
             state.nextID += 1
-            let connection = HubConnection(id: state.nextID, userId: userId, capacity: queueCapacity)
+            let connection = HubConnection(id: state.nextID, userId: userId, channel: channel, capacity: queueCapacity)
             state.connections[connection.id] = connection
             state.pending[connection.id] = []
             state.connectionsOfUser[userId, default: []].insert(connection.id)
@@ -181,31 +273,42 @@ final class Hub: Service, Sendable {
         }
         Gauge(label: "parley.ws.connections").record(connectionCount)
         do {
-            var rooms = try await log.joinedRooms(of: userId)
+            let rooms = try await log.joinedRooms(of: userId)
             var replay: [String] = []
             var recovered = !sinceGiven || since != nil
             if let since {
                 (replay, recovered) = try await self.replay(userId: userId, rooms: rooms, from: since, to: start)
             }
-            state.withLockedValue { state in
-                for (logged, position) in state.pending[connection.id] ?? [] {
-                    for (user, joined) in Self.membershipChanges(logged.event) where user == userId {
-                        if joined { rooms.insert(logged.event.roomId ?? "") } else { rooms.remove(logged.event.roomId ?? "") }
-                    }
-                    if Self.recipients(logged.event, members: rooms.contains(logged.event.roomId ?? "") ? [userId] : []).contains(userId) {
-                        connection.send(Frame.event(logged, position: position))
-                    }
-                }
-                state.pending[connection.id] = nil
-                for roomId in state.roomsOfUser[userId] ?? [] where !rooms.contains(roomId) {
-                    Self.setMember(&state, userId: userId, roomId: roomId, joined: false)
-                }
-                for roomId in rooms { Self.setMember(&state, userId: userId, roomId: roomId, joined: true) }
-            }
-            return Session(connection: connection, hello: Frame.hello(userId: userId, position: start, recovered: recovered), replay: replay)
+            return Session(
+                connection: connection, hello: Frame.hello(userId: userId, position: start, recovered: recovered), replay: replay,
+                rooms: rooms)
         } catch {
             disconnect(connection)
             throw error
+        }
+    }
+
+    /// Makes a connection live: sends it the events held since it was set up, then every
+    /// live event it may see.
+    func activate(_ session: Session) {
+        let connection = session.connection
+        let userId = connection.userId
+        var rooms = session.rooms
+        state.withLockedValue { state in
+            guard let held = state.pending[connection.id] else { return }  // disconnected meanwhile
+            for (logged, position) in held {
+                for (user, joined) in Self.membershipChanges(logged.event) where user == userId {
+                    if joined { rooms.insert(logged.event.roomId ?? "") } else { rooms.remove(logged.event.roomId ?? "") }
+                }
+                if Self.recipients(logged.event, members: rooms.contains(logged.event.roomId ?? "") ? [userId] : []).contains(userId) {
+                    connection.send(Frame.event(logged, position: position))
+                }
+            }
+            state.pending[connection.id] = nil
+            for roomId in state.roomsOfUser[userId] ?? [] where !rooms.contains(roomId) {
+                Self.setMember(&state, userId: userId, roomId: roomId, joined: false)
+            }
+            for roomId in rooms { Self.setMember(&state, userId: userId, roomId: roomId, joined: true) }
         }
     }
 
@@ -255,7 +358,7 @@ final class Hub: Service, Sendable {
                 state.roomsOfUser[connection.userId] = nil
             }
         }
-        connection.finish()
+        connection.end(.shutdown)
         Gauge(label: "parley.ws.connections").record(connectionCount)
     }
 
@@ -271,6 +374,6 @@ final class Hub: Service, Sendable {
             (state.usersOfRoom[roomId] ?? []).filter { $0 != userId }.flatMap { state.connectionsOfUser[$0] ?? [] }
                 .filter { state.pending[$0] == nil }.compactMap { state.connections[$0] }
         }
-        for connection in targets { connection.send(frame) }
+        HubConnection.send(frame, to: targets)
     }
 }

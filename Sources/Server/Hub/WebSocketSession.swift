@@ -4,6 +4,7 @@ import Foundation
 import HummingbirdWebSocket
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOWebSocket
 import ServiceLifecycle
 
@@ -31,14 +32,16 @@ struct WebSocketSession {
     /// before the TCP connection is dropped: a client that stopped reading never takes it.
     var closeGrace: Duration = .seconds(2)
 
-    /// Serves the connection until it ends. `drop` closes the TCP connection at once.
+    /// Serves the connection until it ends. `channel` is the WebSocket's NIO channel: the
+    /// hub writes live frames straight onto it. `drop` closes the TCP connection at once.
     func serve(
-        since: String?, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, drop: @escaping @Sendable () -> Void
+        since: String?, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel,
+        drop: @escaping @Sendable () -> Void
     ) async throws {
         let position = since.flatMap { LogPosition(token: $0, partitions: api.log.partitioning.count) }
         let session: Hub.Session
         do {
-            session = try await hub.connect(userId: userId, since: position, sinceGiven: since != nil)
+            session = try await hub.connect(userId: userId, channel: channel, since: position, sinceGiven: since != nil)
         } catch let error as Hub.TooManyConnections {
             let message = "at most \(error.limit) WebSockets per user; close one first"
             try await outbound.write(.text(Frame.error(code: "too_many_connections", message: message)))
@@ -47,20 +50,27 @@ struct WebSocketSession {
         }
         let connection = session.connection
         defer { hub.disconnect(connection) }
+        // Hello and the replay go through the writer, which waits while the client is
+        // behind (a replay may be far larger than the live queue); then the live events.
         try await outbound.write(.text(session.hello))
         for frame in session.replay { try await outbound.write(.text(frame)) }
+        hub.activate(session)
         let lastActivity = NIOLockedValueBox(ContinuousClock.now)
-        let shuttingDown = NIOLockedValueBox(false)
         let idleTimeout = self.idleTimeout
         // On SIGTERM the server waits for its connections: close this one at once (1001).
         try await withGracefulShutdownHandler {
           try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {  // writer: the only task writing to the socket
-                for await frame in connection.frames { try await outbound.write(.text(frame)) }
-                if connection.overflowed {
-                    try await outbound.close(ParleyCloseCode.slowConsumer, reason: "outbound queue full: client too slow")
-                } else if shuttingDown.withLockedValue({ $0 }) {
-                    try await outbound.close(.goingAway, reason: "server shutting down")
+            group.addTask {  // the server ends the connection: a client too slow or idle, or shutdown
+                switch await connection.waitForEnding() {
+                case .overflow?:
+                    logger.info("websocket closed: outbound queue overflowed", metadata: ["user": "\(userId)"])
+                    await closeOrDrop(ParleyCloseCode.slowConsumer, reason: "outbound queue full: client too slow", outbound: outbound, drop: drop)
+                case .idle?:
+                    await closeOrDrop(ParleyCloseCode.idle, reason: "idle timeout", outbound: outbound, drop: drop)
+                case .shutdown?:
+                    await closeOrDrop(.goingAway, reason: "server shutting down", outbound: outbound, drop: drop)
+                case nil:
+                    return
                 }
             }
             group.addTask {  // reader
@@ -69,27 +79,17 @@ struct WebSocketSession {
                     await handle(message, connection: connection)
                 }
             }
-            group.addTask {  // idle timeout
+            group.addTask {  // idle timeout: the task above closes; this one runs until cancelled
                 while true {
                     try await Task.sleep(for: idleTimeout / 4)
-                    if ContinuousClock.now - lastActivity.withLockedValue({ $0 }) > idleTimeout {
-                        await closeOrDrop(ParleyCloseCode.idle, reason: "idle timeout", outbound: outbound, drop: drop)
-                        return
-                    }
+                    if ContinuousClock.now - lastActivity.withLockedValue({ $0 }) > idleTimeout { connection.end(.idle) }
                 }
-            }
-            group.addTask {  // a client that stopped reading: the writer may be stuck in a write
-                while !connection.overflowed { try await Task.sleep(for: .milliseconds(100)) }
-                try await Task.sleep(for: closeGrace)
-                logger.info("websocket dropped: outbound queue overflowed and the client does not read", metadata: ["user": "\(userId)"])
-                drop()
             }
             _ = try await group.next()
             group.cancelAll()
           }
         } onGracefulShutdown: {
-            shuttingDown.withLockedValue { $0 = true }
-            connection.finish()
+            connection.end(.shutdown)
         }
     }
 
