@@ -2,9 +2,29 @@ import ArgumentParser
 import Drivers
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
+
+/// The entry point. Before anything async runs, Swift concurrency's global executor becomes
+/// NIO's event loops (the threads Hummingbird serves on): a task that writes to a socket
+/// then runs where the socket lives, with no hop between thread pools. Blocking calls never
+/// run there (the store drivers have threads of their own). `PARLEY_NIO_EXECUTOR=0` keeps
+/// Swift's own pool (for comparison; docs/benchmarks.md).
+@main
+enum ParleyServerMain {
+    static func main() {
+        if ProcessInfo.processInfo.environment["PARLEY_NIO_EXECUTOR"] != "0" {
+            NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
+        Task {
+            await ParleyServer.main()
+            exit(0)
+        }
+        dispatchMain()
+    }
+}
 
 /// `parley-server`: the API, the WebSocket hub and the projectors (CONTRACT section 1).
-@main
 struct ParleyServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley-server",
