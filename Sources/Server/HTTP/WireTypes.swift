@@ -34,6 +34,20 @@ struct MessageJSON: Codable, Sendable {
         try c.encode(replyTo, forKey: .replyTo); try c.encodeIfPresent(edits, forKey: .edits)
     }
 
+    /// The message as JSON: what `EventCodec.makeEncoder()` writes (sorted keys, nulls
+    /// written), by hand for a message without edits, which every `ack` is: JSONEncoder
+    /// took 20 µs of each 2,000-a-second ack. A test compares the two.
+    var json: String {
+        guard edits == nil else {
+            return (try? EventCodec.makeEncoder().encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+        }
+        func text(_ value: String?) -> String { value.map(jsonString) ?? "null" }
+        return #"{"body":\#(text(body)),"clientMsgId":\#(text(clientMsgId)),"deleted":\#(deleted),"#
+            + #""editedAt":\#(text(editedAt.map(formatTimestamp))),"id":\#(jsonString(id)),"replyTo":\#(text(replyTo)),"#
+            + #""roomId":\#(jsonString(roomId)),"senderId":\#(jsonString(senderId)),"sentAt":\#(jsonString(formatTimestamp(sentAt))),"#
+            + #""seq":\#(seq)}"#
+    }
+
     /// A message from its `message.sent` event, as the log returned it.
     init?(_ logged: LoggedEvent) {
         guard case .messageSent(let sent) = logged.event.data, let roomId = logged.event.roomId, let seq = logged.event.seq else { return nil }

@@ -14,8 +14,7 @@ enum Frame {
     }
 
     static func ack(ref: String?, message: MessageJSON) -> String {
-        let body = (try? EventCodec.makeEncoder().encode(message)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
-        return #"{"type":"ack","ref":\#(ref.map(jsonString) ?? "null"),"message":\#(body)}"#
+        #"{"type":"ack","ref":\#(ref.map(jsonString) ?? "null"),"message":\#(message.json)}"#
     }
 
     static func error(code: String, message: String, ref: String? = nil, retryAfterMs: Int? = nil) -> String {
