@@ -244,10 +244,15 @@ public struct ProjectorRunner: Service {
     func updateLag(_ partition: Int, stream: String) async throws {
         let groups = try await log.redis.xinfoGroups(stream)
         guard let group = groups.first(where: { $0["name"]?.string == projector.name }) else { return }
-        let events = Int(group["lag"]?.int ?? 0) + Int(group["pending"]?.int ?? 0)
+        let pending = Int(group["pending"]?.int ?? 0)
+        var events = Int(group["lag"]?.int ?? 0) + pending
         var milliseconds: Int64 = 0
         if events > 0, let delivered = group["last-delivered-id"]?.string {
             let head = try await log.head(partition: partition)
+            // Caught up with the head: only what is pending counts. Redis' own `lag` (entries
+            // added minus entries read) was seen 20 behind here with nothing left to read,
+            // after an AOF rewrite and restarts of the development Redis.
+            if head == delivered { events = pending }
             milliseconds = max(0, (StreamID.milliseconds(head) ?? 0) - (StreamID.milliseconds(delivered) ?? 0))
         }
         lag.set(projector.name, partition: partition, .init(events: events, milliseconds: milliseconds))
