@@ -99,6 +99,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ]),
 
         .target(name: "TestSupport", dependencies: ["Drivers", "Events", "EventLog"], path: "Tests/TestSupport"),

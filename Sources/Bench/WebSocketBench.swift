@@ -26,9 +26,20 @@ struct WebSocketBench: AsyncParsableCommand {
     @Option(help: "Seconds each rate runs.") var seconds = 10.0
     @Option(help: "Idle connections to open after the rate runs (0: skip).") var idle = 10_000
     @Option(help: "The server's roles (api,projectors; api alone leaves the read models unprojected).") var serverRoles = "api,projectors"
+    @Option(help: "Where the projectors run: together (in the server process, with --server-roles) or separate (a second parley-server --roles projectors, at nice 10).")
+    var projectors = "together"
+    @Option(help: "Load-generator clients: nio (frames read in NIO handlers) or async (HummingbirdWSClient, a task per connection).")
+    var client = "nio"
 
     func run() async throws {
-        let server = try await BenchServer.start(roles: serverRoles)
+        let kind: any LoadClient.Type
+        switch client {
+        case "nio": kind = NIOBenchClient.self
+        case "async": kind = BenchClient.self
+        default: throw ValidationError("--client is nio or async")
+        }
+        guard ["together", "separate"].contains(projectors) else { throw ValidationError("--projectors is together or separate") }
+        let server = try await BenchServer.start(roles: serverRoles, separateProjectors: projectors == "separate")
         defer { server.stop() }
         // Stopped and its data removed: runs do not pile up in the stores (a Redis grown
         // by earlier runs slows later ones: its AOF rewrites fork and copy it all).
@@ -50,12 +61,12 @@ struct WebSocketBench: AsyncParsableCommand {
             for m in 1..<members { try await server.join(roomIDs[r], token: tokens[r * members + m].token) }
         }
         let recorder = DeliveryRecorder()
-        var clients: [BenchClient] = []
+        var clients: [any LoadClient] = []
         for (i, user) in tokens.enumerated() {
-            clients.append(BenchClient(port: server.port, token: user.token, userId: user.id, recorder: recorder))
+            clients.append(kind.init(port: server.port, token: user.token, userId: user.id, recorder: recorder))
             if i % 100 == 99 { try await Task.sleep(for: .milliseconds(20)) }
         }
-        for client in clients { try await client.waitUntilConnected() }
+        for client in clients { try await client.waitUntilConnected(seconds: 30) }
         let rss0 = server.residentKB()
         print("connected: \(clients.count) WebSocket clients, server RSS \(rss0 / 1024) MiB")
 
@@ -84,6 +95,9 @@ struct WebSocketBench: AsyncParsableCommand {
             let delivered = recorder.delivered(phase)
             let cpu1 = (server: server.cpuSeconds(), bench: BenchServer.cpuSeconds(pid: "self"))
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            // How long after the last delivery projection had caught up (nothing to read or
+            // acknowledge in either consumer group): a projector that fell behind shows here.
+            let caughtUp = serverRoles.contains("projectors") || projectors == "separate" ? try await server.projectionCaughtUp() : nil
             let window = recorder.window(phase)
             let s = recorder.summary(phase)
             rows.append(
@@ -92,24 +106,25 @@ struct WebSocketBench: AsyncParsableCommand {
                     // CPU from the first send to the last delivery (a core = 100%), and the server's per delivery.
                     + String(
                         format: "%.0f | %.1f | %.0f |", 100 * (cpu1.server - cpu0.server) / elapsed,
-                        1e6 * (cpu1.server - cpu0.server) / Double(max(1, delivered)), 100 * (cpu1.bench - cpu0.bench) / elapsed))
+                        1e6 * (cpu1.server - cpu0.server) / Double(max(1, delivered)), 100 * (cpu1.bench - cpu0.bench) / elapsed)
+                    + (caughtUp.map { String(format: " %.0f |", $0) } ?? " - |"))
         }
         print("")
-        print("| offered msg/s | messages | deliveries expected | delivered | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU % | server CPU µs per delivery | generator CPU % |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| offered msg/s | messages | deliveries expected | delivered | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU % | server CPU µs per delivery | generator CPU % | projected ms after |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in rows { print(row) }
         print("")
         print("errors from the server: \(recorder.errors) (first: \(recorder.firstError ?? "none"))")
 
         if idle > 0 {
             let before = server.residentKB()
-            var idlers: [BenchClient] = []
+            var idlers: [any LoadClient] = []
             for i in 0..<idle {
-                idlers.append(BenchClient(port: server.port, token: tokens[i % tokens.count].token, userId: "", recorder: nil))
+                idlers.append(kind.init(port: server.port, token: tokens[i % tokens.count].token, userId: "", recorder: nil))
                 if i % 200 == 199 { try await Task.sleep(for: .milliseconds(50)) }
             }
             var connected = 0
-            for client in idlers where (try? await client.waitUntilConnected()) != nil { connected += 1 }
+            for client in idlers where (try? await client.waitUntilConnected(seconds: 30)) != nil { connected += 1 }
             try await Task.sleep(for: .seconds(2))
             let after = server.residentKB()
             print("")
@@ -122,6 +137,7 @@ struct WebSocketBench: AsyncParsableCommand {
         try await Task.sleep(for: .milliseconds(500))
         server.stop()
         server.process.waitUntilExit()
+        server.projectorProcess?.waitUntilExit()
         try await server.removeData()
         cleaned = true
     }
@@ -178,20 +194,20 @@ final class DeliveryRecorder: Sendable {
     }
 }
 
-/// One WebSocket client of the benchmark: sends what it is given, and records every
-/// `message.sent` of another user it receives. Frames are read by looking for the few
-/// fields needed (a full JSON parse per frame would cost the generator more CPU than the
-/// server spends on it).
-final class BenchClient: Sendable {
+/// One WebSocket client of the benchmark on HummingbirdWSClient (`--client async`): sends
+/// what it is given, and records every `message.sent` of another user it receives. Frames
+/// are read by looking for the few fields needed (a full JSON parse per frame would cost
+/// the generator more CPU than the server spends on it).
+final class BenchClient: LoadClient {
     private let outgoing: AsyncStream<String>.Continuation
     private let task: Task<Void, Never>
     private let connected = NIOLockedValueBox<Bool?>(nil)
 
-    init(port: Int, token: String, userId: String, recorder: DeliveryRecorder?) {
+    required init(port: Int, token: String, userId: String, recorder: DeliveryRecorder?) {
         let (stream, outgoing) = AsyncStream<String>.makeStream()
         self.outgoing = outgoing
         let connected = self.connected
-        let mine = "\"actorId\":\"\(userId)\""
+        let mine = Array("\"actorId\":\"\(userId)\"".utf8)
         task = Task {
             do {
                 _ = try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/v1/ws?token=\(token)", logger: Logger(label: "bench")) {
@@ -199,14 +215,13 @@ final class BenchClient: Sendable {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
                             for try await message in inbound.messages(maxSize: 1 << 20) {
-                                guard case .text(let text) = message else { continue }
-                                // Connected once the hub has the session: events after `hello` come to it.
-                                if text.hasPrefix("{\"type\":\"hello\"") { connected.withLockedValue { $0 = true } }
-                                guard let recorder else { continue }
+                                guard case .text(var text) = message else { continue }
                                 let now = DispatchTime.now().uptimeNanoseconds
-                                switch Self.read(text, mine: mine) {
-                                case .delivery(let phase, let scheduled): recorder.record(phase: phase, scheduled: scheduled, at: now)
-                                case .error: recorder.error(text)
+                                // Connected once the hub has the session: events after `hello` come to it.
+                                switch text.withUTF8({ Self.read($0, mine: mine) }) {
+                                case .hello: connected.withLockedValue { $0 = true }
+                                case .delivery(let phase, let scheduled): recorder?.record(phase: phase, scheduled: scheduled, at: now)
+                                case .error: recorder?.error(text)
                                 case .other: continue
                                 }
                             }
@@ -225,34 +240,31 @@ final class BenchClient: Sendable {
         }
     }
 
-    enum Received { case delivery(Int, UInt64), error, other }
+    enum Received { case hello, delivery(Int, UInt64), error, other }
 
-    /// Classifies a frame by searching its bytes, not by parsing it: a message
+    /// Classifies a frame by searching its bytes, not by parsing it: `hello`, a message
     /// event of another user with a benchmark body, an error frame, or anything else.
-    static func read(_ text: String, mine: String) -> Received {
-        var text = text
-        return text.withUTF8 { bytes -> Received in
-            func find(_ needle: String) -> Int? {
-                let n = Array(needle.utf8)
-                guard let first = n.first, bytes.count >= n.count else { return nil }
-                var i = 0
-                while i <= bytes.count - n.count {
-                    guard let at = bytes[i...(bytes.count - n.count)].firstIndex(of: first) else { return nil }
-                    if n.indices.allSatisfy({ bytes[at + $0] == n[$0] }) { return at }
-                    i = at + 1
-                }
-                return nil
+    static func read(_ bytes: UnsafeBufferPointer<UInt8>, mine: [UInt8]) -> Received {
+        func find(_ n: [UInt8]) -> Int? {
+            guard let first = n.first, bytes.count >= n.count else { return nil }
+            var i = 0
+            while i <= bytes.count - n.count {
+                guard let at = bytes[i...(bytes.count - n.count)].firstIndex(of: first) else { return nil }
+                if n.indices.allSatisfy({ bytes[at + $0] == n[$0] }) { return at }
+                i = at + 1
             }
-            if bytes.starts(with: "{\"type\":\"error\"".utf8) { return .error }
-            guard bytes.starts(with: "{\"type\":\"event\"".utf8), find(mine) == nil, let body = find("\"body\":\"p") else { return .other }
-            // p<phase> t<nanoseconds>
-            var i = body + 9, phase = 0, t: UInt64 = 0
-            while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 { phase = phase * 10 + Int(bytes[i] - 48); i += 1 }
-            guard i + 1 < bytes.count, bytes[i] == 32, bytes[i + 1] == UInt8(ascii: "t") else { return .other }
-            i += 2
-            while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 { t = t * 10 + UInt64(bytes[i] - 48); i += 1 }
-            return .delivery(phase, t)
+            return nil
         }
+        if bytes.starts(with: "{\"type\":\"hello\"".utf8) { return .hello }
+        if bytes.starts(with: "{\"type\":\"error\"".utf8) { return .error }
+        guard bytes.starts(with: "{\"type\":\"event\"".utf8), find(mine) == nil, let body = find(Array("\"body\":\"p".utf8)) else { return .other }
+        // p<phase> t<nanoseconds>
+        var i = body + 9, phase = 0, t: UInt64 = 0
+        while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 { phase = phase * 10 + Int(bytes[i] - 48); i += 1 }
+        guard i + 1 < bytes.count, bytes[i] == 32, bytes[i + 1] == UInt8(ascii: "t") else { return .other }
+        i += 2
+        while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 { t = t * 10 + UInt64(bytes[i] - 48); i += 1 }
+        return .delivery(phase, t)
     }
 
     func send(roomID: String, body: String) {
@@ -260,15 +272,7 @@ final class BenchClient: Sendable {
     }
 
     func waitUntilConnected(seconds: Double = 30) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            switch connected.withLockedValue({ $0 }) {
-            case true?: return
-            case false?: throw BenchError("a WebSocket connection failed")
-            case nil: try await Task.sleep(for: .milliseconds(10))
-            }
-        }
-        throw BenchError("a WebSocket connection did not open in \(seconds) s")
+        try await waitForConnection(connected, seconds: seconds)
     }
 
     func close() { outgoing.finish() }
@@ -285,14 +289,37 @@ struct BenchError: Error, CustomStringConvertible {
 final class BenchServer: Sendable {
     let port: Int
     let process: Process
+    /// With `--projectors separate`: a second `parley-server --roles projectors` on the same
+    /// namespace, at a lower CPU priority (`nice`).
+    let projectorProcess: Process?
     /// Its namespace, PostgreSQL schema and MongoDB collection.
     let name: String
     var base: String { "http://127.0.0.1:\(port)" }
 
-    private init(port: Int, process: Process, name: String) {
+    private init(port: Int, process: Process, projectorProcess: Process?, name: String) {
         self.port = port
         self.process = process
+        self.projectorProcess = projectorProcess
         self.name = name
+    }
+
+    /// Milliseconds from now until both projectors have read and acknowledged every event
+    /// of the log (nil: not within 30 s). Read from the consumer groups in Redis.
+    func projectionCaughtUp() async throws -> Double? {
+        let stores = try Stores(StoreConfiguration(environment: ProcessInfo.processInfo.environment))
+        let stream = "\(name):log:{0}"
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < .seconds(30) {
+            let head = try await stores.redis.command(["XREVRANGE", stream, "+", "-", "COUNT", "1"]).array?.first?.array?.first?.string
+            let groups = try await stores.redis.xinfoGroups(stream)
+            let done = groups.count == 2 && groups.allSatisfy { $0["last-delivered-id"]?.string == head && $0["pending"]?.int == 0 }
+            if done {
+                let elapsed = ContinuousClock.now - start
+                return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return nil
     }
 
     /// Deletes what the server stored: its Redis keys, schema and collections.
@@ -304,7 +331,7 @@ final class BenchServer: Sendable {
         try await stores.mongo.collection(name + "_checkpoints").drop()
     }
 
-    static func start(roles: String) async throws -> BenchServer {
+    static func start(roles: String, separateProjectors: Bool = false) async throws -> BenchServer {
         let name = "bench_ws_\(UInt32.random(in: 0...UInt32.max))"
         let port = Int.random(in: 20_000...40_000)
         let process = Process()
@@ -317,8 +344,20 @@ final class BenchServer: Sendable {
         ]) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.standardError
+        if separateProjectors { process.arguments = ["--port", "\(port)", "--roles", "api"] }
         try process.run()
-        let server = BenchServer(port: port, process: process, name: name)
+        var projectorProcess: Process?
+        if separateProjectors {
+            let projectors = Process()
+            projectors.executableURL = URL(fileURLWithPath: "/usr/bin/nice")
+            projectors.arguments = ["-n", "10", process.executableURL!.path, "--port", "\(port + 1)", "--roles", "projectors"]
+            projectors.environment = process.environment
+            projectors.standardOutput = FileHandle.nullDevice
+            projectors.standardError = FileHandle.standardError
+            try projectors.run()
+            projectorProcess = projectors
+        }
+        let server = BenchServer(port: port, process: process, projectorProcess: projectorProcess, name: name)
         for _ in 0..<300 {
             if (try? await server.http("GET", "/healthz")) != nil { return server }
             try await Task.sleep(for: .milliseconds(100))
@@ -329,10 +368,14 @@ final class BenchServer: Sendable {
 
     func stop() {
         if process.isRunning { process.terminate() }
+        if let projectorProcess, projectorProcess.isRunning { projectorProcess.terminate() }
     }
 
-    /// The server's CPU time so far (user and system), in seconds.
-    func cpuSeconds() -> Double { Self.cpuSeconds(pid: "\(process.processIdentifier)") }
+    /// The server's CPU time so far (user and system, both processes when the projectors
+    /// run apart), in seconds.
+    func cpuSeconds() -> Double {
+        Self.cpuSeconds(pid: "\(process.processIdentifier)") + (projectorProcess.map { Self.cpuSeconds(pid: "\($0.processIdentifier)") } ?? 0)
+    }
 
     /// The CPU time (user and system) of process `pid` ("self" for this one), in seconds.
     static func cpuSeconds(pid: String) -> Double {
