@@ -156,6 +156,6 @@ public final class EventLog: Sendable {
         guard let json = entry["event"] else {
             throw Failure(description: "entry \(entry.id) of partition \(partition) has no event field")
         }
-        return LoggedEvent(partition: partition, entryID: entry.id, event: try EventCodec.decode(json), json: json)
+        return LoggedEvent(partition: partition, entryID: entry.id, event: try DecodedEvents.shared.event(entryID: entry.id, json: json), json: json)
     }
 }

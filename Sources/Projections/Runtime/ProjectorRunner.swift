@@ -267,6 +267,6 @@ public struct ProjectorRunner: Service {
 public enum EventLogDecoding {
     public static func decode(_ entry: StreamEntry, partition: Int) throws -> LoggedEvent {
         guard let json = entry["event"] else { throw ProjectionError("entry \(entry.id) has no event field") }
-        return LoggedEvent(partition: partition, entryID: entry.id, event: try EventCodec.decode(json), json: json)
+        return LoggedEvent(partition: partition, entryID: entry.id, event: try DecodedEvents.shared.event(entryID: entry.id, json: json), json: json)
     }
 }
