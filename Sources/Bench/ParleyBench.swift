@@ -1,23 +1,12 @@
 import ArgumentParser
 import Drivers
 import Foundation
-import NIOCore
-import NIOPosix
 
-/// The entry point: as in `parley-server`, Swift concurrency runs on NIO's event loops (the
-/// load generator's WebSocket clients live there), unless `PARLEY_NIO_EXECUTOR=0`.
+/// The entry point: as `parley-server`, on NIO's event loops (the load generator's
+/// WebSocket clients live there too).
 @main
 enum ParleyBenchMain {
-    static func main() {
-        if ProcessInfo.processInfo.environment["PARLEY_NIO_EXECUTOR"] != "0" {
-            NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        }
-        Task {
-            await ParleyBench.main()
-            exit(0)
-        }
-        dispatchMain()
-    }
+    static func main() { runOnNIOEventLoops { await ParleyBench.main() } }
 }
 
 /// `parley-bench`: Parley's benchmarks. Each subcommand prints a Markdown table row per

@@ -103,7 +103,7 @@ public final class EventLog: Sendable {
     public func read(partition: Int, after entryID: String = "0-0", count: Int = 1000) async throws -> [LoggedEvent] {
         let start = entryID == "0-0" ? "-" : "(" + entryID
         let entries = try await redis.xrange(partitioning.streamKey(partition), from: start, count: count)
-        return try entries.map { try Self.decode($0, partition: partition) }
+        return try entries.map { try Self.decode($0, partition: partition, cache: nil) }
     }
 
     /// Every partition's events after `position`, at most `count` per partition, merged by
@@ -152,10 +152,15 @@ public final class EventLog: Sendable {
     /// The guard keys of a partition, in this log's namespace.
     func guardKeys(_ partition: Int) -> GuardKeys { GuardKeys(partition: partition, namespace: partitioning.namespace) }
 
-    static func decode(_ entry: StreamEntry, partition: Int) throws -> LoggedEvent {
+    /// Decodes a stream entry. `cache`: the process's recently decoded events, for the live
+    /// readers that see the same entries one after the other (the hub's tail, the
+    /// projectors); nil for a pass over older events (rebuilds, audits, replays after
+    /// `since`), which would only push the live ones out.
+    public static func decode(_ entry: StreamEntry, partition: Int, cache: DecodedEvents? = .shared) throws -> LoggedEvent {
         guard let json = entry["event"] else {
             throw Failure(description: "entry \(entry.id) of partition \(partition) has no event field")
         }
-        return LoggedEvent(partition: partition, entryID: entry.id, event: try DecodedEvents.shared.event(entryID: entry.id, json: json), json: json)
+        let event = try cache.map { try $0.event(entryID: entry.id, json: json) } ?? EventCodec.decode(json)
+        return LoggedEvent(partition: partition, entryID: entry.id, event: event, json: json)
     }
 }

@@ -225,7 +225,7 @@ func forEachEvent(_ context: ReplayContext, partitions: [Int], page: Int = 5000,
             let entries = try await context.redis.xrange(context.log.partitioning.streamKey(partition), from: start, count: page)
             for entry in entries {
                 do {
-                    try body(try EventLogDecoding.decode(entry, partition: partition))
+                    try body(try EventLog.decode(entry, partition: partition, cache: nil))
                 } catch {
                     FileHandle.standardError.write(Data("parley-replay: entry \(partition):\(entry.id) is unreadable: \(error)\n".utf8))
                 }

@@ -2,26 +2,11 @@ import ArgumentParser
 import Drivers
 import Foundation
 import Logging
-import NIOCore
-import NIOPosix
 
-/// The entry point. Before anything async runs, Swift concurrency's global executor becomes
-/// NIO's event loops (the threads Hummingbird serves on): a task that writes to a socket
-/// then runs where the socket lives, with no hop between thread pools. Blocking calls never
-/// run there (the store drivers have threads of their own). `PARLEY_NIO_EXECUTOR=0` keeps
-/// Swift's own pool (for comparison; docs/benchmarks.md).
+/// The entry point: `parley-server` runs on NIO's event loops (`runOnNIOEventLoops`).
 @main
 enum ParleyServerMain {
-    static func main() {
-        if ProcessInfo.processInfo.environment["PARLEY_NIO_EXECUTOR"] != "0" {
-            NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        }
-        Task {
-            await ParleyServer.main()
-            exit(0)
-        }
-        dispatchMain()
-    }
+    static func main() { runOnNIOEventLoops { await ParleyServer.main() } }
 }
 
 /// `parley-server`: the API, the WebSocket hub and the projectors (CONTRACT section 1).

@@ -27,7 +27,7 @@ struct ProjectionFaultTests {
         }
         for projector in [f.metadata, f.messages] as [any Projector] {
             let taken = try await f.redis.xreadgroup(group: projector.name, consumer: "dead", [(stream, ">")], count: 30)
-            let events = try taken[0].entries.map { try EventLogDecoding.decode($0, partition: 0) }
+            let events = try taken[0].entries.map { try EventLog.decode($0, partition: 0) }
             try await projector.apply(Array(events.prefix(15)), partition: 0)
             try await f.redis.command("SET", "\(f.log.partitioning.namespace):lease:\(projector.name):0", "dead", "PX", "300")
         }

@@ -31,9 +31,22 @@ final class ServerProcess: @unchecked Sendable {
             "PARLEY_RATE_SENDS_PER_SECOND": "100000", "PARLEY_RATE_SEND_BURST": "100000",
         ].merging(extra) { $1 }) { $1 }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        // Kept so that a server that stops at start says why in the test's failure.
+        let errors = FileManager.default.temporaryDirectory.appendingPathComponent("\(self.namespace).stderr.log")
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errors)
         try process.run()
-        _ = try await eventually(seconds: 30) { try await self.request("GET", "/healthz") }
+        let deadline = Date().addingTimeInterval(30)
+        while (try? await request("GET", "/healthz")) == nil {
+            if !process.isRunning {
+                let said = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
+                throw URLError(.cannotConnectToHost, userInfo: [
+                    NSLocalizedDescriptionKey: "parley-server exited at start (status \(process.terminationStatus)): \(said.suffix(2000))"
+                ])
+            }
+            guard Date() < deadline else { throw URLError(.timedOut) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     deinit {
@@ -104,6 +117,7 @@ final class ServerProcess: @unchecked Sendable {
 
     func cleanUp() async throws {
         await stop()
+        try? FileManager.default.removeItem(at: FileManager.default.temporaryDirectory.appendingPathComponent("\(namespace).stderr.log"))
         let pg = TestStores.postgres()
         try await pg.query("DROP SCHEMA IF EXISTS \(schema) CASCADE")
         await pg.shutdown()

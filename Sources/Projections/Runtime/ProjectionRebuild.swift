@@ -86,7 +86,7 @@ public struct ProjectionRebuild: Sendable {
             var events: [LoggedEvent] = []
             events.reserveCapacity(entries.count)
             for entry in entries {
-                if let event = try? EventLogDecoding.decode(entry, partition: partition) { events.append(event) }
+                if let event = try? EventLog.decode(entry, partition: partition, cache: nil) { events.append(event) }
             }
             return Batch(events: events, entries: entries.count, lastID: entries.last?.id)
         }

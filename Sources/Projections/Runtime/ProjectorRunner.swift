@@ -183,7 +183,7 @@ public struct ProjectorRunner: Service {
         var events: [LoggedEvent] = []
         for entry in entries {
             do {
-                events.append(try EventLogDecoding.decode(entry, partition: partition))
+                events.append(try EventLog.decode(entry, partition: partition))
             } catch {
                 try await apply(events, partition: partition)
                 events = []
@@ -244,29 +244,18 @@ public struct ProjectorRunner: Service {
     func updateLag(_ partition: Int, stream: String) async throws {
         let groups = try await log.redis.xinfoGroups(stream)
         guard let group = groups.first(where: { $0["name"]?.string == projector.name }) else { return }
-        let pending = Int(group["pending"]?.int ?? 0)
-        var events = Int(group["lag"]?.int ?? 0) + pending
-        var milliseconds: Int64 = 0
-        if events > 0, let delivered = group["last-delivered-id"]?.string {
-            let head = try await log.head(partition: partition)
-            // Caught up with the head: only what is pending counts. Redis' own `lag` (entries
-            // added minus entries read) was seen 20 behind here with nothing left to read,
-            // after an AOF rewrite and restarts of the development Redis.
-            if head == delivered { events = pending }
-            milliseconds = max(0, (StreamID.milliseconds(head) ?? 0) - (StreamID.milliseconds(delivered) ?? 0))
-        }
+        let delivered = group["last-delivered-id"]?.string ?? "0-0"
+        let head = try await log.head(partition: partition)
+        // Redis' own `lag` (entries added minus entries read) counts only while the group has
+        // not read up to the head: it was seen 20 behind with nothing left to read, after AOF
+        // rewrites and restarts of the development Redis.
+        let unread = head == delivered ? 0 : Int(group["lag"]?.int ?? 0)
+        let events = unread + Int(group["pending"]?.int ?? 0)
+        let milliseconds = max(0, (StreamID.milliseconds(head) ?? 0) - (StreamID.milliseconds(delivered) ?? 0))
         lag.set(projector.name, partition: partition, .init(events: events, milliseconds: milliseconds))
         Gauge(label: "parley.projector.lag.events", dimensions: [("projector", projector.name), ("partition", "\(partition)")])
             .record(events)
         Gauge(label: "parley.projector.lag.ms", dimensions: [("projector", projector.name), ("partition", "\(partition)")])
             .record(milliseconds)
-    }
-}
-
-/// Decoding of raw stream entries, shared by the runner and rebuilds.
-public enum EventLogDecoding {
-    public static func decode(_ entry: StreamEntry, partition: Int) throws -> LoggedEvent {
-        guard let json = entry["event"] else { throw ProjectionError("entry \(entry.id) has no event field") }
-        return LoggedEvent(partition: partition, entryID: entry.id, event: try DecodedEvents.shared.event(entryID: entry.id, json: json), json: json)
     }
 }

@@ -27,7 +27,7 @@ final class HubConnection: Sendable {
         var inFlight = 0
         /// Set once; after it nothing more is written.
         var ending: Ending?
-        var waiter: CheckedContinuation<Ending, Never>?
+        var waiter: CheckedContinuation<Ending?, Never>?
     }
     private let state = NIOLockedValueBox(State())
 
@@ -61,31 +61,30 @@ final class HubConnection: Sendable {
         }
     }
 
-    /// Writes one frame; on the channel's event loop only.
+    /// Writes one frame; on the channel's event loop only. Past `capacity` frames in flight
+    /// the connection ends as too slow instead.
     private func write(_ payload: ByteBuffer) {
-        let (accepted, waiter) = state.withLockedValue { state -> (Bool, CheckedContinuation<Ending, Never>?) in
-            guard state.ending == nil else { return (false, nil) }
-            guard state.inFlight < capacity else {
-                state.ending = .overflow
-                defer { state.waiter = nil }
-                return (false, state.waiter)
-            }
+        enum Outcome { case write, skip, overflow }
+        let outcome = state.withLockedValue { state -> Outcome in
+            guard state.ending == nil else { return .skip }
+            guard state.inFlight < capacity else { return .overflow }
             state.inFlight += 1
-            return (true, nil)
+            return .write
         }
-        waiter?.resume(returning: .overflow)
-        guard accepted else { return }
-        let promise = channel.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenComplete { _ in self.state.withLockedValue { $0.inFlight -= 1 } }
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: payload), promise: promise)
+        switch outcome {
+        case .skip: return
+        case .overflow: end(.overflow)
+        case .write:
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            promise.futureResult.whenComplete { _ in self.state.withLockedValue { $0.inFlight -= 1 } }
+            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: payload), promise: promise)
+        }
     }
 
-    var overflowed: Bool { state.withLockedValue { $0.ending == .overflow } }
-
-    /// Ends the connection from the server's side: nothing more is written, and
-    /// `waitForEnding` returns.
+    /// Ends the connection from the server's side (the first reason given wins): nothing
+    /// more is written, and `waitForEnding` returns.
     func end(_ ending: Ending) {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<Ending, Never>? in
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Ending?, Never>? in
             guard state.ending == nil else { return nil }
             state.ending = ending
             defer { state.waiter = nil }
@@ -94,29 +93,27 @@ final class HubConnection: Sendable {
         waiter?.resume(returning: ending)
     }
 
-    /// Returns why the server ends this connection (overflow, idle, shutdown) once it does, or
-    /// nil when the calling task is cancelled first. No polling: idle connections cost no
-    /// wake-ups.
+    /// Returns why the server ends this connection once it does, or nil when the calling
+    /// task is cancelled first. No polling: idle connections cost no wake-ups.
     func waitForEnding() async -> Ending? {
         await withTaskCancellationHandler {
-            let ending: Ending = await withCheckedContinuation { waiter in
-                let now = state.withLockedValue { state -> Ending? in
-                    if let ending = state.ending { return ending }
+            await withCheckedContinuation { (waiter: CheckedContinuation<Ending?, Never>) in
+                let now = state.withLockedValue { state -> Ending?? in
+                    if let ending = state.ending { return .some(ending) }
                     // Cancelled already (the flag is set before `onCancel` runs, which takes
                     // this lock): do not wait for a resume that will not come.
-                    if Task.isCancelled { return .shutdown }
+                    if Task.isCancelled { return .some(nil) }
                     state.waiter = waiter
                     return nil
                 }
                 if let now { waiter.resume(returning: now) }
             }
-            return Task.isCancelled && state.withLockedValue({ $0.ending }) == nil ? nil : ending
         } onCancel: {
-            let waiter = state.withLockedValue { state -> CheckedContinuation<Ending, Never>? in
+            let waiter = state.withLockedValue { state -> CheckedContinuation<Ending?, Never>? in
                 defer { state.waiter = nil }
                 return state.waiter
             }
-            waiter?.resume(returning: .shutdown)
+            waiter?.resume(returning: nil)
         }
     }
 }
