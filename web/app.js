@@ -143,9 +143,33 @@ async function loadDetails(roomId) {
     const { room } = await api("GET", `/v1/rooms/${roomId}`);
     state.details.set(roomId, room);
     await Promise.all(room.members.map((m) => user(m.userId)));
+    return room;
   } catch (error) {
     if (error.status !== 403 && error.status !== 404) showError(error);
+    return null;
   }
+}
+
+// An event this client received may not be in the read models yet (the projectors follow
+// the log a few milliseconds behind the WebSocket): `load` again every 300 ms, at most 10
+// times, until `fresh` says what it read shows the event (or the read failed: null). Runs
+// beside the event handling, then redraws.
+function untilFresh(load, fresh) {
+  (async () => {
+    for (let tries = 0; tries < 10; tries++) {
+      const result = await load();
+      if (result === null || fresh(result)) break;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    renderRooms();
+    showRoom();
+  })();
+}
+
+// Room details again until `userId` is there with the member `state` (and `role`) an event said.
+function refreshMember(roomId, userId, memberState, role) {
+  untilFresh(() => loadDetails(roomId), (room) => room.members.some(
+    (m) => m.userId === userId && m.state === memberState && (role === undefined || m.role === role)));
 }
 
 function title(room) {
@@ -211,8 +235,10 @@ async function refreshInvites() {
       list.append(li);
     }
     $("invites-box").hidden = invites.length === 0;
+    return invites;
   } catch (error) {
     showError(error);
+    return null;
   }
 }
 
@@ -234,10 +260,16 @@ async function answerInvite(roomId, answer) {
   }
 }
 
+// A user by username (remembered for showing names).
+async function lookUpUser(username) {
+  const { user } = await api("GET", `/v1/users?username=${encodeURIComponent(username)}`);
+  state.users.set(user.id, user);
+  return user;
+}
+
 async function startDirect(username) {
   try {
-    const { user: other } = await api("GET", `/v1/users?username=${encodeURIComponent(username)}`);
-    state.users.set(other.id, other);
+    const other = await lookUpUser(username);
     for (const room of state.rooms.values()) {
       const detail = state.details.get(room.id);
       if (room.kind === "direct" && detail && detail.members.some((m) => m.userId === other.id)) return openRoom(room.id);
@@ -265,8 +297,7 @@ async function createGroup(name) {
 
 async function invite(username) {
   try {
-    const { user: other } = await api("GET", `/v1/users?username=${encodeURIComponent(username)}`);
-    state.users.set(other.id, other);
+    const other = await lookUpUser(username);
     await api("POST", `/v1/rooms/${state.current}/invites`, { userId: other.id });
     $("invite-username").value = "";
     showError(null);
@@ -619,8 +650,8 @@ async function apply(event) {
       break;
     }
     case "member.invited":
-      if (data.userId === state.me.id) await refreshInvites();
-      else if (roomId === state.current) await loadDetails(roomId);
+      if (data.userId === state.me.id) untilFresh(refreshInvites, (invites) => invites.some((i) => i.roomId === roomId));
+      else if (roomId === state.current) refreshMember(roomId, data.userId, "invited");
       break;
     case "member.removed":
     case "member.left":
@@ -629,14 +660,19 @@ async function apply(event) {
         state.messages.delete(roomId);
         if (state.current === roomId) state.current = null;
       } else if (roomId === state.current) {
-        await loadDetails(roomId);
+        refreshMember(roomId, data.userId, event.type === "member.left" ? "left" : "removed");
       }
       break;
     case "room.created":
     case "member.joined":
     case "member.role_changed":
     case "invite.declined":
-      if (roomId === state.current) await loadDetails(roomId);
+      if (roomId === state.current) {
+        if (event.type === "room.created") await loadDetails(roomId);
+        else if (event.type === "member.joined") refreshMember(roomId, data.userId, "joined");
+        else if (event.type === "member.role_changed") refreshMember(roomId, data.userId, "joined", data.role);
+        else refreshMember(roomId, data.userId, "declined");
+      }
       if (!state.rooms.has(roomId) || event.type === "room.created") {
         if (!state.rooms.has(roomId) && event.type !== "invite.declined") state.expected.set(roomId, 10);
         await refreshRooms();
