@@ -143,6 +143,7 @@ final class NIOBenchClient: LoadClient {
                 switch received {
                 case .hello: connected.withLockedValue { $0 = true }
                 case .delivery(let phase, let scheduled): recorder?.record(phase: phase, scheduled: scheduled, at: now)
+                case .ack(let phase, let scheduled): recorder?.recordAck(phase: phase, scheduled: scheduled, at: now)
                 case .error: recorder?.error(String(buffer: frame.data))
                 case .other: break
                 }

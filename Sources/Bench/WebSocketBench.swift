@@ -99,7 +99,7 @@ struct WebSocketBench: AsyncParsableCommand {
             // acknowledge in either consumer group): a projector that fell behind shows here.
             let caughtUp = serverRoles.contains("projectors") || projectors == "separate" ? try await server.projectionCaughtUp() : nil
             let window = recorder.window(phase)
-            let s = recorder.summary(phase)
+            let s = recorder.summary(phase), a = recorder.ackSummary(phase)
             rows.append(
                 "| \(rate) | \(total) | \(expected) | \(delivered) | \(Int(Double(delivered) / max(window, sentFor))) | "
                     + String(format: "%.2f | %.2f | %.2f | %.2f | %.1f | ", s.p50, s.p90, s.p99, s.p999, s.max)
@@ -107,11 +107,12 @@ struct WebSocketBench: AsyncParsableCommand {
                     + String(
                         format: "%.0f | %.1f | %.0f |", 100 * (cpu1.server - cpu0.server) / elapsed,
                         1e6 * (cpu1.server - cpu0.server) / Double(max(1, delivered)), 100 * (cpu1.bench - cpu0.bench) / elapsed)
-                    + (caughtUp.map { String(format: " %.0f |", $0) } ?? " - |"))
+                    + (caughtUp.map { String(format: " %.0f |", $0) } ?? " - |")
+                    + String(format: " %.2f | %.2f |", a.p50, a.p99))
         }
         print("")
-        print("| offered msg/s | messages | deliveries expected | delivered | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU % | server CPU µs per delivery | generator CPU % | projected ms after |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| offered msg/s | messages | deliveries expected | delivered | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU % | server CPU µs per delivery | generator CPU % | projected ms after | ack p50 ms | ack p99 ms |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in rows { print(row) }
         print("")
         print("errors from the server: \(recorder.errors) (first: \(recorder.firstError ?? "none"))")
@@ -147,6 +148,8 @@ struct WebSocketBench: AsyncParsableCommand {
 final class DeliveryRecorder: Sendable {
     private struct Phase {
         var recorder = LatencyRecorder()
+        /// From the scheduled send to the sender's `ack` (the append done).
+        var acks = LatencyRecorder()
         var delivered = 0
         var first: UInt64 = .max
         var last: UInt64 = 0
@@ -170,6 +173,14 @@ final class DeliveryRecorder: Sendable {
             return p.recorder
         }
         recorder?.record(.nanoseconds(Int64(now) - Int64(scheduled)))
+    }
+
+    func recordAck(phase: Int, scheduled: UInt64, at now: UInt64) {
+        state.withLockedValue { $0.phases[phase]?.acks }?.record(.nanoseconds(Int64(now) - Int64(scheduled)))
+    }
+
+    func ackSummary(_ phase: Int) -> (p50: Double, p90: Double, p99: Double, p999: Double, max: Double) {
+        (state.withLockedValue { $0.phases[phase]?.acks } ?? LatencyRecorder()).summary
     }
 
     func error(_ text: String) {
@@ -221,6 +232,7 @@ final class BenchClient: LoadClient {
                                 switch text.withUTF8({ Self.read($0, mine: mine) }) {
                                 case .hello: connected.withLockedValue { $0 = true }
                                 case .delivery(let phase, let scheduled): recorder?.record(phase: phase, scheduled: scheduled, at: now)
+                                case .ack(let phase, let scheduled): recorder?.recordAck(phase: phase, scheduled: scheduled, at: now)
                                 case .error: recorder?.error(text)
                                 case .other: continue
                                 }
@@ -240,7 +252,7 @@ final class BenchClient: LoadClient {
         }
     }
 
-    enum Received { case hello, delivery(Int, UInt64), error, other }
+    enum Received { case hello, delivery(Int, UInt64), ack(Int, UInt64), error, other }
 
     /// Classifies a frame by searching its bytes, not by parsing it: `hello`, a message
     /// event of another user with a benchmark body, an error frame, or anything else.
@@ -257,14 +269,17 @@ final class BenchClient: LoadClient {
         }
         if bytes.starts(with: "{\"type\":\"hello\"".utf8) { return .hello }
         if bytes.starts(with: "{\"type\":\"error\"".utf8) { return .error }
-        guard bytes.starts(with: "{\"type\":\"event\"".utf8), find(mine) == nil, let body = find(Array("\"body\":\"p".utf8)) else { return .other }
+        let ack = bytes.starts(with: "{\"type\":\"ack\"".utf8)
+        guard ack || (bytes.starts(with: "{\"type\":\"event\"".utf8) && find(mine) == nil), let body = find(Array("\"body\":\"p".utf8)) else {
+            return .other
+        }
         // p<phase> t<nanoseconds>
         var i = body + 9, phase = 0, t: UInt64 = 0
         while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 { phase = phase * 10 + Int(bytes[i] - 48); i += 1 }
         guard i + 1 < bytes.count, bytes[i] == 32, bytes[i + 1] == UInt8(ascii: "t") else { return .other }
         i += 2
         while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 { t = t * 10 + UInt64(bytes[i] - 48); i += 1 }
-        return .delivery(phase, t)
+        return ack ? .ack(phase, t) : .delivery(phase, t)
     }
 
     func send(roomID: String, body: String) {

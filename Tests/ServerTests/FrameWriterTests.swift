@@ -1,5 +1,8 @@
 import Events
 import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
 import Testing
 
 @testable import Server
@@ -30,5 +33,30 @@ struct FrameWriterTests {
             #expect(frame?["type"] as? String == "ack")
             #expect((frame?["message"] as? NSDictionary) == b)
         }
+    }
+}
+
+/// The hub's frames are encoded by hand once per event (`HubConnection.textFrame`) and
+/// written below NIO's encoder: they must be what NIO's decoder reads back, at every
+/// length where the header changes (7-bit, 16-bit and 64-bit lengths).
+@Suite("Hand-encoded WebSocket frames")
+struct TextFrameTests {
+    @Test(arguments: [0, 1, 125, 126, 127, 65_535, 65_536, 200_000])
+    func nioDecodesTheFrame(length: Int) throws {
+        // ASCII letters with an "é" (two bytes) every 97 characters.
+        var text = ""
+        for i in 0..<length {
+            if i % 97 == 0 { text += "é" } else { text.unicodeScalars.append(UnicodeScalar(UInt8(97 + i % 26))) }
+        }
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: 1 << 20)))
+        defer { _ = try? channel.finish() }
+        try channel.writeInbound(HubConnection.textFrame(text))
+        let frame = try #require(try channel.readInbound(as: WebSocketFrame.self))
+        #expect(frame.fin)
+        #expect(frame.opcode == .text)
+        #expect(frame.maskKey == nil)
+        #expect(String(buffer: frame.unmaskedData) == text)
+        // One frame, nothing left over.
+        #expect(try channel.readInbound(as: WebSocketFrame.self) == nil)
     }
 }

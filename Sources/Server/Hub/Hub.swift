@@ -30,26 +30,29 @@ final class HubConnection: Sendable {
         var waiter: CheckedContinuation<Ending?, Never>?
     }
     private let state = NIOLockedValueBox(State())
+    /// See `frameEncoder()`; touched on the channel's event loop only.
+    private let encoder: NIOLoopBoundBox<ChannelHandlerContext?>
 
     init(id: UInt64, userId: String, channel: any Channel, capacity: Int) {
         self.id = id
         self.userId = userId
         self.channel = channel
         self.capacity = capacity
+        self.encoder = .makeEmptyBox(valueType: ChannelHandlerContext.self, eventLoop: channel.eventLoop)
     }
 
     /// Sends a text frame, from any thread; frames sent from one task go out in order.
     func send(_ text: String) {
-        let payload = ByteBuffer(string: text)
+        let frame = Self.textFrame(text)
         let loop = channel.eventLoop
-        if loop.inEventLoop { write(payload) } else { loop.execute { self.write(payload) } }
+        if loop.inEventLoop { write(frame) } else { loop.execute { self.write(frame) } }
     }
 
-    /// Sends `text` to every connection in `targets`: one hop to each event loop, however
-    /// many of its connections receive it.
+    /// Sends `text` to every connection in `targets`: the frame is encoded once, and handed
+    /// to each event loop once, however many of its connections receive it.
     static func send(_ text: String, to targets: [HubConnection]) {
         guard !targets.isEmpty else { return }
-        let payload = ByteBuffer(string: text)
+        let frame = textFrame(text)
         var byLoop: [ObjectIdentifier: (loop: any EventLoop, connections: [HubConnection])] = [:]
         for connection in targets {
             let loop = connection.channel.eventLoop
@@ -57,13 +60,33 @@ final class HubConnection: Sendable {
         }
         for (_, group) in byLoop {
             let connections = group.connections
-            group.loop.execute { for connection in connections { connection.write(payload) } }
+            group.loop.execute { for connection in connections { connection.write(frame) } }
         }
     }
 
-    /// Writes one frame; on the channel's event loop only. Past `capacity` frames in flight
-    /// the connection ends as too slow instead.
-    private func write(_ payload: ByteBuffer) {
+    /// A server's text frame (final, unmasked) around `text`, header and payload in one
+    /// buffer. A server's frames are the same bytes for every recipient, so one buffer is
+    /// shared by all of them, where NIO's encoder would add a header buffer per recipient.
+    static func textFrame(_ text: String) -> ByteBuffer {
+        let count = text.utf8.count
+        var frame = ByteBufferAllocator().buffer(capacity: count + 10)
+        frame.writeInteger(UInt8(0x81))  // FIN, text
+        if count <= 125 {
+            frame.writeInteger(UInt8(count))
+        } else if count <= 0xFFFF {
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(count))
+        } else {
+            frame.writeInteger(UInt8(127))
+            frame.writeInteger(UInt64(count))
+        }
+        frame.writeString(text)
+        return frame
+    }
+
+    /// Writes one encoded frame; on the channel's event loop only. Past `capacity` frames
+    /// in flight the connection ends as too slow instead.
+    private func write(_ frame: ByteBuffer) {
         enum Outcome { case write, skip, overflow }
         let outcome = state.withLockedValue { state -> Outcome in
             guard state.ending == nil else { return .skip }
@@ -77,8 +100,23 @@ final class HubConnection: Sendable {
         case .write:
             let promise = channel.eventLoop.makePromise(of: Void.self)
             promise.futureResult.whenComplete { _ in self.state.withLockedValue { $0.inFlight -= 1 } }
-            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: payload), promise: promise)
+            guard let encoder = frameEncoder() else {
+                // No encoder (the channel is closing): the write fails and frees its place.
+                promise.fail(ChannelError.ioOnClosedChannel)
+                return
+            }
+            // Below NIO's frame encoder: the bytes are a frame already.
+            encoder.writeAndFlush(NIOAny(frame), promise: promise)
         }
+    }
+
+    /// The context of the channel's `WebSocketFrameEncoder`, found on the first write:
+    /// writing through it sends bytes on toward the socket, past the encoder.
+    private func frameEncoder() -> ChannelHandlerContext? {
+        if let context = encoder.value { return context }
+        let context = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+        encoder.value = context
+        return context
     }
 
     /// Ends the connection from the server's side (the first reason given wins): nothing
