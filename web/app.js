@@ -519,9 +519,11 @@ function connect() {
     try { frame = JSON.parse(message.data); } catch { return; }
     receive(frame);
   };
-  ws.onclose = () => {
+  ws.onclose = (closed) => {
     if (state.ws !== ws) return;
     state.ws = null;
+    // 4401: the token was refused (expired, say); reconnecting with it cannot work.
+    if (closed.code === 4401) return logout();
     setOffline(true);
     if (navigator.onLine) {
       state.reconnectTimer = setTimeout(connect, state.backoff);

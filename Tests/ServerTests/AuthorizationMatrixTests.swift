@@ -115,15 +115,13 @@ struct AuthorizationMatrixTests {
             }
         }
 
-        // The WebSocket: a bad token never gets upgraded; each role's frames get the same
-        // answers as HTTP (an ack, or an error frame with the code).
+        // The WebSocket: a bad token is told so in an error frame and closed with 4401 (the
+        // frame after the error is the close: no hello, no event); each role's frames get the same answers as HTTP (an
+        // ack, or an error frame with the code).
         for principal in [Principal.noToken, .expired, .forged, .algNone] {
-            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(s.port)/v1/ws" + (token(principal).map { "?token=\($0)" } ?? ""))!)
-            for (field, value) in ["Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="] {
-                request.setValue(value, forHTTPHeaderField: field)
-            }
-            let (_, response) = try await URLSession.shared.data(for: request)
-            #expect((response as? HTTPURLResponse)?.statusCode != 101, "\(principal.rawValue) was upgraded")
+            let (error, closeCode) = try await RawWebSocket.refusal(port: s.port, path: "/v1/ws" + (token(principal).map { "?token=\($0)" } ?? ""))
+            #expect(error["type"] as? String == "error" && error["code"] as? String == "unauthorized", "\(principal.rawValue): \(error)")
+            #expect(closeCode == 4401, "\(principal.rawValue)")
         }
         let frames: [(name: String, frame: (String) -> [String: Any])] = [
             ("send", { ["type": "send", "roomId": $0, "body": "over ws", "clientMsgId": "m"] }),

@@ -168,6 +168,20 @@ final class RawWebSocket: @unchecked Sendable {
         return nil
     }
 
+    /// A refused WebSocket (CONTRACT section 4 has no handshake errors: the server upgrades,
+    /// says why in an error frame, then closes): the error frame and the close code. On a
+    /// raw socket because the Swift WebSocket client at times never hands over frames that
+    /// arrive right behind its 101.
+    static func refusal(port: Int, path: String) async throws -> (error: [String: Any], closeCode: Int?) {
+        let raw = try RawWebSocket(port: port, path: path, receiveBuffer: 65536)
+        try await raw.readUpgrade()
+        guard let text = try await raw.nextFrame(seconds: 30), text.opcode == 1,
+            let error = try JSONSerialization.jsonObject(with: Data(text.payload)) as? [String: Any]
+        else { throw URLError(.cannotParseResponse) }
+        guard let close = try await raw.nextFrame(seconds: 30), close.opcode == 8, close.payload.count >= 2 else { return (error, nil) }
+        return (error, Int(close.payload[0]) << 8 | Int(close.payload[1]))
+    }
+
     /// Walks the server's (unmasked) frames and returns the close frame's code, if any.
     static func closeCode(in data: [UInt8]) -> Int? {
         var i = 0

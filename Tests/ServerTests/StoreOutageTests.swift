@@ -29,6 +29,11 @@ struct StoreOutageTests {
         try bobWS.send(["type": "send", "roomId": roomId, "body": "ws while down", "clientMsgId": "w1"])
         let error = try await bobWS.next(type: "error", seconds: 15)
         #expect(error["code"] as? String == "service_unavailable" && error["ref"] as? String == "w1")
+        // A new WebSocket cannot be authenticated (the user is looked up in Redis): it is told
+        // so and closed with 1013, try again later, not as unauthorized.
+        let (refusal, closeCode) = try await RawWebSocket.refusal(port: s.port, path: "/v1/ws?token=\(ann.token)")
+        #expect(refusal["type"] as? String == "error" && refusal["code"] as? String == "service_unavailable", "\(refusal)")
+        #expect(closeCode == 1013)
 
         // Redis comes back (from its AOF): service resumes with no restart of the server.
         try await redis.start()

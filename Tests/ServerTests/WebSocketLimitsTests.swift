@@ -16,14 +16,10 @@ struct WebSocketLimitsTests {
         let first = WSTestClient(port: s.port, token: ann.token), second = WSTestClient(port: s.port, token: ann.token)
         _ = try await step("first hello") { try await first.next(type: "hello", seconds: 30) }
         _ = try await step("second hello") { try await second.next(type: "hello", seconds: 30) }
-        // A third is not upgraded: the handshake is refused, no frame ever comes.
-        let third = WSTestClient(port: s.port, token: ann.token)
-        do {
-            let frame = try await third.next(seconds: 30)
-            Issue.record("a third connection was served: \(frame)")
-        } catch let error as URLError {
-            #expect(error.code == .networkConnectionLost, "\(error)")
-        }
+        // A third is told so and closed with 4003, never served (no hello).
+        let (refusal, closeCode) = try await step("third refused") { try await RawWebSocket.refusal(port: s.port, path: "/v1/ws?token=\(ann.token)") }
+        #expect(refusal["type"] as? String == "error" && refusal["code"] as? String == "too_many_connections", "\(refusal)")
+        #expect(closeCode == 4003)
         // Closing one makes room for another.
         first.close()
         _ = try await step("first closed") { try await first.closed() }

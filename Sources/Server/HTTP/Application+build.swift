@@ -81,21 +81,27 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         }
         _ = subscriber
         let idle = Duration.seconds(configuration.wsIdleSeconds)
-        wsRouter.ws("/v1/ws") { request, _ in
-            // The token comes as ?token= (browsers cannot set headers on a WebSocket) or as a header.
-            let header = request.headers[.authorization].flatMap { $0.lowercased().hasPrefix("bearer ") ? String($0.dropFirst(7)) : nil }
-            guard let token = request.uri.queryParameters["token"].map(String.init) ?? header else { return .dontUpgrade }
-            guard let userId = try? await api.authenticate(token: token) else { return .dontUpgrade }
-            // At PARLEY_WS_MAX_CONNECTIONS_PER_USER already: not upgraded (Hub.connect checks
-            // again, atomically, for two connections racing past this).
-            guard !hub.isAtConnectionLimit(userId) else { return .dontUpgrade }
-            return .upgrade([:])
-        } onUpgrade: { inbound, outbound, wsContext in
+        // Every handshake is upgraded, and a refused one is told why in an `error` frame and
+        // a close code: a browser cannot read the status of a refused handshake, so an HTTP
+        // error there would reach a web client as a bare failure it retries forever.
+        wsRouter.ws("/v1/ws") { inbound, outbound, wsContext in
             let request = wsContext.request
-            let header = request.headers[.authorization].flatMap { $0.lowercased().hasPrefix("bearer ") ? String($0.dropFirst(7)) : nil }
-            guard let token = request.uri.queryParameters["token"].map(String.init) ?? header,
-                let userId = try? await api.authenticate(token: token)
-            else { return }
+            let userId: String
+            do {
+                // The token comes as ?token= (browsers cannot set headers on a WebSocket) or as a header.
+                let header = request.headers[.authorization].flatMap { $0.lowercased().hasPrefix("bearer ") ? String($0.dropFirst(7)) : nil }
+                guard let token = request.uri.queryParameters["token"].map(String.init) ?? header else {
+                    throw APIError.unauthorized("a token is required: ?token=<jwt> or an Authorization: Bearer header")
+                }
+                userId = try await api.authenticate(token: token)
+            } catch {
+                let refusal = APIError.from(error)
+                try await outbound.write(.text(Frame.error(code: refusal.code, message: refusal.message)))
+                // 4401 for a token refused; 1013 (try again later) when the stores could not answer.
+                let code = refusal.status == .unauthorized ? ParleyCloseCode.unauthorized : ParleyCloseCode.tryAgainLater
+                try await outbound.close(code, reason: refusal.code)
+                return
+            }
             let session = WebSocketSession(api: api, hub: hub, userId: userId, typingChannel: typingChannel, idleTimeout: idle, logger: logger)
             let channel = wsContext.requestContext.channel
             try await session.serve(

@@ -206,11 +206,6 @@ final class Hub: Service, Sendable {
 
     var connectionCount: Int { state.withLockedValue { $0.connections.count } }
 
-    /// Whether `userId` already has `maxConnectionsPerUser` connections here.
-    func isAtConnectionLimit(_ userId: String) -> Bool {
-        state.withLockedValue { ($0.connectionsOfUser[userId]?.count ?? 0) >= maxConnectionsPerUser }
-    }
-
     func run() async throws {
         let head = try await log.head()
         state.withLockedValue { $0.position = head }

@@ -16,6 +16,10 @@ enum ParleyCloseCode {
     static let idle = WebSocketErrorCode.unknown(4002)
     /// The user has as many WebSockets open as allowed.
     static let tooManyConnections = WebSocketErrorCode.unknown(4003)
+    /// The token is missing, invalid, expired, or names no user: log in again.
+    static let unauthorized = WebSocketErrorCode.unknown(4401)
+    /// The stores could not answer (standard code 1013): reconnect later.
+    static let tryAgainLater = WebSocketErrorCode.unknown(1013)
 }
 
 /// Serves one WebSocket (CONTRACT section 4): hello, the replayed events, then live
