@@ -219,6 +219,15 @@ def run(chromium_path, binary):
             expect(room(bob, "Project X").locator(".last")).to_have_text(f"{ann_name}: after the restart", timeout=40_000)
             expect(room(bob, f"@{ann_name}")).to_have_count(1)
             shot(bob, "bob-reloaded")
+
+            # The server comes back with another signing secret: the tokens the browsers hold
+            # are refused (close 4401), and each client logs out instead of retrying forever.
+            server.kill()
+            server.env["PARLEY_JWT_SECRET"] = "a different secret of at least 32 bytes, for the test"
+            server.start()
+            expect(bob.locator("#auth-username")).to_be_visible(timeout=TIMEOUT)
+            expect(ann.locator("#auth-username")).to_be_visible(timeout=TIMEOUT)
+            shot(bob, "bob-logged-out-after-token-refused")
             browser.close()
     finally:
         server.stop()
