@@ -19,13 +19,16 @@ struct CodecBench: AsyncParsableCommand {
         print("|---|---:|")
         measure("newID() (Parley's ids)") { _ = newID() }
         measure("UUID().uuidString (not used; for comparison)") { _ = UUID().uuidString.lowercased() }
-        measure("formatTimestamp") { _ = formatTimestamp(now) }
-        measure("parseTimestamp") { _ = parseTimestamp("2026-11-25T13:49:10.123Z") }
+        measure("formatTimestamp (byte by byte)") { _ = formatTimestamp(now) }
+        measure("formatTimestamp through Foundation (for comparison)") { _ = formatTimestampWithFoundation(1_795_000_000_123) }
+        measure("parseTimestamp (byte by byte)") { _ = parseTimestamp("2026-11-25T13:49:10.123Z") }
+        measure("parseTimestamp through Foundation (for comparison)") { _ = parseTimestampWithFoundation("2026-11-25T13:49:10.123Z") }
         measure("Rules.decide (send)") { _ = try? Rules.decide(command, DecisionState(room: room), context) }
         measure("HashChain.body (hand-written writer)") { _ = try? HashChain.body(of: event) }
         measure("EventCodec.encode (JSONEncoder; not on the append path)") { _ = try? EventCodec.encode(event) }
         measure("HashChain.digest (SHA-256)") { _ = HashChain.digest(body) }
-        measure("EventCodec.decode (JSONDecoder; projectors and readers)") { _ = try? EventCodec.decode(stored) }
+        measure("EventCodec.decode (the hand-written reader; the hub and projectors)") { _ = try? EventCodec.decode(stored) }
+        measure("JSONDecoder of an event (for comparison)") { _ = try? EventCodec.decode(Data(stored.utf8)) }
         measure("JSONSerialization of a request (not used; for comparison)") {
             _ = try? JSONSerialization.data(withJSONObject: ["f": [[3, "u", "member:joined:1"]], "e": [["b": body, "h": "x", "s": 3, "x": [["set", 4, "m", "u|0"]]]]] as [String: Any])
         }
