@@ -166,10 +166,15 @@ function untilFresh(load, fresh) {
   })();
 }
 
-// Room details again until `userId` is there with the member `state` (and `role`) an event said.
+// Room details again until they show what an event said of `userId`: joined or invited
+// (with `role`, when given), or gone (`null`: left, removed, declined). The details list
+// only the joined and invited members.
 function refreshMember(roomId, userId, memberState, role) {
-  untilFresh(() => loadDetails(roomId), (room) => room.members.some(
-    (m) => m.userId === userId && m.state === memberState && (role === undefined || m.role === role)));
+  untilFresh(() => loadDetails(roomId), (room) => {
+    const member = room.members.find((m) => m.userId === userId);
+    if (memberState === null) return member === undefined;
+    return member !== undefined && member.state === memberState && (role === undefined || member.role === role);
+  });
 }
 
 function title(room) {
@@ -662,7 +667,7 @@ async function apply(event) {
         state.messages.delete(roomId);
         if (state.current === roomId) state.current = null;
       } else if (roomId === state.current) {
-        refreshMember(roomId, data.userId, event.type === "member.left" ? "left" : "removed");
+        refreshMember(roomId, data.userId, null);
       }
       break;
     case "room.created":
@@ -673,7 +678,7 @@ async function apply(event) {
         if (event.type === "room.created") await loadDetails(roomId);
         else if (event.type === "member.joined") refreshMember(roomId, data.userId, "joined");
         else if (event.type === "member.role_changed") refreshMember(roomId, data.userId, "joined", data.role);
-        else refreshMember(roomId, data.userId, "declined");
+        else refreshMember(roomId, data.userId, null);
       }
       if (!state.rooms.has(roomId) || event.type === "room.created") {
         if (!state.rooms.has(roomId) && event.type !== "invite.declined") state.expected.set(roomId, 10);
