@@ -53,7 +53,6 @@ public enum EventCodec {
         String(decoding: try makeEncoder().encode(event), as: UTF8.self)
     }
 
-    /// Reads an event, upcasting its data when it was written with an older version.
     /// The event of a stored JSON: read by hand (`read(_:)`), or by JSONDecoder when that
     /// reader gives up (older versions, which are upcast; errors, which are explained).
     public static func decode(_ json: String) throws -> Event {
@@ -61,6 +60,7 @@ public enum EventCodec {
         return try decode(Data(json.utf8))
     }
 
+    /// Reads an event with JSONDecoder, upcasting its data when it was written with an older version.
     public static func decode(_ bytes: Data) throws -> Event {
         let decoder = makeDecoder()
         do {
