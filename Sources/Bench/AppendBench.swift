@@ -79,7 +79,7 @@ struct AppendBench: AsyncParsableCommand {
             print(String(format: "  call only: p50 %.2f p99 %.2f p99.9 %.2f ms; generator timer lateness: p50 %.2f p99 %.2f ms", c.p50, c.p99, c.p999, l.p50, l.p99))
         }
         // Leave no benchmark keys behind.
-        try await redis.deleteKeys(matching: "\(log.partitioning.namespace):*")
+        try await redis.deleteKeys(matching: "\(log.keys.namespace):*")
         log.shutdown()
         await redis.shutdown()
     }

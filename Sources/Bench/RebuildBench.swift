@@ -25,7 +25,7 @@ struct RebuildBench: AsyncParsableCommand {
         for size in events {
             let name = "bench_rb_\(UInt32.random(in: 0...UInt32.max))"
             let log = EventLog(redis: stores.redis, partitions: 1, namespace: name)
-            let generated = try await generateChatLog(log, events: size)
+            let generated = try await generateChatLog(log, redis: stores.redis, events: size)
             var environment = ProcessInfo.processInfo.environment
             environment.merge(["PARLEY_NAMESPACE": name, "PARLEY_POSTGRES_SCHEMA": name, "PARLEY_MONGO_COLLECTION": name, "PARLEY_LOG_PARTITIONS": "1"]) { $1 }
             var runs = ["metadata"]

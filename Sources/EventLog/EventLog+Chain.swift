@@ -24,7 +24,7 @@ extension EventLog {
     /// Reads a partition from its first event and checks every link of the chain, and that
     /// the stored chain head is the last event's hash (a removed last event shows there).
     public func verifyChain(partition: Int, batch: Int = 5000) async throws -> ChainReport {
-        let stream = partitioning.streamKey(partition)
+        let stream = keys.stream(partition)
         var previous = HashChain.genesis
         var after = "-"
         var checked = 0

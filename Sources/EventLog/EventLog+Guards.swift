@@ -69,13 +69,11 @@ extension EventLog {
         return snapshot
     }
 
-    private var guardPattern: String { "\(partitioning.namespace):g:*" }
-
     private func guardKeys() async throws -> [String] {
-        try await redis.keys(matching: guardPattern)
+        try await redis.keys(matching: keys.guardPattern)
     }
 
     private func deleteGuards() async throws {
-        try await redis.deleteKeys(matching: guardPattern)
+        try await redis.deleteKeys(matching: keys.guardPattern)
     }
 }

@@ -75,10 +75,27 @@ extension EventLog {
         return try await redis.command(["HGET", keys.members(roomId), userId]).string.flatMap(RoomState.Member.init(encoded:))
     }
 
-    /// The rooms a user is joined to now, from every partition's guard state.
-    public func joinedRooms(of userId: String) async throws -> Set<String> {
-        let replies = try await redis.pipeline((0..<partitioning.count).map { ["SMEMBERS", guardKeys($0).joined(userId)] })
-        return Set(replies.flatMap { $0.array?.compactMap(\.string) ?? [] })
+    /// The rooms a user is joined to, with the log position they are true at: per
+    /// partition, the set and the stream's last entry are read in one MULTI/EXEC (the
+    /// same slot), so no append can fall between them. The WebSocket hub starts a
+    /// connection's membership from it and winds it back to where it needs it.
+    public func joinedRooms(of userId: String) async throws -> (rooms: Set<String>, at: LogPosition) {
+        var commands: [[String]] = []
+        for partition in 0..<partitioning.count {
+            commands += [["MULTI"], ["SMEMBERS", guardKeys(partition).joined(userId)],
+                         ["XREVRANGE", keys.stream(partition), "+", "-", "COUNT", "1"], ["EXEC"]]
+        }
+        let replies = try await redis.pipeline(commands)
+        var rooms: Set<String> = []
+        var position = LogPosition.start(partitions: partitioning.count)
+        for partition in 0..<partitioning.count {
+            guard let exec = try replies[partition * 4 + 3].orThrow().array, exec.count == 2 else {
+                throw Failure(description: "MULTI/EXEC of partition \(partition) answered \(replies[partition * 4 + 3])")
+            }
+            rooms.formUnion(try exec[0].orThrow().array?.compactMap(\.string) ?? [])
+            position.entryIDs[partition] = LogReader.firstID(try exec[1].orThrow())
+        }
+        return (rooms, position)
     }
 
     /// Whether a room exists in the log.

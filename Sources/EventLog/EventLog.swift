@@ -3,18 +3,28 @@ import Events
 import Foundation
 import Logging
 import Metrics
+import ServiceLifecycle
 
 /// The event log on Redis streams: decides commands against the guard state kept beside
 /// the log and appends their events atomically, reads ranges, tails the live end and
 /// checks the hash chain.
-public final class EventLog: Sendable {
+///
+/// It is the only owner of Redis: whatever else Parley keeps there (consumer groups,
+/// leases, dead letters, holds, pub/sub) is reached through the types it hands out
+/// (`consumerGroup`, `lease`, `deadLetters`, `hold`, `reader`, `signals`), each naming its
+/// keys through `Keys`. As a `Service` it stops its append writers at shutdown.
+public final class EventLog: Service, Sendable {
     /// A failure of the log itself (not a rule refusal, which is a `RuleError`).
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public let description: String
     }
 
-    public let redis: RedisClient
+    let redis: RedisClient
     public let partitioning: Partitioning
+    /// Every key and channel name of this log's namespace.
+    public let keys: Keys
+    /// Pages through the log.
+    public let reader: LogReader
     public let maxMessageBytes: Int
     /// How often a command is decided again when a fact it relied on changed under it.
     public let maxAttempts = 32
@@ -30,7 +40,9 @@ public final class EventLog: Sendable {
         logger: Logger = Logger(label: "parley.log")
     ) {
         self.redis = redis
-        self.partitioning = Partitioning(count: partitions, namespace: namespace)
+        self.partitioning = Partitioning(count: partitions)
+        self.keys = Keys(namespace: namespace)
+        self.reader = LogReader(redis: redis, keys: keys, partitions: partitions)
         self.maxMessageBytes = maxMessageBytes
         self.logger = logger
         self.appends = RedisBatcher(client: redis)
@@ -92,65 +104,93 @@ public final class EventLog: Sendable {
         throw Failure(description: "\(command) kept conflicting with concurrent changes after \(maxAttempts) attempts")
     }
 
-    // MARK: - Reading
+    // MARK: - Lifecycle
 
-    /// Stops the append writers (their threads and connections); the Redis client is the caller's.
+    /// Waits for graceful shutdown, then stops the append writers (once the appends
+    /// already queued are sent). The Redis client is the caller's.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        shutdown()
+    }
+
+    /// Stops the append writers (their threads and connections) at once.
     public func shutdown() {
         appends.shutdown()
     }
 
-    /// The events of a partition after `entryID` (exclusive), oldest first.
+    // MARK: - Reading
+
+    /// The events of a partition after `entryID` (exclusive), oldest first; an entry that
+    /// cannot be decoded is an error here (see `reader` for pages that report them instead).
     public func read(partition: Int, after entryID: String = "0-0", count: Int = 1000) async throws -> [LoggedEvent] {
-        let start = entryID == "0-0" ? "-" : "(" + entryID
-        let entries = try await redis.xrange(partitioning.streamKey(partition), from: start, count: count)
-        return try entries.map { try Self.decode($0, partition: partition, cache: nil) }
+        let page = try await reader.page(partition: partition, after: entryID, count: count)
+        if let bad = page.unreadable.first { throw Failure(description: "entry \(bad.entryID) of partition \(partition): \(bad.reason)") }
+        return page.events
     }
 
     /// Every partition's events after `position`, at most `count` per partition, merged by
     /// entry id (events of one room keep their order: a room lives in one partition).
     public func read(after position: LogPosition, count: Int = 1000) async throws -> [LoggedEvent] {
-        var events: [LoggedEvent] = []
-        for partition in 0..<partitioning.count {
-            events += try await read(partition: partition, after: position.entryIDs[partition], count: count)
-        }
-        return events.sorted { StreamID.less($0.entryID, $1.entryID) || ($0.entryID == $1.entryID && $0.partition < $1.partition) }
+        try await reader.merged(after: position, count: count).events
     }
 
-    /// Waits up to `blockMs` for events after `position` in any partition (one XREAD BLOCK
-    /// over every stream) and returns them; empty when none came.
-    public func tail(after position: LogPosition, count: Int = 1000, blockMs: Int = 1000) async throws -> [LoggedEvent] {
-        let streams = (0..<partitioning.count).map { (key: partitioning.streamKey($0), after: position.entryIDs[$0]) }
+    /// Waits up to `blockMs` for entries after `position` in any partition (one XREAD
+    /// BLOCK over every stream) and returns their events and the position after the last
+    /// entry read. An entry that cannot be decoded is passed over (and reported), so that
+    /// one bad entry never stops a live reader.
+    public func tail(after position: LogPosition, count: Int = 1000, blockMs: Int = 1000) async throws -> LogReader.MergedPage {
+        let streams = (0..<partitioning.count).map { (key: keys.stream($0), after: position.entryIDs[$0]) }
         let batches = try await redis.xread(streams, count: count, blockMs: blockMs)
-        var events: [LoggedEvent] = []
+        var merged = LogReader.MergedPage(events: [], unreadable: [], reached: position, isEmpty: batches.isEmpty)
         for batch in batches {
-            guard let partition = partitioning.streamKeys.firstIndex(of: batch.key) else { continue }
-            events += try batch.entries.map { try Self.decode($0, partition: partition) }
+            guard let partition = streams.firstIndex(where: { $0.key == batch.key }) else { continue }
+            let page = LogReader.decode(batch.entries, partition: partition, cache: .shared)
+            merged.events += page.events
+            merged.unreadable += page.unreadable
+            if let last = page.lastEntryID { merged.reached.entryIDs[partition] = last }
         }
-        return events.sorted { StreamID.less($0.entryID, $1.entryID) }
+        merged.events.sort { StreamID.less($0.entryID, $1.entryID) }
+        return merged
     }
 
     /// The position of the last event of every partition now.
-    public func head() async throws -> LogPosition {
-        let commands = partitioning.streamKeys.map { ["XREVRANGE", $0, "+", "-", "COUNT", "1"] }
-        let replies = try await redis.pipeline(commands)
-        return LogPosition(entryIDs: replies.map { $0.array?.first?.array?.first?.string ?? "0-0" })
+    public func head() async throws -> LogPosition { try await reader.head() }
+
+    // MARK: - What lives beside the log
+
+    /// The consumer `consumer` of projector `name`'s group on `partition`.
+    public func consumerGroup(_ name: String, partition: Int, consumer: String) -> ConsumerGroup {
+        ConsumerGroup(redis: redis, keys: keys, name: name, partition: partition, consumer: consumer)
     }
 
-    /// The position of the last event of one partition ("0-0" when empty).
-    public func head(partition: Int) async throws -> String {
-        let reply = try await redis.command(["XREVRANGE", partitioning.streamKey(partition), "+", "-", "COUNT", "1"])
-        return reply.array?.first?.array?.first?.string ?? "0-0"
+    /// The lease on `partition` for projector `projector`, as `owner` would hold it.
+    public func lease(_ projector: String, partition: Int, owner: String, ttl: Duration = PartitionLease.ttl) -> PartitionLease {
+        PartitionLease(redis: redis, key: keys.lease(projector, partition: partition), owner: owner, ttl: ttl)
     }
 
-    /// The id of the oldest event each partition still keeps ("0-0" for an empty one).
-    public func oldest() async throws -> [String] {
-        let commands = partitioning.streamKeys.map { ["XRANGE", $0, "-", "+", "COUNT", "1"] }
-        let replies = try await redis.pipeline(commands)
-        return replies.map { $0.array?.first?.array?.first?.string ?? "0-0" }
+    /// Projector `projector`'s dead-letter stream.
+    public func deadLetters(_ projector: String) -> DeadLetters {
+        DeadLetters(redis: redis, key: keys.deadLetters(projector), projector: projector)
+    }
+
+    /// The hold a shadow swap puts on projector `projector`'s live writes.
+    public func hold(_ projector: String) -> ProjectionHold {
+        ProjectionHold(redis: redis, keys: keys, projector: projector)
+    }
+
+    /// The marker of an in-place rebuild of projector `projector` under way.
+    public func rebuildMarker(_ projector: String) -> RebuildMarker {
+        RebuildMarker(redis: redis, key: keys.rebuildMarker(projector))
+    }
+
+    /// Typing signals shared by every instance; `onTyping` gets those of every instance
+    /// while the returned service runs.
+    public func signals(logger: Logger, onTyping: @escaping @Sendable (_ roomId: String, _ userId: String) -> Void) -> EphemeralSignals {
+        EphemeralSignals(redis: redis, keys: keys, logger: logger, onTyping: onTyping)
     }
 
     /// The guard keys of a partition, in this log's namespace.
-    func guardKeys(_ partition: Int) -> GuardKeys { GuardKeys(partition: partition, namespace: partitioning.namespace) }
+    func guardKeys(_ partition: Int) -> GuardKeys { keys.guards(partition) }
 
     /// Decodes a stream entry. `cache`: the process's recently decoded events, for the live
     /// readers that see the same entries one after the other (the hub's tail, the

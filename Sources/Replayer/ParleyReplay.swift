@@ -133,15 +133,24 @@ struct Audit: AsyncParsableCommand {
     }
 
     struct User: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Everything a user did and everything done to them, in every room.")
+        static let configuration = CommandConfiguration(
+            abstract: "Everything a user did and everything done to them, in every room; with --received, every event they were sent.")
         @Argument(help: "The user id.") var userId: String
         @Option(help: "table or jsonl.") var format: Format = .table
+        @Flag(help: "Every event the user received (the WebSocket hub's rule), not only their own and those about them.")
+        var received = false
 
         func run() async throws {
             try await replay(needs: []) { context in
                 let partitions = Array(0..<context.log.partitioning.count)
                 var trail = AuditTrail(usernames: try await usernames(context, except: nil))
-                try await forEachEvent(context, partitions: partitions) { trail.add($0, include: concerns($0.event, userId)) }
+                // Folded from the start of the log, the viewer holds the user's rooms at each event.
+                var viewer = Viewer(userId: userId, rooms: [])
+                try await forEachEvent(context, partitions: partitions) { logged in
+                    let reaches = viewer.receives(logged.event)
+                    let mine = logged.event.actorId == userId || Audience.concerns(userId, logged.event)
+                    trail.add(logged, include: received ? reaches || logged.event.actorId == userId : mine)
+                }
                 guard !trail.entries.isEmpty else {
                     FileHandle.standardError.write(Data("parley-replay: no events of user \(userId) in the log\n".utf8))
                     return 1
@@ -149,17 +158,6 @@ struct Audit: AsyncParsableCommand {
                 trail.sortByLogTime()
                 output(trail, format: format, withRoom: true)
                 return 0
-            }
-        }
-
-        func concerns(_ event: Event, _ user: String) -> Bool {
-            if event.actorId == user { return true }
-            switch event.data {
-            case .memberInvited(let m), .inviteDeclined(let m), .memberJoined(let m), .memberLeft(let m), .memberRemoved(let m),
-                .memberRoleChanged(let m):
-                return m.userId == user
-            case .roomCreated(let created): return created.members?.contains(user) ?? false
-            default: return false
             }
         }
     }
@@ -219,19 +217,11 @@ func usernames(_ context: ReplayContext, except: Int?) async throws -> [String: 
 /// are reported on standard error and skipped.
 func forEachEvent(_ context: ReplayContext, partitions: [Int], page: Int = 5000, _ body: (LoggedEvent) throws -> Void) async throws {
     for partition in partitions {
-        var start = "-"
-        while true {
-            try Task.checkCancellation()
-            let entries = try await context.redis.xrange(context.log.partitioning.streamKey(partition), from: start, count: page)
-            for entry in entries {
-                do {
-                    try body(try EventLog.decode(entry, partition: partition, cache: nil))
-                } catch {
-                    FileHandle.standardError.write(Data("parley-replay: entry \(partition):\(entry.id) is unreadable: \(error)\n".utf8))
-                }
+        try await context.log.reader.forEachPage(partition: partition, count: page) { page in
+            for bad in page.unreadable {
+                FileHandle.standardError.write(Data("parley-replay: entry \(partition):\(bad.entryID) is unreadable: \(bad.reason)\n".utf8))
             }
-            guard entries.count == page, let last = entries.last else { break }
-            start = "(" + last.id
+            for event in page.events { try body(event) }
         }
     }
 }
@@ -247,7 +237,7 @@ struct Export: AsyncParsableCommand {
         try await replay(needs: []) { context in
             let partitions = room.map { [context.log.partitioning.partition(ofRoom: $0)] } ?? Array(0..<context.log.partitioning.count)
             let writer = try LineWriter(path: out)
-            let progress = Progress("export", total: room == nil ? try await context.logLength() : nil, interval: run.progressInterval)
+            let progress = Progress("export", total: room == nil ? try await context.log.reader.length() : nil, interval: run.progressInterval)
             var count = 0, read = 0
             do {
                 try await forEachEvent(context, partitions: partitions, page: run.batch) { logged in

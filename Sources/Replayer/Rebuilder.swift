@@ -60,7 +60,6 @@ struct Rebuilder: Sendable {
     var liveLagLimit = 2000
 
     var log: EventLog { context.log }
-    var namespace: String { context.configuration.namespace }
 
 
     // MARK: - In place
@@ -72,11 +71,10 @@ struct Rebuilder: Sendable {
     func inPlace(_ projection: ReplayContext.Projection) async throws -> String {
         let projector = context.projector(projection)
         let name = projector.name
-        let leases = (0..<log.partitioning.count).map { "\(namespace):lease:\(name):\($0)" }
-        for (partition, key) in leases.enumerated() {
-            let taken = try await context.redis.command(["SET", key, owner, "NX", "PX", "30000"])
-            guard taken.string == "OK" else {
-                let holder = try await context.redis.command(["GET", key]).string ?? "?"
+        let leases = (0..<log.partitioning.count).map { log.lease(name, partition: $0, owner: owner) }
+        for (partition, lease) in leases.enumerated() {
+            guard try await lease.acquire() else {
+                let holder = try await lease.holder() ?? "?"
                 await release(leases)
                 throw Refused(
                     description: "the live \(name) projector is running (\(holder) holds partition \(partition)): "
@@ -84,21 +82,21 @@ struct Rebuilder: Sendable {
             }
         }
         do {
-            let marker = "\(namespace):rebuild:\(name)"
-            let resumed = try await context.redis.command(["EXISTS", marker]).int == 1
+            let marker = log.rebuildMarker(name)
+            let resumed = try await marker.isSet()
             if !resumed {
                 try await projector.reset()
-                try await context.redis.command(["SET", marker, owner])
+                try await marker.set(owner: owner)
             }
             // A resumed run does not know how much is left without reading it: no ETA then.
-            let total = resumed ? nil : try await context.logLength()
+            let total = resumed ? nil : try await log.reader.length()
             let progress = Progress("rebuild \(name)", total: total, interval: progressInterval)
-            let redis = context.redis
-            let outcome = try await ProjectionRebuild(log: log, scheduler: PriorityScheduler(workers: 1), batchSize: batchSize).run(
-                projector,
-                beforeBatch: { _ in _ = try await redis.pipeline(leases.map { ["PEXPIRE", $0, "30000"] }) },
-                progress: { progress.update($0) })
-            try await context.redis.command(["DEL", marker])
+            let rebuild = ProjectionRebuild(log: log, scheduler: PriorityScheduler(workers: 1), batchSize: batchSize)
+            // The leases are renewed while the rebuild works, however long a batch takes.
+            let outcome = try await PartitionLease.renewing(leases) {
+                try await rebuild.run(projector, progress: { progress.update($0) })
+            }
+            try await marker.clear()
             await release(leases)
             progress.finish(outcome.applied, suffix: resumed ? " (resumed)" : "")
             return "rebuild \(name): done in place at \(outcome.reached)" + unreadable(outcome)
@@ -110,14 +108,8 @@ struct Rebuilder: Sendable {
 
     /// Runs in a task of its own: after Ctrl-C the caller's task is cancelled, and the
     /// leases must still be given back.
-    private func release(_ leases: [String]) async {
-        await Task { await releaseNow(leases) }.value
-    }
-
-    private func releaseNow(_ leases: [String]) async {
-        for key in leases where (try? await context.redis.command(["GET", key]).string) == owner {
-            _ = try? await context.redis.command(["DEL", key])
-        }
+    private func release(_ leases: [PartitionLease]) async {
+        await Task { for lease in leases { try? await lease.release() } }.value
     }
 
     private func unreadable(_ outcome: ProjectionRebuild.Outcome) -> String {
@@ -137,7 +129,7 @@ struct Rebuilder: Sendable {
         let name = live.name
         let resumed = restart ? false : try await shadow.areaExists()
         if !resumed { try await shadow.dropArea() }
-        let total = resumed ? nil : try await context.logLength()
+        let total = resumed ? nil : try await log.reader.length()
         let progress = Progress("rebuild \(name) (shadow)", total: total, interval: progressInterval)
         let rebuild = ProjectionRebuild(log: log, scheduler: PriorityScheduler(workers: 1), batchSize: batchSize)
         let outcome = try await rebuild.run(
@@ -146,7 +138,7 @@ struct Rebuilder: Sendable {
 
         // Caught up with the log as it was a moment ago: hold live writes, take the last
         // events in, swap.
-        let hold = ProjectionHold(redis: context.redis, namespace: namespace, projector: name)
+        let hold = log.hold(name)
         try await hold.acquire(owner: owner, partitions: log.partitioning.count)
         let tail: ProjectionRebuild.Outcome
         let swapped: String
@@ -170,13 +162,10 @@ struct Rebuilder: Sendable {
     /// `liveLagLimit` events behind there: a rebuild must not slow live projection down.
     /// Gives up waiting after a minute (a stuck live projector must not stop a repair).
     private func yieldToLive(_ name: String, partition: Int, progress: Progress) async throws {
-        let stream = log.partitioning.streamKey(partition)
+        let lease = log.lease(name, partition: partition, owner: owner)
+        let group = log.consumerGroup(name, partition: partition, consumer: owner)
         for _ in 0..<600 {
-            guard try await context.redis.command(["EXISTS", "\(namespace):lease:\(name):\(partition)"]).int == 1 else { return }
-            let groups = try await context.redis.xinfoGroups(stream)
-            guard let group = groups.first(where: { $0["name"]?.string == name }) else { return }
-            let behind = Int(group["lag"]?.int ?? 0) + Int(group["pending"]?.int ?? 0)
-            if behind <= liveLagLimit { return }
+            guard try await lease.holder() != nil, let behind = try await group.lag()?.events, behind > liveLagLimit else { return }
             progress.note("waiting: live projection is \(behind) events behind")
             try await Task.sleep(for: .milliseconds(100))
         }

@@ -39,7 +39,7 @@ struct ReplayConfiguration: Sendable {
 /// `<collection>_verify`).
 final class ReplayContext: Sendable {
     let configuration: ReplayConfiguration
-    let redis: RedisClient
+    private let redis: RedisClient
     let postgres: PostgresClient
     let mongo: MongoClient
     let log: EventLog
@@ -100,9 +100,4 @@ final class ReplayContext: Sendable {
         }
     }
 
-    /// How many entries the log holds now, over every partition (for progress and ETA).
-    func logLength(partitions: [Int]? = nil) async throws -> Int {
-        let keys = (partitions ?? Array(0..<log.partitioning.count)).map { log.partitioning.streamKey($0) }
-        return try await redis.pipeline(keys.map { ["XLEN", $0] }).reduce(0) { $0 + Int($1.int ?? 0) }
-    }
 }

@@ -32,7 +32,7 @@ struct Verifier: Sendable {
     func run(_ projections: [ReplayContext.Projection], output: (String) -> Void) async throws -> Result {
         let log = context.log
         let head = try await log.head()
-        let total = try await context.logLength()
+        let total = try await log.reader.length()
         output("verify: the log holds \(Progress.grouped(total)) events; comparing the read models as of position \(head)")
         var result = Result()
         var pairs: [(live: any ReplayableProjector, scratch: any ReplayableProjector)] = []
@@ -46,7 +46,7 @@ struct Verifier: Sendable {
             progress.finish(outcome.applied)
             pairs.append((live, scratch))
             if let behind = try await waitForLive(live, head: head) { result.behind.append(behind) }
-            result.deadLetters[live.name] = Int(try await context.redis.command(["XLEN", "\(context.configuration.namespace):dead:\(live.name)"]).int ?? 0)
+            result.deadLetters[live.name] = try await log.deadLetters(live.name).count()
         }
         let changed = ChangedSince(try await eventsAfter(head))
         for (live, scratch) in pairs {
@@ -85,10 +85,10 @@ struct Verifier: Sendable {
         var position = position
         var events: [LoggedEvent] = []
         while true {
-            let page = try await context.log.read(after: position, count: 5000)
+            let page = try await context.log.reader.merged(after: position, count: 5000)
             if page.isEmpty { return events }
-            for event in page { position.advance(past: event) }
-            events += page
+            position = page.reached
+            events += page.events
         }
     }
 
@@ -98,7 +98,7 @@ struct Verifier: Sendable {
         }
         output(Table(["read model", "live", "from the log", "differences", "skipped (changed since)"], rows, rightAligned: [1, 2, 3, 4]).text)
         for (name, count) in result.deadLetters.sorted(by: { $0.key < $1.key }) where count > 0 {
-            output("note: \(count) event(s) parked in the \(name) dead-letter stream (\(context.configuration.namespace):dead:\(name))")
+            output("note: \(count) event(s) parked in the \(name) dead-letter stream (\(context.log.deadLetters(name).key))")
         }
         for line in result.behind { output("live read model behind the log: \(line)") }
         let all = result.reports.flatMap(\.differences)

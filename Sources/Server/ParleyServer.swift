@@ -43,10 +43,8 @@ struct Serve: AsyncParsableCommand {
             let stores = try await openStores(configuration, logger: logger)
             try await migrate(stores, logger: logger)
             let app = try await buildApplication(configuration, stores: stores, logger: logger)
-            return {
-                try await app.runService()
-                await stores.shutdown()
-            }
+            // The stores and the log are services of the app: they close with it.
+            return { try await app.runService() }
         }
     }
 }

@@ -45,9 +45,9 @@ struct ChainAndGuardTests {
 
     /// Copies partition 0 of `t` into a new namespace, passing each stored entry through `edit`.
     func copy(_ t: TestLog, _ edit: ([StreamEntry]) -> [StreamEntry]) async throws -> EventLog {
-        let source = try await t.redis.xrange(t.log.partitioning.streamKey(0))
-        let copy = EventLog(redis: t.redis, partitions: 1, namespace: t.log.partitioning.namespace + TestStores.unique("-copy"))
-        for entry in edit(source) { _ = try await t.redis.xadd(copy.partitioning.streamKey(0), id: entry.id, fields: entry.fields) }
+        let source = try await t.redis.xrange(t.log.keys.stream(0))
+        let copy = EventLog(redis: t.redis, partitions: 1, namespace: t.log.keys.namespace + TestStores.unique("-copy"))
+        for entry in edit(source) { _ = try await t.redis.xadd(copy.keys.stream(0), id: entry.id, fields: entry.fields) }
         let head = try await t.redis.command(["GET", t.log.guardKeys(0).head])
         try await t.redis.command(["SET", copy.guardKeys(0).head, head.string ?? ""])
         return copy
@@ -56,7 +56,7 @@ struct ChainAndGuardTests {
     @Test func auditChainNamesTheFirstAlteredAndTheFirstRemovedEntry() async throws {
         let t = try TestLog()
         _ = try await workload(t)
-        let entries = try await t.redis.xrange(t.log.partitioning.streamKey(0))
+        let entries = try await t.redis.xrange(t.log.keys.stream(0))
         let untouched = try await copy(t) { $0 }
         #expect(try await untouched.verifyChain(partition: 0).isIntact)
 
@@ -116,15 +116,16 @@ struct ChainAndGuardTests {
         try await Task.sleep(for: .milliseconds(200))
         let sent = try await t.log.execute(.sendDirect(to: u["tom"]!, messageId: "m", body: "live", clientMsgId: nil), actor: u["tia"]!)
         let tailed = try await woken
-        #expect(tailed.map(\.entryID) == sent.events.map(\.entryID))
+        #expect(tailed.events.map(\.entryID) == sent.events.map(\.entryID))
         var position = start
-        for event in tailed { position.advance(past: event) }
+        for event in tailed.events { position.advance(past: event) }
+        #expect(tailed.reached == position)
         #expect(try await t.log.read(after: position).isEmpty)
-        #expect(try await t.log.tail(after: position, blockMs: 50).isEmpty)
+        #expect(try await t.log.tail(after: position, blockMs: 50).events.isEmpty)
 
         // A v1 user.registered written before displayName existed is read as v2.
         let v1 = #"{"actorId":"old","at":"2024-05-06T07:08:09.010Z","data":{"passwordHash":"h","userId":"old","username":"oldtimer"},"id":"e-old","type":"user.registered","v":1,"prevHash":"x","hash":"y"}"#
-        _ = try await t.redis.xadd(t.log.partitioning.streamKey(0), fields: [("event", v1)])
+        _ = try await t.redis.xadd(t.log.keys.stream(0), fields: [("event", v1)])
         let read = try await t.log.read(partition: 0, after: position.entryIDs[0])
         #expect(read.last?.event.data == .userRegistered(UserRegistered(userId: "old", username: "oldtimer", displayName: "oldtimer", passwordHash: "h")))
         try await t.cleanUp()

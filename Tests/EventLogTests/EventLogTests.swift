@@ -35,7 +35,7 @@ struct TestLog {
     }
 
     func cleanUp() async throws {
-        try await redis.deleteKeys(matching: "\(log.partitioning.namespace)*")
+        try await redis.deleteKeys(matching: "\(log.keys.namespace)*")
         log.shutdown()
         await redis.shutdown()
     }

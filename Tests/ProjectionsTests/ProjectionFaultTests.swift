@@ -20,7 +20,7 @@ struct ProjectionFaultTests {
         let f = try await ProjectionFixture(partitions: 1)
         let ids = try await f.workload()
         try await sendMany(f, ids, count: 40, prefix: "x")
-        let stream = f.log.partitioning.streamKey(0)
+        let stream = f.log.keys.stream(0)
         // A consumer reads a batch, applies half of it, and dies holding the lease.
         for projector in [f.metadata.name, f.messages.name] {
             try await f.redis.xgroupCreate(stream, group: projector, startID: "0")
@@ -29,12 +29,12 @@ struct ProjectionFaultTests {
             let taken = try await f.redis.xreadgroup(group: projector.name, consumer: "dead", [(stream, ">")], count: 30)
             let events = try taken[0].entries.map { try EventLog.decode($0, partition: 0) }
             try await projector.apply(Array(events.prefix(15)), partition: 0)
-            try await f.redis.command("SET", "\(f.log.partitioning.namespace):lease:\(projector.name):0", "dead", "PX", "300")
+            try await f.redis.command("SET", "\(f.log.keys.namespace):lease:\(projector.name):0", "dead", "PX", "300")
         }
         try await sendMany(f, ids, count: 10, prefix: "y")
 
         // Another consumer waits out the lease, claims the dead one's entries and goes on.
-        let runners = [f.runner(f.metadata, consumer: "alive", leaseMs: 300), f.runner(f.messages, consumer: "alive", leaseMs: 300)]
+        let runners = [f.runner(f.metadata, consumer: "alive", lease: .milliseconds(300)), f.runner(f.messages, consumer: "alive", lease: .milliseconds(300))]
         let task = Task { try await withThrowingTaskGroup(of: Void.self) { g in for r in runners { g.addTask { try await r.run() } }; try await g.waitForAll() } }
         try await f.waitUntilCaughtUp(f.metadata)
         try await f.waitUntilCaughtUp(f.messages)
@@ -63,7 +63,7 @@ struct ProjectionFaultTests {
     @Test func poisonEventsAreParkedAndLaterEventsStillArrive() async throws {
         let f = try await ProjectionFixture(partitions: 1)
         let ids = try await f.workload()
-        let stream = f.log.partitioning.streamKey(0)
+        let stream = f.log.keys.stream(0)
         // Unreadable bytes; a user whose username is taken (PostgreSQL refuses it); a message
         // reusing seq 1 of the room (MongoDB's unique index refuses it).
         _ = try await f.redis.xadd(stream, fields: [("event", "{not json")])
@@ -81,11 +81,11 @@ struct ProjectionFaultTests {
         #expect(try await f.history.message(id: "evil") == nil)
         #expect(try await f.read.user(id: "intruder") == nil)
 
-        let metadataDead = try await f.redis.xrange("\(f.log.partitioning.namespace):dead:metadata")
+        let metadataDead = try await f.redis.xrange("\(f.log.keys.namespace):dead:metadata")
         #expect(metadataDead.count == 2)
         #expect(metadataDead.first?["event"] == "{not json")
         #expect(metadataDead.last?["error"]?.contains("23505") == true)
-        let messagesDead = try await f.redis.xrange("\(f.log.partitioning.namespace):dead:messages")
+        let messagesDead = try await f.redis.xrange("\(f.log.keys.namespace):dead:messages")
         #expect(messagesDead.map { $0["event"]?.contains("evil") ?? false } == [false, true])
         #expect(messagesDead.last?["error"]?.contains("duplicate") == true || messagesDead.last?["error"]?.contains("11000") == true)
         try await f.cleanUp()
@@ -95,13 +95,13 @@ struct ProjectionFaultTests {
         let f = try await ProjectionFixture(partitions: 1, workers: 1)
         let ids = try await f.workload()
         // A log of 100,000 messages to rebuild (written straight to its stream).
-        let source = EventLog(redis: f.redis, partitions: 1, namespace: f.log.partitioning.namespace + "-src")
+        let source = EventLog(redis: f.redis, partitions: 1, namespace: f.log.keys.namespace + "-src")
         let created = Event(id: newID(), at: Date(), actorId: "owner", roomId: "big", data: .roomCreated(RoomCreated(kind: .group, name: "Big")))
-        var commands = [RedisClient.xaddArguments(source.partitioning.streamKey(0), fields: [("event", try EventCodec.encode(created))])]
+        var commands = [RedisClient.xaddArguments(source.keys.stream(0), fields: [("event", try EventCodec.encode(created))])]
         for seq in 1...100_000 {
             let event = Event(id: "e\(seq)", at: Date(), actorId: "owner", roomId: "big", seq: Int64(seq),
                               data: .messageSent(MessageSent(messageId: "big\(seq)", body: "backlog \(seq)")))
-            commands.append(RedisClient.xaddArguments(source.partitioning.streamKey(0), fields: [("event", try EventCodec.encode(event))]))
+            commands.append(RedisClient.xaddArguments(source.keys.stream(0), fields: [("event", try EventCodec.encode(event))]))
             if commands.count == 5000 { _ = try await f.redis.pipeline(commands); commands = [] }
         }
         _ = try await f.redis.pipeline(commands)
@@ -138,7 +138,7 @@ struct ProjectionFaultTests {
         let firstWaitingLive = try #require(trace.firstIndex { $0.priority == .live && $0.waited })
         #expect(trace[firstWaitingLive...].contains { $0.priority == .rebuild })
         try await f.postgres.query("DROP SCHEMA \(f.schema)_rebuild CASCADE")
-        try await f.redis.deleteKeys(matching: "\(source.partitioning.namespace)*")
+        try await f.redis.deleteKeys(matching: "\(source.keys.namespace)*")
         source.shutdown()
         try await f.cleanUp()
     }

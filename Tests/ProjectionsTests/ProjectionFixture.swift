@@ -36,10 +36,10 @@ struct ProjectionFixture {
     var read: MetadataReadModel { MetadataReadModel(postgres: postgres, schema: schema) }
     var history: MessagesReadModel { MessagesReadModel(mongo: mongo, collection: schema) }
 
-    func runner(_ projector: any Projector, consumer: String = "test-consumer", leaseMs: Int = 10_000) -> ProjectorRunner {
+    func runner(_ projector: any Projector, consumer: String = "test-consumer", lease: Duration = PartitionLease.ttl) -> ProjectorRunner {
         var options = ProjectorRunner.Options()
         options.blockMs = 100
-        options.leaseMs = leaseMs
+        options.lease = lease
         options.retryDelay = .milliseconds(5)
         return ProjectorRunner(projector, log: log, scheduler: scheduler, lag: lag, options: options, consumer: consumer, logger: Logger(label: "test"))
     }
@@ -83,7 +83,7 @@ struct ProjectionFixture {
         try await postgres.query("DROP SCHEMA \(schema) CASCADE")
         try await messages.collection.drop()
         try await mongo.collection(schema + "_checkpoints").drop()
-        try await redis.deleteKeys(matching: "\(log.partitioning.namespace)*")
+        try await redis.deleteKeys(matching: "\(log.keys.namespace)*")
         log.shutdown()
         await redis.shutdown()
         await postgres.shutdown()

@@ -101,10 +101,10 @@ struct ReplayCommandTests {
         // A copy of the log: in partition 0 one entry's body is altered, in partition 1
         // one entry is left out.
         let copy = TestStores.unique("trepcopy")
-        let copyLog = Partitioning(count: 2, namespace: copy)
+        let copyLog = Keys(namespace: copy)
         var altered = "", afterRemoved = ""
         for partition in 0..<2 {
-            let entries = try await f.redis.xrange(f.log.partitioning.streamKey(partition))
+            let entries = try await f.redis.xrange(f.log.keys.stream(partition))
             #expect(entries.count > 10)
             for (i, entry) in entries.enumerated() {
                 var json = entry["event"]!
@@ -114,7 +114,7 @@ struct ReplayCommandTests {
                 }
                 if partition == 1 && i == 3 { continue }
                 if partition == 1 && i == 4 { afterRemoved = entry.id }
-                _ = try await f.redis.xadd(copyLog.streamKey(partition), id: entry.id, fields: [("event", json)])
+                _ = try await f.redis.xadd(copyLog.stream(partition), id: entry.id, fields: [("event", json)])
             }
             let head = try await f.redis.command(["GET", GuardKeys(partition: partition, namespace: f.schema).head]).string!
             try await f.redis.command(["SET", GuardKeys(partition: partition, namespace: copy).head, head])
@@ -126,8 +126,8 @@ struct ReplayCommandTests {
         #expect(broken.stdout.contains("audit chain: FAILED in 2 partition(s)"))
 
         // Removing the last event shows too: the stored chain head no longer matches.
-        let last = try await f.redis.command(["XREVRANGE", copyLog.streamKey(0), "+", "-", "COUNT", "1"]).array![0].array![0].string!
-        try await f.redis.command(["XDEL", copyLog.streamKey(1), try await f.redis.command(["XREVRANGE", copyLog.streamKey(1), "+", "-", "COUNT", "1"]).array![0].array![0].string!])
+        let last = try await f.redis.command(["XREVRANGE", copyLog.stream(0), "+", "-", "COUNT", "1"]).array![0].array![0].string!
+        try await f.redis.command(["XDEL", copyLog.stream(1), try await f.redis.command(["XREVRANGE", copyLog.stream(1), "+", "-", "COUNT", "1"]).array![0].array![0].string!])
         let truncated = try await runParley("parley-replay", ["audit", "chain"], environment: f.environment.merging(["PARLEY_NAMESPACE": copy]) { $1 })
         #expect(truncated.stdout.contains("BROKEN at 0:\(altered)"), "\(last)")
         #expect(truncated.stdout.contains("BROKEN at 1:\(afterRemoved)"))
@@ -138,8 +138,8 @@ struct ReplayCommandTests {
     @Test func aRemovedLastEventBreaksTheChainAtTheEnd() async throws {
         let f = try await ReplayFixture(partitions: 1)
         _ = try await f.log.scriptedChat()
-        let last = try await f.redis.command(["XREVRANGE", f.log.partitioning.streamKey(0), "+", "-", "COUNT", "1"]).array![0].array![0].string!
-        try await f.redis.command(["XDEL", f.log.partitioning.streamKey(0), last])
+        let last = try await f.redis.command(["XREVRANGE", f.log.keys.stream(0), "+", "-", "COUNT", "1"]).array![0].array![0].string!
+        try await f.redis.command(["XDEL", f.log.keys.stream(0), last])
         let result = try await f.replay(["audit", "chain"])
         #expect(result.status == 1)
         #expect(result.stdout.contains("BROKEN at the end (the last event was removed)"), "\(result.stdout)")
@@ -179,6 +179,12 @@ struct ReplayCommandTests {
         #expect(user.stdout.contains("direct room of ada and cyd") && user.stdout.contains(#"message d1: "psst""#) == false)
         let ada = try await f.replay(["audit", "user", ids["ada"]!])
         #expect(ada.stdout.contains(#"message d1: "psst""#))
+        // --received: what the hub's rule sent them. cyd was only invited to the club.
+        let cydSaw = try await f.replay(["audit", "user", ids["cyd"]!, "--received"])
+        #expect(cydSaw.status == 0 && cydSaw.stdout.contains(#"message d1: "psst""#) && !cydSaw.stdout.contains(#""hi bea""#))
+        #expect(cydSaw.stdout.contains("invited cyd as member"))
+        let beaSaw = try await f.replay(["audit", "user", ids["bea"]!, "--received"])
+        #expect(beaSaw.stdout.contains(#""hi bea""#) && !user.stdout.contains(#""hi bea""#))
 
         let unknown = try await f.replay(["audit", "room", "nope"])
         #expect(unknown.status == 1 && unknown.stderr.contains("no events for room nope"))
@@ -193,7 +199,7 @@ struct ReplayCommandTests {
         let all = try await f.replay(["export", "--out", file.path])
         #expect(all.status == 0, "\(all.stderr)")
         let lines = try String(contentsOf: file, encoding: .utf8).split(separator: "\n")
-        let total = try await f.redis.pipeline((0..<2).map { ["XLEN", f.log.partitioning.streamKey($0)] }).reduce(0) { $0 + ($1.int ?? 0) }
+        let total = try await f.redis.pipeline((0..<2).map { ["XLEN", f.log.keys.stream($0)] }).reduce(0) { $0 + ($1.int ?? 0) }
         #expect(lines.count == total)
         #expect(!lines.contains { $0.contains("$2b$") || $0.contains("passwordHash") })
         for line in lines {

@@ -48,6 +48,15 @@ public struct DriverError: Error, CustomStringConvertible, Sendable, Equatable {
     /// retry once the store is back.
     public var isTransient: Bool { code == .unavailable || code == .timeout }
 
+    /// The error's code word when Redis answered with an error reply (`NOGROUP`, `OOM`,
+    /// `READONLY`, …): by the protocol's convention an error reply starts with it.
+    public var redisErrorCode: Substring? {
+        guard store == .redis, code == .server, let word = message.split(separator: " ", maxSplits: 1).first,
+            word.allSatisfy({ $0.isUppercase || $0 == "_" })
+        else { return nil }
+        return word
+    }
+
     public var description: String {
         var text = "\(store.rawValue) \(code): \(message)"
         if let sqlState { text += " (SQLSTATE \(sqlState))" }

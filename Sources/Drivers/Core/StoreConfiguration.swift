@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 
 /// Where the three stores are and how Parley talks to them: one `Sendable` value read from
 /// the environment in one place (`init(environment:)`), with defaults that match
@@ -79,5 +80,16 @@ public final class Stores: Sendable {
         await redis.shutdown()
         await mongo.shutdown()
         await postgres.shutdown()
+    }
+}
+
+extension Stores: Service {
+    /// Keeps the store clients open while the service group runs; at graceful shutdown,
+    /// after the services that use them have stopped (a group stops its services in
+    /// reverse order, so this one goes first in the list), closes their connections and
+    /// threads.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
     }
 }

@@ -9,7 +9,11 @@ import Foundation
 /// directly, so a command costs no hop through a task or a thread pool. A lone caller is
 /// sent at once: batching adds no latency when the load is light.
 ///
-/// `@unchecked Sendable`: `pending` and `stopped` are only touched with `condition` held.
+/// The writers start with the first command (a log that only reads has none) and end
+/// with `shutdown`, which the event log calls when its service stops.
+///
+/// `@unchecked Sendable`: `pending`, `started` and `stopped` are only touched with
+/// `condition` held.
 public final class RedisBatcher: @unchecked Sendable {
     private struct Job {
         let arguments: [String]
@@ -18,8 +22,10 @@ public final class RedisBatcher: @unchecked Sendable {
 
     private let client: RedisClient
     private let maxBatch: Int
+    private let writers: Int
     private let condition = NSCondition()
     private var pending: [Job] = []
+    private var started = false
     private var stopped = false
 
     /// - Parameters:
@@ -28,7 +34,13 @@ public final class RedisBatcher: @unchecked Sendable {
     public init(client: RedisClient, writers: Int = 2, maxBatch: Int = 256) {
         self.client = client
         self.maxBatch = maxBatch
-        for n in 0..<max(1, writers) {
+        self.writers = max(1, writers)
+    }
+
+    /// Starts the writer threads; with `condition` held, once.
+    private func startWriters() {
+        started = true
+        for n in 0..<writers {
             let thread = Thread { [self] in self.writerLoop() }
             thread.name = "parley-redis-writer-\(n)"
             thread.start()
@@ -44,6 +56,7 @@ public final class RedisBatcher: @unchecked Sendable {
                 continuation.resume(throwing: DriverError(.redis, .closed, "the batcher was shut down"))
                 return
             }
+            if !started { startWriters() }
             pending.append(Job(arguments: arguments, continuation: continuation))
             condition.signal()
             condition.unlock()

@@ -126,7 +126,7 @@ extension RedisClient {
     }
 
     /// Parses `[[id, [field, value, ...]], ...]`. A null entry (deleted while pending) is skipped.
-    static func entries(_ reply: RedisValue) throws -> [StreamEntry] {
+    public static func entries(_ reply: RedisValue) throws -> [StreamEntry] {
         guard let items = reply.array else { return [] }
         var result: [StreamEntry] = []
         result.reserveCapacity(items.count)
@@ -147,7 +147,8 @@ extension RedisClient {
         return result
     }
 
-    static func fieldMap(_ reply: RedisValue) throws -> [String: RedisValue] {
+    /// A reply of field/value pairs (XINFO's) as a map.
+    public static func fieldMap(_ reply: RedisValue) throws -> [String: RedisValue] {
         guard let flat = reply.array else { throw DriverError(.redis, .invalid, "expected a field list, got \(reply)") }
         var map: [String: RedisValue] = [:]
         var index = 0

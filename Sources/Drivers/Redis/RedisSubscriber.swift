@@ -1,40 +1,72 @@
 import Foundation
+import Logging
+import NIOConcurrencyHelpers
 
 /// Redis pub/sub on a thread of its own: subscribes to channels on a dedicated connection,
 /// blocks reading messages and hands each to `onMessage`; reconnects (and resubscribes)
 /// when the connection breaks. For ephemeral signals such as typing indicators.
+///
+/// It runs while `run` does: cancelling the calling task (a service group's shutdown)
+/// stops the thread and closes the connection. The blocking read is woken by a message on
+/// a channel of this subscriber's own.
 public final class RedisSubscriber: Sendable {
     private let client: RedisClient
     private let channels: [String]
-    private let onMessage: @Sendable (_ channel: String, _ payload: String) -> Void
+    private let wakeChannel: String
+    private let stopped = NIOLockedValueBox(false)
 
-    public init(client: RedisClient, channels: [String], onMessage: @escaping @Sendable (String, String) -> Void) {
+    public init(client: RedisClient, channels: [String]) {
         self.client = client
         self.channels = channels
-        self.onMessage = onMessage
-        let thread = Thread { [self] in self.loop() }
-        thread.name = "parley-redis-subscriber"
-        thread.start()
+        self.wakeChannel = (channels.first ?? "parley") + ":wake:" + UUID().uuidString
     }
 
-    private func loop() {
+    /// Receives messages until the calling task is cancelled; connection failures are
+    /// logged and retried every second.
+    public func run(logger: Logger, onMessage: @escaping @Sendable (_ channel: String, _ payload: String) -> Void) async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+                let thread = Thread { [self] in
+                    self.loop(logger: logger, onMessage: onMessage)
+                    finished.resume()
+                }
+                thread.name = "parley-redis-subscriber"
+                thread.start()
+            }
+        } onCancel: {
+            stopped.withLockedValue { $0 = true }
+            // Wakes the blocked read; a subscriber that is between connections sees the flag itself.
+            let client = self.client, wake = self.wakeChannel
+            Thread.detachNewThread {
+                _ = try? RedisConnection(endpoint: client.endpoint, connectTimeoutMs: 1000, commandTimeoutMs: 1000)
+                    .command(["PUBLISH", wake, "stop"])
+            }
+        }
+    }
+
+    private var isStopped: Bool { stopped.withLockedValue { $0 } }
+
+    private func loop(logger: Logger, onMessage: @Sendable (String, String) -> Void) {
         let configuration = client.configuration
-        while true {
+        let subscribed = channels + [wakeChannel]
+        while !isStopped {
             do {
                 let connection = try RedisConnection(
                     endpoint: client.endpoint, connectTimeoutMs: configuration.connectTimeout.milliseconds,
                     commandTimeoutMs: configuration.commandTimeout.milliseconds)
                 defer { connection.close() }
-                _ = try connection.command(["SUBSCRIBE"] + channels)
-                for _ in 1..<channels.count { _ = try connection.readReply(timeoutMs: 0) }
-                while true {
+                _ = try connection.command(["SUBSCRIBE"] + subscribed)
+                for _ in 1..<subscribed.count { _ = try connection.readReply(timeoutMs: 0) }
+                while !isStopped {
                     let message = try connection.readReply(timeoutMs: 0)
                     guard let parts = message.array, parts.count == 3, parts[0].string == "message",
-                        let channel = parts[1].string, let payload = parts[2].string
+                        let channel = parts[1].string, let payload = parts[2].string, channel != wakeChannel
                     else { continue }
                     onMessage(channel, payload)
                 }
             } catch {
+                guard !isStopped else { break }
+                logger.warning("pub/sub subscriber reconnects", metadata: ["channels": "\(channels)", "error": "\(error)"])
                 Thread.sleep(forTimeInterval: 1)
             }
         }

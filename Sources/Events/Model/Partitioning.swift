@@ -1,17 +1,14 @@
 import Crypto
 import Foundation
 
-/// Maps rooms to log partitions by a stable hash, names the Redis keys of a partition, and
-/// derives direct-room ids from the pair of users.
+/// Maps rooms to log partitions by a stable hash and derives direct-room ids from the
+/// pair of users. (The Redis names of a partition are the event log's: `Keys`.)
 public struct Partitioning: Sendable, Equatable {
     public let count: Int
-    /// The first part of every Redis key (`parley`); tests use their own.
-    public let namespace: String
 
-    public init(count: Int, namespace: String = "parley") {
+    public init(count: Int) {
         precondition(count >= 1, "at least one partition")
         self.count = count
-        self.namespace = namespace
     }
 
     /// The partition of a room: FNV-1a (64-bit) of its id modulo the partition count. Never
@@ -28,12 +25,6 @@ public struct Partitioning: Sendable, Equatable {
     /// Users are registered in partition 0: registrations are rare, and keeping every
     /// username in one slot makes their uniqueness one atomic check.
     public let userPartition = 0
-
-    /// The Redis stream of a partition: `parley:log:{p}` (the braces are a Redis Cluster
-    /// hash tag shared by every guard key of the partition).
-    public func streamKey(_ partition: Int) -> String { "\(namespace):log:{\(partition)}" }
-
-    public var streamKeys: [String] { (0..<count).map(streamKey) }
 
     /// The id of the direct room of two users: the same whichever of them writes first.
     public static func directRoomId(_ a: String, _ b: String) -> String {

@@ -81,14 +81,8 @@ public struct ProjectionRebuild: Sendable {
     private func fetch(_ partition: Int, after: String, end: String) -> Task<Batch, any Error> {
         let log = self.log, count = batchSize
         return Task {
-            let start = after == "0-0" ? "-" : "(" + after
-            let entries = try await log.redis.xrange(log.partitioning.streamKey(partition), from: start, to: end, count: count)
-            var events: [LoggedEvent] = []
-            events.reserveCapacity(entries.count)
-            for entry in entries {
-                if let event = try? EventLog.decode(entry, partition: partition, cache: nil) { events.append(event) }
-            }
-            return Batch(events: events, entries: entries.count, lastID: entries.last?.id)
+            let page = try await log.reader.page(partition: partition, after: after, until: end, count: count)
+            return Batch(events: page.events, entries: page.entries, lastID: page.lastEntryID)
         }
     }
 }

@@ -10,10 +10,10 @@ import ServiceLifecycle
 /// Redis consumer group in batches, applies each batch on the priority scheduler, then
 /// acknowledges it. Delivery is at least once, so `apply` is idempotent.
 ///
-/// One consumer per partition at a time: a lease key (`SET NX PX`, renewed) lets one
-/// server instance project a partition, which keeps events in log order even with several
-/// instances; when a holder dies its lease expires, another instance takes over and first
-/// claims (XAUTOCLAIM) and applies what the dead one had read but not acknowledged.
+/// One consumer per partition at a time: a `PartitionLease` lets one server instance
+/// project a partition, which keeps events in log order even with several instances; when
+/// a holder dies its lease expires, another instance takes over and first claims and
+/// applies what the dead one had read but not acknowledged (`ConsumerGroup.claimAll`).
 ///
 /// An event that fails for a reason other than a store outage is retried with backoff,
 /// then parked in the dead-letter stream `<ns>:dead:<projector>` with its error, counted
@@ -22,7 +22,7 @@ public struct ProjectorRunner: Service {
     public struct Options: Sendable {
         public var batchSize = 1000
         public var blockMs = 1000
-        public var leaseMs = 10_000
+        public var lease = PartitionLease.ttl
         /// After a batch smaller than `batchSize`, wait this long before reading the next:
         /// under load the next batch is then larger, and every store round trip (the read,
         /// the acknowledgement, the write and its checkpoint) is shared by more events. It
@@ -64,10 +64,15 @@ public struct ProjectorRunner: Service {
         "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt16.random(in: 0...UInt16.max))"
     }
 
-    public var deadLetterKey: String { "\(log.partitioning.namespace):dead:\(projector.name)" }
+    /// Where events this projector cannot apply are parked.
+    public var deadLetters: DeadLetters { log.deadLetters(projector.name) }
 
     /// The hold a shadow swap sets to stop this projector's writes for a moment.
-    var hold: ProjectionHold { ProjectionHold(redis: log.redis, namespace: log.partitioning.namespace, projector: projector.name) }
+    var hold: ProjectionHold { log.hold(projector.name) }
+
+    /// How long a consumer of the group may be idle, with nothing pending, before a new
+    /// holder deletes it (each process joins the group under a name of its own).
+    static let idleConsumerMs = 3_600_000
 
     /// Runs until cancelled or until graceful shutdown (SIGTERM): the batch in hand is
     /// applied and acknowledged, the leases are released, then it returns.
@@ -94,84 +99,52 @@ public struct ProjectorRunner: Service {
     /// Projects one partition until the task is cancelled (graceful shutdown finishes the
     /// batch in hand: it is applied and acknowledged before the loop looks again).
     func runPartition(_ partition: Int) async throws {
-        let stream = log.partitioning.streamKey(partition)
-        let leaseKey = hold.leaseKey(partition)
+        let group = log.consumerGroup(projector.name, partition: partition, consumer: consumer)
+        let lease = log.lease(projector.name, partition: partition, owner: consumer, ttl: options.lease)
         var holding = false
-        var groupReady = false
         while !Task.isCancelled {
             do {
-                if !groupReady {
-                    try await log.redis.xgroupCreate(stream, group: projector.name, startID: "0")
-                    groupReady = true
-                }
-                let held = try await renewLease(leaseKey, holding: holding)
-                if !held {
+                guard try await lease.acquire() else {
                     holding = false
-                    try await Task.sleep(for: .milliseconds(options.leaseMs / 3))
+                    try await Task.sleep(for: options.lease / 3)
                     continue
                 }
-                try await hold.waitWhileHeld(partition: partition, consumer: consumer) {
-                    _ = try await self.renewLease(leaseKey, holding: true)
-                }
+                try await hold.waitWhileHeld(partition: partition, consumer: consumer) { _ = try await lease.acquire() }
                 if !holding {
                     // Just took the partition over: whatever another consumer read and did
                     // not acknowledge is ours now, and comes before anything new.
                     holding = true
-                    try await claimAll(stream)
+                    try await group.create()
+                    try await group.claimAll(batch: options.batchSize)
+                    try await group.deleteIdleConsumers(idleMs: Self.idleConsumerMs)
                 }
-                try await drain(partition, stream: stream, from: "0", block: nil)  // our pending entries first
-                try await drain(partition, stream: stream, from: ">", block: options.blockMs)
-                try await updateLag(partition, stream: stream)
+                try await drain(group, selection: .pending, block: nil)  // our pending entries first
+                try await drain(group, selection: .new, block: options.blockMs)
+                try await updateLag(group)
             } catch is CancellationError {
                 break
             } catch let error as DriverError where error.isTransient {
                 logger.warning("projector waits for the store", metadata: ["projector": "\(projector.name)", "error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
-            } catch let error as DriverError where error.code == .server && error.message.hasPrefix("NOGROUP") {
-                groupReady = false
             } catch {
                 logger.error("projector loop failed", metadata: ["projector": "\(projector.name)", "error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
             }
         }
-        if holding { _ = try? await log.redis.command(["DEL", leaseKey]) }
+        if holding { try? await lease.release() }
     }
 
-    /// Takes or keeps the partition's lease; false when another consumer holds it.
-    private func renewLease(_ key: String, holding: Bool) async throws -> Bool {
-        let ms = String(options.leaseMs)
-        let taken = try await log.redis.command(["SET", key, consumer, "NX", "PX", ms])
-        if taken.string == "OK" { return true }
-        let owner = try await log.redis.command(["GET", key]).string
-        if owner == consumer {
-            try await log.redis.command(["PEXPIRE", key, ms])
-            return true
-        }
-        return false
-    }
-
-    private func claimAll(_ stream: String) async throws {
-        var start = "0-0"
-        repeat {
-            let claimed = try await log.redis.xautoclaim(
-                stream, group: projector.name, consumer: consumer, minIdleMs: 0, start: start, count: options.batchSize)
-            start = claimed.next
-        } while start != "0-0"
-    }
-
-    /// Reads and applies batches until one comes back empty (or, for `>`, the block times out).
-    private func drain(_ partition: Int, stream: String, from start: String, block: Int?) async throws {
+    /// Reads and applies batches until one comes back empty (or, for new entries, the block times out).
+    private func drain(_ group: ConsumerGroup, selection: ConsumerGroup.Selection, block: Int?) async throws {
         var lagUpdated = ContinuousClock.now - .seconds(3600)
         while !Task.isCancelled {
-            let batches = try await log.redis.xreadgroup(
-                group: projector.name, consumer: consumer, [(stream, start)], count: options.batchSize, blockMs: block)
-            let entries = batches.first?.entries ?? []
+            let entries = try await group.read(selection, count: options.batchSize, blockMs: block)
             if entries.isEmpty { return }
-            try await process(entries, partition: partition)
-            try await log.redis.xack(stream, group: projector.name, ids: entries.map(\.id))
+            try await process(entries, partition: group.partition)
+            try await group.acknowledge(entries.map(\.id))
             guard block != nil else { continue }
             if ContinuousClock.now - lagUpdated >= .milliseconds(options.lagRefreshMs) {
-                try await updateLag(partition, stream: stream)
+                try await updateLag(group)
                 lagUpdated = .now
             }
             if entries.count < options.batchSize, options.lingerMs > 0 { try await Task.sleep(for: .milliseconds(options.lingerMs)) }
@@ -199,9 +172,8 @@ public struct ProjectorRunner: Service {
         guard !events.isEmpty else { return }
         // A shadow swap may be under way: apply nothing until it is done (the batch stays
         // unacknowledged meanwhile, and lands in the swapped-in read model).
-        try await hold.waitWhileHeld(partition: partition, consumer: consumer) {
-            _ = try await self.renewLease(self.hold.leaseKey(partition), holding: true)
-        }
+        let lease = log.lease(projector.name, partition: partition, owner: consumer, ttl: options.lease)
+        try await hold.waitWhileHeld(partition: partition, consumer: consumer) { _ = try await lease.acquire() }
         var attempt = 0
         var delay = options.retryDelay
         while true {
@@ -230,32 +202,21 @@ public struct ProjectorRunner: Service {
     }
 
     private func park(entryID: String, json: String, partition: Int, error: String) async throws {
-        _ = try await log.redis.xadd(
-            deadLetterKey,
-            fields: [("partition", String(partition)), ("entryId", entryID), ("event", json), ("error", error),
-                     ("at", formatTimestamp(Date()))])
+        try await deadLetters.park(partition: partition, entryID: entryID, json: json, error: error)
         Counter(label: "parley.projector.dead_letters", dimensions: [("projector", projector.name)]).increment()
         logger.error(
             "event parked in the dead-letter stream",
             metadata: ["projector": "\(projector.name)", "partition": "\(partition)", "entry": "\(entryID)", "error": "\(error)"])
     }
 
-    /// Records how far this projector is behind in `partition`.
-    func updateLag(_ partition: Int, stream: String) async throws {
-        let groups = try await log.redis.xinfoGroups(stream)
-        guard let group = groups.first(where: { $0["name"]?.string == projector.name }) else { return }
-        let delivered = group["last-delivered-id"]?.string ?? "0-0"
-        let head = try await log.head(partition: partition)
-        // Redis' own `lag` (entries added minus entries read) counts only while the group has
-        // not read up to the head: it was seen 20 behind with nothing left to read, after AOF
-        // rewrites and restarts of the development Redis.
-        let unread = head == delivered ? 0 : Int(group["lag"]?.int ?? 0)
-        let events = unread + Int(group["pending"]?.int ?? 0)
-        let milliseconds = max(0, (StreamID.milliseconds(head) ?? 0) - (StreamID.milliseconds(delivered) ?? 0))
-        lag.set(projector.name, partition: partition, .init(events: events, milliseconds: milliseconds))
+    /// Records how far this projector is behind in the group's partition.
+    func updateLag(_ group: ConsumerGroup) async throws {
+        guard let behind = try await group.lag() else { return }
+        let partition = group.partition
+        lag.set(projector.name, partition: partition, .init(events: behind.events, milliseconds: behind.milliseconds))
         Gauge(label: "parley.projector.lag.events", dimensions: [("projector", projector.name), ("partition", "\(partition)")])
-            .record(events)
+            .record(behind.events)
         Gauge(label: "parley.projector.lag.ms", dimensions: [("projector", projector.name), ("partition", "\(partition)")])
-            .record(milliseconds)
+            .record(behind.milliseconds)
     }
 }

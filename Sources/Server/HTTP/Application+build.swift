@@ -28,7 +28,9 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             maxMessageBytes: configuration.maxMessageBytes, logger: logger),
         scheduler: PriorityScheduler(workers: 2), lag: ProjectionLag())
     try await context.log.checkPartitionCount(claim: true)
-    var services: [any Service] = []
+    // A group stops its services in reverse order: the stores last, after everything that
+    // uses them, and the log's append writers after the hub and the projectors.
+    var services: [any Service] = [stores, context.log]
     let projectors: [any Projector] = [
         MetadataProjector(postgres: stores.postgres, schema: configuration.postgresSchema),
         MessagesProjector(mongo: stores.mongo, collection: configuration.mongoCollection),
@@ -74,12 +76,8 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             log: context.log, logger: logger, queueCapacity: configuration.wsQueueFrames,
             maxConnectionsPerUser: configuration.wsMaxConnectionsPerUser)
         services.append(hub)
-        let typingChannel = "\(configuration.namespace):typing"
-        let subscriber = RedisSubscriber(client: stores.redis, channels: [typingChannel]) { _, payload in
-            let parts = payload.split(separator: " ", maxSplits: 1).map(String.init)
-            if parts.count == 2 { hub.typing(roomId: parts[0], userId: parts[1]) }
-        }
-        _ = subscriber
+        let signals = context.log.signals(logger: logger) { roomId, userId in hub.typing(roomId: roomId, userId: userId) }
+        services.append(signals)
         let idle = Duration.seconds(configuration.wsIdleSeconds)
         // Every handshake is upgraded, and a refused one is told why in an `error` frame and
         // a close code: a browser cannot read the status of a refused handshake, so an HTTP
@@ -102,7 +100,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
                 try await outbound.close(code, reason: refusal.code)
                 return
             }
-            let session = WebSocketSession(api: api, hub: hub, userId: userId, typingChannel: typingChannel, idleTimeout: idle, logger: logger)
+            let session = WebSocketSession(api: api, hub: hub, userId: userId, signals: signals, idleTimeout: idle, logger: logger)
             let channel = wsContext.requestContext.channel
             try await session.serve(
                 since: request.uri.queryParameters["since"].map(String.init), inbound: inbound, outbound: outbound,

@@ -29,7 +29,7 @@ struct WebSocketSession {
     let api: API
     let hub: Hub
     let userId: String
-    let typingChannel: String
+    let signals: EphemeralSignals
     let idleTimeout: Duration
     let logger: Logger
     /// How long a close frame (4001 after an overflow, 4002 when idle) may take to go out
@@ -148,7 +148,7 @@ struct WebSocketSession {
             case "typing":
                 guard let roomId = frame.roomId else { throw APIError.invalid("typing needs a roomId") }
                 guard hub.isMember(userId, of: roomId) else { throw APIError(.forbidden, "not_a_member", "not a member of room \(roomId)") }
-                try await api.log.redis.command(["PUBLISH", typingChannel, roomId + " " + userId])
+                try await signals.typing(roomId: roomId, userId: userId)
             case "read":
                 guard let roomId = frame.roomId, let seq = frame.seq else { throw APIError.invalid("read needs a roomId and a seq") }
                 try await api.log.execute(.markRead(roomId: roomId, seq: seq), actor: userId)

@@ -1,8 +1,8 @@
 import Events
 
-/// The Redis keys of the guard state beside the log. Every key of a partition carries the
-/// partition's hash tag `{p}`, like its stream, so that one script may touch them all
-/// under Redis Cluster.
+/// The Redis keys of the guard state beside the log (`Keys` names the others). Every key
+/// of a partition carries the partition's hash tag `{p}`, like its stream, so that one
+/// script may touch them all under Redis Cluster.
 ///
 /// - `parley:g:{p}:head`: the hash of the partition's last event (the chain head)
 /// - `parley:g:{p}:room:<roomId>`: `kind`, `seq` (last message seq), `ver` (membership version)
@@ -24,7 +24,7 @@ public struct GuardKeys: Sendable {
 
     var tag: String { "{\(partition)}" }
     var prefix: String { "\(namespace):g:\(tag)" }
-    public var stream: String { "\(namespace):log:\(tag)" }
+    public var stream: String { Keys(namespace: namespace).stream(partition) }
     public var head: String { "\(prefix):head" }
     public func room(_ id: String) -> String { "\(prefix):room:\(id)" }
     public func members(_ id: String) -> String { "\(prefix):members:\(id)" }

@@ -1,5 +1,4 @@
 import Drivers
-import EventLog
 
 /// Stops a projector's live writes for a moment, across every server instance, so that
 /// `parley-replay rebuild --shadow` can swap a caught-up shadow read model in while
@@ -13,19 +12,19 @@ import EventLog
 /// write is under way or can start until the hold is released. Batches a runner had read
 /// stay unacknowledged and are applied, to the new read model, after the release.
 public struct ProjectionHold: Sendable {
-    public let redis: RedisClient
-    public let namespace: String
+    let redis: RedisClient
+    let keys: Keys
     public let projector: String
 
-    public init(redis: RedisClient, namespace: String, projector: String) {
+    init(redis: RedisClient, keys: Keys, projector: String) {
         self.redis = redis
-        self.namespace = namespace
+        self.keys = keys
         self.projector = projector
     }
 
-    public var holdKey: String { "\(namespace):hold:\(projector)" }
-    public func pausedKey(_ partition: Int) -> String { "\(namespace):paused:\(projector):\(partition)" }
-    public func leaseKey(_ partition: Int) -> String { "\(namespace):lease:\(projector):\(partition)" }
+    var holdKey: String { keys.hold(projector) }
+    func pausedKey(_ partition: Int) -> String { keys.paused(projector, partition: partition) }
+    func leaseKey(_ partition: Int) -> String { keys.lease(projector, partition: partition) }
 
     // MARK: - Live runner side
 
@@ -55,7 +54,7 @@ public struct ProjectionHold: Sendable {
         let set = try await redis.command(["SET", holdKey, owner, "NX", "PX", String(ttlMs)])
         guard set.string == "OK" else {
             let holder = try await redis.command(["GET", holdKey]).string ?? "?"
-            throw ProjectionError("\(projector) is already held by \(holder) (another swap under way)")
+            throw EventLog.Failure(description: "\(projector) is already held by \(holder) (another swap under way)")
         }
     }
 
@@ -74,7 +73,7 @@ public struct ProjectionHold: Sendable {
                 let holder = replies[0].string, paused = replies[1].string
                 if holder == nil || holder == paused { break }
                 guard ContinuousClock.now < deadline else {
-                    throw ProjectionError("the live \(projector) projector (\(holder ?? "?")) did not pause partition \(partition) in \(Int(seconds)) s")
+                    throw EventLog.Failure(description: "the live \(projector) projector (\(holder ?? "?")) did not pause partition \(partition) in \(Int(seconds)) s")
                 }
                 try await renew()
                 try await Task.sleep(for: .milliseconds(20))
@@ -86,4 +85,16 @@ public struct ProjectionHold: Sendable {
     public func release() async throws {
         try await redis.command(["DEL", holdKey])
     }
+}
+
+/// Marks an in-place rebuild of one projector as under way (`<ns>:rebuild:<projector>`),
+/// so that a run that was interrupted is resumed at its checkpoint instead of emptying the
+/// read model again.
+public struct RebuildMarker: Sendable {
+    let redis: RedisClient
+    let key: String
+
+    public func isSet() async throws -> Bool { try await redis.command(["EXISTS", key]).int == 1 }
+    public func set(owner: String) async throws { try await redis.command(["SET", key, owner]) }
+    public func clear() async throws { try await redis.command(["DEL", key]) }
 }

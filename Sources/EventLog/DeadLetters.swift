@@ -1,0 +1,64 @@
+import Drivers
+import Events
+import Foundation
+
+/// Where a projector parks an event it could not apply (after retries), so that one bad
+/// event never stops the events behind it: the stream `<ns>:dead:<projector>`, one entry
+/// per parked event with its partition, log entry id, JSON and the error. An operator
+/// lists them, fixes the cause and requeues them: requeued events are handed back to be
+/// applied and leave the stream once that succeeded.
+///
+/// Bounded by what goes wrong, not by traffic: every entry is an event that failed, and
+/// is alerted on (`parley.projector.dead_letters`).
+public struct DeadLetters: Sendable {
+    let redis: RedisClient
+    public let key: String
+    public let projector: String
+
+    /// One parked event.
+    public struct Letter: Sendable, Equatable {
+        /// The id of the letter in the dead-letter stream.
+        public var id: String
+        public var partition: Int
+        /// The event's entry id in the log.
+        public var entryID: String
+        public var json: String
+        public var error: String
+        public var at: String
+    }
+
+    /// Parks an event with the error that stopped it.
+    public func park(partition: Int, entryID: String, json: String, error: String, at: Date = Date()) async throws {
+        _ = try await redis.xadd(
+            key,
+            fields: [("partition", String(partition)), ("entryId", entryID), ("event", json), ("error", error), ("at", formatTimestamp(at))])
+    }
+
+    /// How many events are parked.
+    public func count() async throws -> Int {
+        Int(try await redis.command(["XLEN", key]).int ?? 0)
+    }
+
+    /// The parked events, oldest first (at most `count`).
+    public func list(count: Int = 1000) async throws -> [Letter] {
+        try await redis.xrange(key, count: count).map { entry in
+            Letter(
+                id: entry.id, partition: Int(entry["partition"] ?? "") ?? 0, entryID: entry["entryId"] ?? "", json: entry["event"] ?? "",
+                error: entry["error"] ?? "", at: entry["at"] ?? "")
+        }
+    }
+
+    /// Hands each parked letter to `apply`, oldest first, and removes it once `apply`
+    /// returned; one that throws again stays parked (its error is kept). Returns how many
+    /// were applied.
+    @discardableResult
+    public func requeue(count: Int = 1000, _ apply: (Letter) async throws -> Void) async throws -> Int {
+        var applied = 0
+        for letter in try await list(count: count) {
+            do { try await apply(letter) } catch { continue }
+            try await redis.command(["XDEL", key, letter.id])
+            applied += 1
+        }
+        return applied
+    }
+}

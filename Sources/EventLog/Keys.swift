@@ -1,0 +1,39 @@
+/// Every Redis key and channel name of one Parley namespace, built in one place. Each
+/// type of this target that owns a concern (the log, consumer groups, leases, dead
+/// letters, holds, ephemeral signals) takes its names from here, so that a name is spelled
+/// once and operators can read the whole layout on this page:
+///
+/// - `<ns>:log:{p}`: partition p's stream (the braces are a Redis Cluster hash tag shared
+///   with every guard key of the partition); `<ns>:partitions`: the partition count
+/// - `<ns>:g:{p}:…`: the guard state beside the log (`GuardKeys`)
+/// - `<ns>:lease:<projector>:<p>`: who projects partition p (`PartitionLease`)
+/// - `<ns>:hold:<projector>`, `<ns>:paused:<projector>:<p>`: a shadow swap's hold (`ProjectionHold`)
+/// - `<ns>:dead:<projector>`: the projector's dead-letter stream (`DeadLetters`)
+/// - `<ns>:rebuild:<projector>`: an in-place rebuild under way
+/// - `<ns>:typing`: the pub/sub channel of typing signals (`EphemeralSignals`)
+public struct Keys: Sendable, Equatable {
+    /// The first part of every key (`parley`); tests and benchmarks use their own.
+    public let namespace: String
+
+    public init(namespace: String) {
+        self.namespace = namespace
+    }
+
+    /// The stream of partition `p`.
+    public func stream(_ partition: Int) -> String { "\(namespace):log:{\(partition)}" }
+    /// Records how many partitions the log was written with.
+    public var partitionCount: String { "\(namespace):partitions" }
+    /// The guard-state keys of partition `p`.
+    public func guards(_ partition: Int) -> GuardKeys { GuardKeys(partition: partition, namespace: namespace) }
+    /// Matches every guard key of every partition.
+    public var guardPattern: String { "\(namespace):g:*" }
+    /// Matches every key of the namespace (tests and benchmarks remove theirs with it).
+    public var everything: String { "\(namespace):*" }
+
+    public func lease(_ projector: String, partition: Int) -> String { "\(namespace):lease:\(projector):\(partition)" }
+    public func hold(_ projector: String) -> String { "\(namespace):hold:\(projector)" }
+    public func paused(_ projector: String, partition: Int) -> String { "\(namespace):paused:\(projector):\(partition)" }
+    public func deadLetters(_ projector: String) -> String { "\(namespace):dead:\(projector)" }
+    public func rebuildMarker(_ projector: String) -> String { "\(namespace):rebuild:\(projector)" }
+    public var typingChannel: String { "\(namespace):typing" }
+}

@@ -1,0 +1,146 @@
+import Drivers
+import Events
+
+/// Reads the log in pages, oldest first: the one reader behind the hub's replay after
+/// `since`, rebuilds, `verify`, `audit`, `export` and the chain check. An entry that cannot
+/// be decoded is reported in its page, never thrown: one bad entry must not stop a replay
+/// or a rebuild, and the caller says what to do with it (skip and count, log, park).
+public struct LogReader: Sendable {
+    let redis: RedisClient
+    let keys: Keys
+    /// How many partitions the log has.
+    public let partitions: Int
+
+    /// An entry the reader could not turn into an event, and why.
+    public struct Unreadable: Sendable, Equatable {
+        public var partition: Int
+        public var entryID: String
+        /// The stored JSON ("" when the entry has no `event` field).
+        public var json: String
+        public var reason: String
+    }
+
+    /// One page of one partition.
+    public struct Page: Sendable {
+        public var partition: Int
+        public var events: [LoggedEvent]
+        public var unreadable: [Unreadable]
+        /// The id of the last entry read (nil when the page is empty): the next page starts after it.
+        public var lastEntryID: String?
+        /// Entries read, readable or not.
+        public var entries: Int
+    }
+
+    /// The entries of `partition` after `after` (exclusive) up to `until` (inclusive), at most
+    /// `count`. `cache`: the process's decode cache, for live readers only (see `EventLog.decode`).
+    public func page(partition: Int, after: String, until: String = "+", count: Int, cache: DecodedEvents? = nil) async throws -> Page {
+        let start = after == "0-0" ? "-" : "(" + after
+        let entries = try await redis.xrange(keys.stream(partition), from: start, to: until, count: count)
+        return Self.decode(entries, partition: partition, cache: cache)
+    }
+
+    /// Calls `body` with every page of `partition` after `after` up to `until`, in order.
+    public func forEachPage(
+        partition: Int, after: String = "0-0", until: String = "+", count: Int, _ body: (Page) async throws -> Void
+    ) async throws {
+        var cursor = after
+        while true {
+            try Task.checkCancellation()
+            let page = try await page(partition: partition, after: cursor, until: until, count: count)
+            if page.entries > 0 { try await body(page) }
+            guard page.entries == count, let last = page.lastEntryID else { return }
+            cursor = last
+        }
+    }
+
+    /// A page of the whole log: every partition's entries after `position`, at most `count`
+    /// per partition and none past `until`, merged by entry id (a room's events keep their
+    /// order: a room lives in one partition).
+    public struct MergedPage: Sendable {
+        public var events: [LoggedEvent]
+        public var unreadable: [Unreadable]
+        /// The position after everything this page read, readable or not.
+        public var reached: LogPosition
+        /// Whether nothing was read (the log holds nothing more up to `until`).
+        public var isEmpty: Bool
+    }
+
+    public func merged(after position: LogPosition, until: LogPosition? = nil, count: Int) async throws -> MergedPage {
+        var merged = MergedPage(events: [], unreadable: [], reached: position, isEmpty: true)
+        for partition in 0..<partitions {
+            let end = until?.entryIDs[partition] ?? "+"
+            if end != "+", !StreamID.less(position.entryIDs[partition], end) { continue }
+            let page = try await page(partition: partition, after: position.entryIDs[partition], until: end, count: count)
+            merged.events += page.events
+            merged.unreadable += page.unreadable
+            if let last = page.lastEntryID {
+                merged.reached.entryIDs[partition] = last
+                merged.isEmpty = false
+            }
+        }
+        merged.events.sort { StreamID.less($0.entryID, $1.entryID) || ($0.entryID == $1.entryID && $0.partition < $1.partition) }
+        return merged
+    }
+
+    /// The position of the last entry of every partition now.
+    public func head() async throws -> LogPosition {
+        let replies = try await redis.pipeline((0..<partitions).map { ["XREVRANGE", keys.stream($0), "+", "-", "COUNT", "1"] })
+        return LogPosition(entryIDs: replies.map(Self.firstID))
+    }
+
+    /// The id of the last entry of one partition ("0-0" when empty).
+    public func head(partition: Int) async throws -> String {
+        Self.firstID(try await redis.command(["XREVRANGE", keys.stream(partition), "+", "-", "COUNT", "1"]))
+    }
+
+    /// The id of the oldest entry each partition still keeps ("0-0" for an empty one).
+    public func oldest() async throws -> [String] {
+        let replies = try await redis.pipeline((0..<partitions).map { ["XRANGE", keys.stream($0), "-", "+", "COUNT", "1"] })
+        return replies.map(Self.firstID)
+    }
+
+    /// How many entries the partitions hold now (all of them when `partitions` is nil).
+    public func length(partitions chosen: [Int]? = nil) async throws -> Int {
+        let replies = try await redis.pipeline((chosen ?? Array(0..<partitions)).map { ["XLEN", keys.stream($0)] })
+        return replies.reduce(0) { $0 + Int($1.int ?? 0) }
+    }
+
+    /// Whether anything after `position` is gone from the log: a partition whose oldest
+    /// entry is newer than the position and that had entries trimmed or deleted
+    /// (`entries-added` beyond `length`). A client replaying from there cannot be told
+    /// everything it missed.
+    public func lostEntries(after position: LogPosition) async throws -> Bool {
+        let oldest = try await oldest()
+        for partition in 0..<partitions where StreamID.less(position.entryIDs[partition], oldest[partition]) {
+            let info = try await redis.xinfoStream(keys.stream(partition))
+            if let added = info["entries-added"]?.int, let length = info["length"]?.int, added > length { return true }
+        }
+        return false
+    }
+
+    static func firstID(_ reply: RedisValue) -> String {
+        reply.array?.first?.array?.first?.string ?? "0-0"
+    }
+
+    static func decode(_ entries: [StreamEntry], partition: Int, cache: DecodedEvents?) -> Page {
+        var page = Page(partition: partition, events: [], unreadable: [], lastEntryID: entries.last?.id, entries: entries.count)
+        page.events.reserveCapacity(entries.count)
+        for entry in entries {
+            do {
+                page.events.append(try EventLog.decode(entry, partition: partition, cache: cache))
+            } catch {
+                page.unreadable.append(Unreadable(partition: partition, entryID: entry.id, json: entry["event"] ?? "", reason: "\(error)"))
+            }
+        }
+        return page
+    }
+}
+
+extension LogReader {
+    /// The entries of `partition` before `before` (exclusive), newest first, at most `count`.
+    public func page(partition: Int, before: String, count: Int) async throws -> Page {
+        guard before != "0-0" else { return Page(partition: partition, events: [], unreadable: [], lastEntryID: nil, entries: 0) }
+        let reply = try await redis.command(["XREVRANGE", keys.stream(partition), "(" + before, "-", "COUNT", String(count)])
+        return Self.decode(try RedisClient.entries(reply), partition: partition, cache: nil)
+    }
+}

@@ -1,0 +1,83 @@
+import Drivers
+
+/// The right to project one partition for one projector: one holder at a time across
+/// every server instance and `parley-replay`, so that a partition's events are applied in
+/// log order. The key expires unless its holder renews it, so a holder that dies hands the
+/// partition on after `ttl`. Taking, renewing and releasing are each one atomic step
+/// (a script): a renewal never extends a lease another process took meanwhile, and a
+/// release never deletes one that is no longer ours.
+public struct PartitionLease: Sendable {
+    /// How long a lease lasts unless renewed; holders renew at a third of it.
+    public static let ttl: Duration = .seconds(10)
+
+    let redis: RedisClient
+    public let key: String
+    public let owner: String
+    public let ttl: Duration
+
+    init(redis: RedisClient, key: String, owner: String, ttl: Duration) {
+        self.redis = redis
+        self.key = key
+        self.owner = owner
+        self.ttl = ttl
+    }
+
+    /// Takes the lease when nobody holds it, or renews it when we do; false when another
+    /// holder has it.
+    public func acquire() async throws -> Bool {
+        try await Self.acquireScript.run(redis, keys: [key], arguments: [owner, String(ttl.milliseconds)]).orThrow().int == 1
+    }
+
+    /// Gives the lease up if it is still ours (a no-op otherwise).
+    public func release() async throws {
+        _ = try await Self.releaseScript.run(redis, keys: [key], arguments: [owner]).orThrow()
+    }
+
+    /// Who holds the lease now (nil: nobody).
+    public func holder() async throws -> String? {
+        try await redis.command(["GET", key]).string
+    }
+
+    /// Runs `body` while renewing `leases` every third of their `ttl`, so that work longer
+    /// than a lease never lets another process in; throws `Lost` (cancelling `body`) when a
+    /// renewal finds a lease taken by someone else.
+    public static func renewing<T: Sendable>(_ leases: [PartitionLease], _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let interval = leases.map(\.ttl).min().map({ $0 / 3 }) else { return try await body() }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: interval)
+                    for lease in leases where !(try await lease.acquire()) { throw Lost(key: lease.key) }
+                }
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            throw CancellationError()
+        }
+    }
+
+    /// A lease was found held by another process while we worked under it.
+    public struct Lost: Error, CustomStringConvertible {
+        public let key: String
+        public var description: String { "the lease \(key) was taken by another process" }
+    }
+
+    private static let acquireScript = RedisScript(
+        """
+        if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          return 1
+        end
+        return 0
+        """)
+
+    private static let releaseScript = RedisScript(
+        """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """)
+}

@@ -1,0 +1,172 @@
+import EventLog
+import Events
+
+/// The hub's bookkeeping as a value, with no sockets and no I/O: which connections are
+/// open, which are still being set up (and the live events held for them), and, for each
+/// user with a live connection here, the rooms they are a joined member of. Each mutating
+/// function takes what happened and returns what to do, in the manner of postgres-nio's
+/// state machines; `Hub` holds it under one lock and carries the actions out. Who receives
+/// an event is `Audience`'s rule, the same one the replay after `since` and
+/// `parley-replay audit user` apply.
+///
+/// Bounded by the connections open here: everything is keyed by a connection or by a user
+/// or room of one, and removed when the last connection that needs it closes; the events
+/// held for a connection being set up are capped (`maxHeld`).
+struct HubState: Sendable {
+    typealias ConnectionID = UInt64
+
+    /// An event and the log position just after it (what its `event` frame carries).
+    struct Delivery: Sendable, Equatable {
+        let event: LoggedEvent
+        let position: LogPosition
+    }
+
+    let maxConnectionsPerUser: Int
+    /// Live events held for one connection being set up, at most; past it the connection
+    /// ends as too slow (its replay could not keep up with the log).
+    let maxHeld: Int
+
+    /// Where the hub's tail of the log is (nil until it has read the head).
+    private(set) var position: LogPosition?
+    private var nextID: ConnectionID = 0
+    private var userOf: [ConnectionID: String] = [:]
+    private var connectionsOf: [String: Set<ConnectionID>] = [:]
+    private var held: [ConnectionID: [Delivery]] = [:]
+    private var overflowed: Set<ConnectionID> = []
+    private var live: [String: Set<ConnectionID>] = [:]
+    private var viewers: [String: Viewer] = [:]
+    private var joinedHere: [String: Set<String>] = [:]
+
+    init(maxConnectionsPerUser: Int, maxHeld: Int) {
+        self.maxConnectionsPerUser = maxConnectionsPerUser
+        self.maxHeld = maxHeld
+    }
+
+    var connectionCount: Int { userOf.count }
+
+    /// The hub read the log's head: connections can be set up from here on.
+    mutating func started(at head: LogPosition) {
+        position = head
+    }
+
+    enum Opening: Equatable {
+        /// Set up from `start`: live events after it are held until `activate`.
+        case opened(ConnectionID, start: LogPosition)
+        case tooMany(limit: Int)
+        /// The hub has not read the log's head yet.
+        case notStarted
+    }
+
+    /// A user opens a connection.
+    mutating func open(userId: String) -> Opening {
+        guard let position else { return .notStarted }
+        if (connectionsOf[userId]?.count ?? 0) >= maxConnectionsPerUser { return .tooMany(limit: maxConnectionsPerUser) }
+        nextID += 1
+        userOf[nextID] = userId
+        connectionsOf[userId, default: []].insert(nextID)
+        held[nextID] = []
+        return .opened(nextID, start: position)
+    }
+
+    /// What to do with a tailed event.
+    struct Fanout: Equatable {
+        /// Live connections to send the event to.
+        var deliver: [ConnectionID] = []
+        /// Connections being set up whose held events overflowed: end them.
+        var overflowed: [ConnectionID] = []
+    }
+
+    /// An event read from the log's tail; `position` is the log position just after it.
+    mutating func tailed(_ event: LoggedEvent, position: LogPosition) -> Fanout {
+        self.position = position
+        var fanout = Fanout()
+        for id in held.keys {
+            held[id]!.append(Delivery(event: event, position: position))
+            if held[id]!.count > maxHeld {
+                held[id] = nil
+                overflowed.insert(id)
+                fanout.overflowed.append(id)
+            }
+        }
+        guard let roomId = event.event.roomId else { return fanout }
+        let recipients = Audience.recipients(of: event.event, joinedBefore: joinedHere[roomId] ?? [])
+        for userId in recipients { fanout.deliver += live[userId] ?? [] }
+        for (userId, _) in Audience.membershipChanges(event.event) where viewers[userId] != nil {
+            _ = viewers[userId]!.receives(event.event)
+            setJoined(userId, roomId, viewers[userId]!.rooms.contains(roomId))
+        }
+        return fanout
+    }
+
+    /// The hub read past entries it could not decode: its position moves on.
+    mutating func reached(_ position: LogPosition) {
+        self.position = position
+    }
+
+    enum Activation: Equatable {
+        /// Send these held events, then the connection is live.
+        case deliver([Delivery])
+        /// Its held events overflowed meanwhile: end it as too slow.
+        case overflowed
+        /// It was closed meanwhile.
+        case gone
+    }
+
+    /// A connection's hello and replay are written: it goes live. `viewer` is the user's
+    /// membership at the connection's start position; held events it already has (not
+    /// after `since`) are not sent again.
+    mutating func activate(_ id: ConnectionID, viewer: Viewer, since: LogPosition?) -> Activation {
+        guard let pending = held.removeValue(forKey: id), let userId = userOf[id] else {
+            return overflowed.contains(id) ? .overflowed : .gone
+        }
+        var viewer = viewer
+        var send: [Delivery] = []
+        for delivery in pending where viewer.receives(delivery.event.event) {
+            if since.map({ $0.isBefore(delivery.event) }) ?? true { send.append(delivery) }
+        }
+        for roomId in viewers[userId]?.rooms ?? [] where !viewer.rooms.contains(roomId) { setJoined(userId, roomId, false) }
+        for roomId in viewer.rooms { setJoined(userId, roomId, true) }
+        viewers[userId] = viewer
+        live[userId, default: []].insert(id)
+        return .deliver(send)
+    }
+
+    /// A connection ends; true when it was open.
+    @discardableResult
+    mutating func close(_ id: ConnectionID) -> Bool {
+        overflowed.remove(id)
+        held[id] = nil
+        guard let userId = userOf.removeValue(forKey: id) else { return false }
+        connectionsOf[userId]?.remove(id)
+        if connectionsOf[userId]?.isEmpty == true { connectionsOf[userId] = nil }
+        live[userId]?.remove(id)
+        if live[userId]?.isEmpty == true {
+            live[userId] = nil
+            for roomId in viewers[userId]?.rooms ?? [] { setJoined(userId, roomId, false) }
+            viewers[userId] = nil
+        }
+        return true
+    }
+
+    /// The live connections of a room's other joined members here (for a typing signal).
+    func typingTargets(roomId: String, from userId: String) -> [ConnectionID] {
+        (joinedHere[roomId] ?? []).filter { $0 != userId }.flatMap { live[$0] ?? [] }
+    }
+
+    /// Whether `userId` has a live connection here and is a joined member of `roomId`.
+    func isMember(_ userId: String, of roomId: String) -> Bool {
+        viewers[userId]?.rooms.contains(roomId) ?? false
+    }
+
+    /// Every open connection (to end them at shutdown).
+    var allConnections: [ConnectionID] { Array(userOf.keys) }
+
+    private mutating func setJoined(_ userId: String, _ roomId: String, _ joined: Bool) {
+        if joined {
+            joinedHere[roomId, default: []].insert(userId)
+        } else {
+            joinedHere[roomId]?.remove(userId)
+            if joinedHere[roomId]?.isEmpty == true { joinedHere[roomId] = nil }
+        }
+    }
+}

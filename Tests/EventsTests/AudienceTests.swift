@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+
+@testable import Events
+
+/// Who an event reaches, and a user's membership wound back to an earlier position, with
+/// the events the rules themselves decide.
+@Suite("Audience: who receives an event")
+struct AudienceTests {
+    /// alice's room "club": bob joins, carol is only invited; then, while both are offline
+    /// (after `since`), m2, bob's removal, m3, carol's removal.
+    static func club() throws -> (before: [Event], after: [Event]) {
+        var s = Script()
+        var before = try s.run("alice", .createGroup(roomId: "club", name: "club", invite: ["bob", "carol"]))
+        before += try s.run("bob", .join(roomId: "club"))
+        before += try s.run("alice", .send(roomId: "club", messageId: "m1", body: "one", clientMsgId: nil, replyTo: nil))
+        var after = try s.run("alice", .send(roomId: "club", messageId: "m2", body: "two", clientMsgId: nil, replyTo: nil))
+        after += try s.run("alice", .remove(roomId: "club", userId: "bob"))
+        after += try s.run("alice", .send(roomId: "club", messageId: "m3", body: "three", clientMsgId: nil, replyTo: nil))
+        after += try s.run("alice", .remove(roomId: "club", userId: "carol"))
+        return (before, after)
+    }
+
+    static func labels(_ events: [Event], for viewer: inout Viewer) -> [String] {
+        events.filter { viewer.receives($0) }.map { event in
+            if case .messageSent(let m) = event.data { return m.messageId }
+            return event.type.rawValue + (event.data.member.map { ":" + $0.userId } ?? "")
+        }
+    }
+
+    @Test func aMemberReceivesTheRoomFromTheirInviteUntilTheirRemoval() throws {
+        let (before, after) = try Self.club()
+        var bob = Viewer(userId: "bob", rooms: [])
+        #expect(Self.labels(before + after, for: &bob) == ["member.invited:bob", "member.joined:bob", "m1", "m2", "member.removed:bob"])
+        #expect(bob.rooms.isEmpty)
+        var carol = Viewer(userId: "carol", rooms: [])
+        #expect(Self.labels(before + after, for: &carol) == ["member.invited:carol", "member.removed:carol"])
+        var alice = Viewer(userId: "alice", rooms: [])
+        #expect(Self.labels(before + after, for: &alice).filter { $0.hasPrefix("m") && !$0.hasPrefix("member") } == ["m1", "m2", "m3"])
+    }
+
+    @Test func aMemberRemovedWhileOfflineIsWoundBackToJoinedAndReplayedWhatCameBeforeTheRemoval() throws {
+        let (_, after) = try Self.club()
+        let now = Viewer(userId: "bob", rooms: [])
+        // A removal alone does not tell: the conservative answer is "not joined", and it says so.
+        let unsure = now.rewound(over: after)
+        #expect(unsure.viewer.rooms.isEmpty && unsure.unresolved == ["club"])
+        // Told (from the log before `since`) that bob had joined, the replay is what he missed.
+        var atSince = now.rewound(over: after) { _ in true }.viewer
+        #expect(atSince.rooms == ["club"])
+        #expect(Self.labels(after, for: &atSince) == ["m2", "member.removed:bob"])
+        #expect(atSince == now)
+    }
+
+    @Test func anInviteeRemovedWhileOfflineIsReplayedTheRemovalOnly() throws {
+        let (_, after) = try Self.club()
+        var atSince = Viewer(userId: "carol", rooms: []).rewound(over: after) { _ in false }.viewer
+        #expect(Self.labels(after, for: &atSince) == ["member.removed:carol"])
+    }
+
+    @Test func theEventsThemselvesTellMostMembershipsBeforeAndAfter() throws {
+        var s = Script()
+        let created = try s.run("alice", .createGroup(roomId: "r", name: "r", invite: ["bob"]))
+        let joined = try s.run("bob", .join(roomId: "r"))
+        let left = try s.run("bob", .leave(roomId: "r"))
+        #expect(Audience.joinedBefore("alice", created[0]) == false && Audience.joinedAfter("alice", created[0]) == true)
+        #expect(Audience.joinedBefore("bob", created[1]) == false && Audience.joinedAfter("bob", created[1]) == false)
+        #expect(Audience.joinedBefore("bob", joined[0]) == false && Audience.joinedAfter("bob", joined[0]) == true)
+        #expect(Audience.joinedBefore("bob", left[0]) == true && Audience.joinedAfter("bob", left[0]) == false)
+        #expect(Audience.joinedBefore("carol", joined[0]) == nil)
+        // Wound back over a join and a leave: not joined before either.
+        let back = Viewer(userId: "bob", rooms: []).rewound(over: joined + left)
+        #expect(back.viewer.rooms.isEmpty && back.unresolved.isEmpty)
+        // A user event reaches nobody; a room's first events reach the members it starts with.
+        let registered = Event(id: "e", at: Date(), actorId: "dave", data: .userRegistered(.init(userId: "dave", username: "dave", displayName: "Dave", passwordHash: "h")))
+        #expect(Audience.recipients(of: registered, joinedBefore: ["dave"]).isEmpty)
+        #expect(Audience.recipients(of: created[0], joinedBefore: []) == ["alice"])
+        #expect(Audience.recipients(of: created[1], joinedBefore: ["alice"]) == ["alice", "bob"])
+    }
+}
