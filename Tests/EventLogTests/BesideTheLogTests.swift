@@ -40,35 +40,40 @@ struct BesideTheLogTests {
 
     @Test func aLeaseHasOneHolderRenewsOnlyItsOwnAndIsReleasedOnlyByItsHolder() async throws {
         let t = try TestLog()
-        let mine = t.log.lease("proj", partition: 0, owner: "me", ttl: .milliseconds(400))
-        let theirs = t.log.lease("proj", partition: 0, owner: "them", ttl: .milliseconds(400))
+        let mine = t.log.lease("proj", partition: 0, owner: "me", ttl: .seconds(30))
+        let theirs = t.log.lease("proj", partition: 0, owner: "them", ttl: .seconds(30))
         #expect(try await mine.acquire())
         #expect(try await mine.acquire())  // a renewal
         #expect(try await !theirs.acquire())
         try await theirs.release()  // not theirs to release
         #expect(try await mine.holder() == "me")
-        try await Task.sleep(for: .milliseconds(600))  // expired: anyone may take it
-        #expect(try await theirs.acquire())
-        #expect(try await !mine.acquire())
         try await mine.release()
-        #expect(try await theirs.holder() == "them")
-        try await theirs.release()
         #expect(try await mine.holder() == nil)
+        #expect(try await theirs.acquire())
+        try await theirs.release()
+
+        // Not renewed, a lease expires and anyone may take it.
+        let brief = t.log.lease("proj", partition: 1, owner: "me", ttl: .milliseconds(200))
+        #expect(try await brief.acquire())
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await t.log.lease("proj", partition: 1, owner: "them").acquire())
+        #expect(try await !brief.acquire())
 
         // Work longer than the lease keeps it, renewed meanwhile.
-        #expect(try await mine.acquire())
-        let kept = try await PartitionLease.renewing([mine]) {
-            try await Task.sleep(for: .milliseconds(900))
-            return try await theirs.acquire()
+        let working = t.log.lease("proj", partition: 2, owner: "me", ttl: .seconds(2))
+        #expect(try await working.acquire())
+        let kept = try await PartitionLease.renewing([working]) {
+            try await Task.sleep(for: .seconds(3))
+            return try await working.holder()
         }
-        #expect(!kept)
+        #expect(kept == "me")
         // A renewal that finds the lease taken stops the work.
-        let stolen = t.log.lease("proj", partition: 1, owner: "me", ttl: .milliseconds(300))
+        let stolen = t.log.lease("proj", partition: 3, owner: "me", ttl: .milliseconds(300))
         #expect(try await stolen.acquire())
         await #expect(throws: PartitionLease.Lost.self) {
             try await PartitionLease.renewing([stolen]) {
                 try await t.redis.command(["SET", stolen.key, "thief"])
-                try await Task.sleep(for: .seconds(5))
+                try await Task.sleep(for: .seconds(30))
             }
         }
         try await t.cleanUp()

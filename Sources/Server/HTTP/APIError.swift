@@ -3,15 +3,35 @@ import Events
 import Foundation
 import Hummingbird
 
-/// An error as clients get it (CONTRACT section 3):
-/// `{"error": {"code": "<snake_case>", "message": "...", "retryAfterMs"?: n}}`.
+/// An error as clients get it, over HTTP (CONTRACT section 3:
+/// `{"error": {"code": "<snake_case>", "message": "...", "retryAfterMs"?: n}}`) and in
+/// WebSocket `error` frames alike: the one error type of the server.
 struct APIError: Error, HTTPResponseError, Sendable {
+    /// The contract's error codes: stable values to switch on, written as snake_case.
+    struct Code: Hashable, Sendable, CustomStringConvertible {
+        let raw: String
+        static let invalidRequest = Code(raw: "invalid_request")
+        static let invalidJSON = Code(raw: "invalid_json")
+        static let unauthorized = Code(raw: "unauthorized")
+        static let notFound = Code(raw: "not_found")
+        static let methodNotAllowed = Code(raw: "method_not_allowed")
+        static let tooLarge = Code(raw: "too_large")
+        static let rateLimited = Code(raw: "rate_limited")
+        static let tooManyConnections = Code(raw: "too_many_connections")
+        static let serviceUnavailable = Code(raw: "service_unavailable")
+        static let `internal` = Code(raw: "internal")
+        /// A refusal of the rules keeps the rules' own code (`forbidden`, `not_a_member`, `conflict`, …).
+        init(_ rule: RuleError.Code) { raw = rule.rawValue }
+        private init(raw: String) { self.raw = raw }
+        var description: String { raw }
+    }
+
     let status: HTTPResponse.Status
-    let code: String
+    let code: Code
     let message: String
     var retryAfterMs: Int?
 
-    init(_ status: HTTPResponse.Status, _ code: String, _ message: String, retryAfterMs: Int? = nil) {
+    init(_ status: HTTPResponse.Status, _ code: Code, _ message: String, retryAfterMs: Int? = nil) {
         self.status = status
         self.code = code
         self.message = message
@@ -19,10 +39,10 @@ struct APIError: Error, HTTPResponseError, Sendable {
     }
 
     static func unauthorized(_ message: String = "a valid bearer token is required") -> APIError {
-        APIError(.unauthorized, "unauthorized", message)
+        APIError(.unauthorized, .unauthorized, message)
     }
-    static func notFound(_ message: String) -> APIError { APIError(.notFound, "not_found", message) }
-    static func invalid(_ message: String) -> APIError { APIError(.badRequest, "invalid_request", message) }
+    static func notFound(_ message: String) -> APIError { APIError(.notFound, .notFound, message) }
+    static func invalid(_ message: String) -> APIError { APIError(.badRequest, .invalidRequest, message) }
 
     struct Body: Encodable {
         struct Detail: Encodable {
@@ -36,7 +56,7 @@ struct APIError: Error, HTTPResponseError, Sendable {
     func response(from request: Request, context: some RequestContext) throws -> Response {
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
         if let retryAfterMs { headers[.retryAfter] = String(max(1, (retryAfterMs + 999) / 1000)) }
-        let data = try JSONEncoder().encode(Body(error: .init(code: code, message: message, retryAfterMs: retryAfterMs)))
+        let data = try JSONEncoder().encode(Body(error: .init(code: code.raw, message: message, retryAfterMs: retryAfterMs)))
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
@@ -55,18 +75,18 @@ struct APIError: Error, HTTPResponseError, Sendable {
             case .conflict, .usernameTaken: status = .conflict
             case .tooLarge: status = .contentTooLarge
             }
-            return APIError(status, error.code.rawValue, error.message)
+            return APIError(status, Code(error.code), error.message)
         case let error as DriverError where error.isTransient || error.code == .closed:
-            return APIError(.serviceUnavailable, "service_unavailable", "\(error.store.rawValue) is unavailable; try again shortly")
+            return APIError(.serviceUnavailable, .serviceUnavailable, "\(error.store.rawValue) is unavailable; try again shortly")
         case let error as HTTPError:
             switch error.status {
             case .notFound: return .notFound("no such route")
-            case .methodNotAllowed: return APIError(.methodNotAllowed, "method_not_allowed", "method not allowed on this route")
-            case .contentTooLarge: return APIError(.contentTooLarge, "too_large", "the request body is too large")
-            default: return APIError(error.status, "invalid_request", error.body ?? error.status.reasonPhrase)
+            case .methodNotAllowed: return APIError(.methodNotAllowed, .methodNotAllowed, "method not allowed on this route")
+            case .contentTooLarge: return APIError(.contentTooLarge, .tooLarge, "the request body is too large")
+            default: return APIError(error.status, .invalidRequest, error.body ?? error.status.reasonPhrase)
             }
         default:
-            return APIError(.internalServerError, "internal", "internal error")
+            return APIError(.internalServerError, .internal, "internal error")
         }
     }
 }
@@ -82,7 +102,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let allowed = OpenAPI.methods(forPath: request.uri.path)
             guard !allowed.isEmpty else { return try APIError.from(error).response(from: request, context: context) }
             let allow = allowed.map { $0.uppercased() }.joined(separator: ", ")
-            var response = try APIError(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here; allowed: \(allow)")
+            var response = try APIError(.methodNotAllowed, .methodNotAllowed, "\(request.method) is not allowed here; allowed: \(allow)")
                 .response(from: request, context: context)
             response.headers[.allow] = allow
             return response

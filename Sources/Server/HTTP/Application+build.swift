@@ -63,11 +63,12 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         }
         let api = API(
             log: context.log,
+            commands: ChatCommands(
+                log: context.log, sendLimiter: RateLimiter(perSecond: Double(configuration.sendsPerSecond), burst: configuration.sendBurst)),
             metadata: MetadataReadModel(postgres: stores.postgres, schema: configuration.postgresSchema),
             messages: MessagesReadModel(mongo: stores.mongo, collection: configuration.mongoCollection),
             tokens: await Tokens(secret: configuration.jwtSecret, lifetime: configuration.tokenLifetime),
             passwords: Passwords(cost: configuration.bcryptCost), maxBodyBytes: configuration.maxBodyBytes,
-            sendLimiter: RateLimiter(perSecond: Double(configuration.sendsPerSecond), burst: configuration.sendBurst),
             registerLimiter: RateLimiter(perSecond: Double(configuration.registrationsPerMinute) / 60, burst: configuration.registrationsPerMinute))
         let v1 = router.group("v1")
         api.register(v1, authenticated: v1.group().add(middleware: AuthMiddleware(api: api)))
@@ -94,10 +95,10 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
                 userId = try await api.authenticate(token: token)
             } catch {
                 let refusal = APIError.from(error)
-                try await outbound.write(.text(Frame.error(code: refusal.code, message: refusal.message)))
+                try await outbound.write(.text(Frame.error(refusal)))
                 // 4401 for a token refused; 1013 (try again later) when the stores could not answer.
                 let code = refusal.status == .unauthorized ? ParleyCloseCode.unauthorized : ParleyCloseCode.tryAgainLater
-                try await outbound.close(code, reason: refusal.code)
+                try await outbound.close(code, reason: refusal.code.description)
                 return
             }
             let session = WebSocketSession(api: api, hub: hub, userId: userId, signals: signals, idleTimeout: idle, logger: logger)

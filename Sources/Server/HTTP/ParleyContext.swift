@@ -49,11 +49,11 @@ extension Request {
         do {
             buffer = try await body.collect(upTo: limit)
         } catch {
-            throw APIError(.contentTooLarge, "too_large", "the request body is over \(limit) bytes")
+            throw APIError(.contentTooLarge, .tooLarge, "the request body is over \(limit) bytes")
         }
         let data = Data(buffer.readableBytesView)
         guard (try? JSONSerialization.jsonObject(with: data)) != nil else {
-            throw APIError(.badRequest, "invalid_json", "the request body is not valid JSON")
+            throw APIError(.badRequest, .invalidJSON, "the request body is not valid JSON")
         }
         do {
             return try JSONDecoder().decode(T.self, from: data)

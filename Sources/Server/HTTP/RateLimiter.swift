@@ -39,7 +39,7 @@ final class RateLimiter: Sendable {
     /// Throws 429 `rate_limited` with `retryAfterMs` when `key` is over its rate.
     func check(_ key: String) throws {
         if let wait = take(key) {
-            throw APIError(.tooManyRequests, "rate_limited", "too many requests; retry in \(wait) ms", retryAfterMs: wait)
+            throw APIError(.tooManyRequests, .rateLimited, "too many requests; retry in \(wait) ms", retryAfterMs: wait)
         }
     }
 }

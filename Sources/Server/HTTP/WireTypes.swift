@@ -127,3 +127,24 @@ struct Reply<T: Encodable & Sendable>: ResponseGenerator {
         return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }
+
+/// An edited message, as the edit's answer carries it.
+struct EditedJSON: Codable, Sendable {
+    let id: String
+    let roomId: String
+    let body: String
+    let editedAt: Date
+}
+
+/// A deleted message, as the deletion's answer carries it.
+struct DeletedJSON: Codable, Sendable {
+    let id: String
+    let roomId: String
+    let deleted: Bool
+}
+
+extension RoomJSON {
+    init(id: String, kind: RoomKind, members: [MemberJSON]) {
+        self.id = id; self.kind = kind; self.members = members
+    }
+}

@@ -17,10 +17,11 @@ enum Frame {
         #"{"type":"ack","ref":\#(ref.map(jsonString) ?? "null"),"message":\#(message.json)}"#
     }
 
-    static func error(code: String, message: String, ref: String? = nil, retryAfterMs: Int? = nil) -> String {
-        var text = #"{"type":"error","code":\#(jsonString(code)),"message":\#(jsonString(message))"#
+    /// An `error` frame: the same code and message an HTTP client gets for the same failure.
+    static func error(_ error: APIError, ref: String? = nil) -> String {
+        var text = #"{"type":"error","code":\#(jsonString(error.code.description)),"message":\#(jsonString(error.message))"#
         if let ref { text += #","ref":\#(jsonString(ref))"# }
-        if let retryAfterMs { text += #","retryAfterMs":\#(retryAfterMs)"# }
+        if let retryAfterMs = error.retryAfterMs { text += #","retryAfterMs":\#(retryAfterMs)"# }
         return text + "}"
     }
 

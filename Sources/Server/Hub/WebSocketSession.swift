@@ -48,7 +48,7 @@ struct WebSocketSession {
             session = try await hub.connect(userId: userId, channel: channel, since: position, sinceGiven: since != nil)
         } catch let error as Hub.TooManyConnections {
             let message = "at most \(error.limit) WebSockets per user; close one first"
-            try await outbound.write(.text(Frame.error(code: "too_many_connections", message: message)))
+            try await outbound.write(.text(Frame.error(APIError(.tooManyRequests, .tooManyConnections, message))))
             try await outbound.close(ParleyCloseCode.tooManyConnections, reason: "too many connections")
             return
         }
@@ -113,7 +113,7 @@ struct WebSocketSession {
 
     func handle(_ message: WebSocketMessage, connection: HubConnection) async {
         guard case .text(let text) = message else {
-            connection.send(Frame.error(code: "invalid_request", message: "binary frames are not supported; send JSON text"))
+            connection.send(Frame.error(.invalid("binary frames are not supported; send JSON text")))
             return
         }
         let data = Data(text.utf8)
@@ -121,9 +121,9 @@ struct WebSocketSession {
         do { frame = try JSONDecoder().decode(ClientFrame.self, from: data) } catch {
             // Only a refused frame pays for telling bad JSON from a bad field (51 µs).
             if (try? JSONSerialization.jsonObject(with: data)) is [String: Any] {
-                connection.send(Frame.error(code: "invalid_request", message: "a frame needs a string type and fields of the right types"))
+                connection.send(Frame.error(.invalid("a frame needs a string type and fields of the right types")))
             } else {
-                connection.send(Frame.error(code: "invalid_json", message: "a frame is one JSON object"))
+                connection.send(Frame.error(APIError(.badRequest, .invalidJSON, "a frame is one JSON object")))
             }
             return
         }
@@ -133,32 +133,30 @@ struct WebSocketSession {
                 connection.send(Frame.pong)
             case "send":
                 guard let body = frame.body else { throw APIError.invalid("send needs a body") }
-                try api.sendLimiter.check(userId)
-                let outcome: EventLog.Outcome
+                let destination: ChatCommands.Destination
                 if let roomId = frame.roomId {
-                    outcome = try await api.log.execute(
-                        .send(roomId: roomId, messageId: newID(), body: body, clientMsgId: frame.clientMsgId, replyTo: frame.replyTo), actor: userId)
+                    destination = .room(roomId)
                 } else if let to = frame.toUserId {
-                    outcome = try await api.log.execute(.sendDirect(to: to, messageId: newID(), body: body, clientMsgId: frame.clientMsgId), actor: userId)
+                    destination = .user(to)
                 } else {
                     throw APIError.invalid("send needs a roomId or a toUserId")
                 }
-                guard let sent = outcome.events.last, let message = MessageJSON(sent) else { throw APIError.invalid("nothing was sent") }
-                connection.send(Frame.ack(ref: frame.clientMsgId, message: message))
+                let sent = try await api.commands.send(userId, to: destination, body: body, clientMsgId: frame.clientMsgId, replyTo: frame.replyTo)
+                connection.send(Frame.ack(ref: frame.clientMsgId, message: sent.message))
             case "typing":
                 guard let roomId = frame.roomId else { throw APIError.invalid("typing needs a roomId") }
-                guard hub.isMember(userId, of: roomId) else { throw APIError(.forbidden, "not_a_member", "not a member of room \(roomId)") }
+                guard hub.isMember(userId, of: roomId) else { throw RuleError(.notAMember, "not a member of room \(roomId)") }
                 try await signals.typing(roomId: roomId, userId: userId)
             case "read":
                 guard let roomId = frame.roomId, let seq = frame.seq else { throw APIError.invalid("read needs a roomId and a seq") }
-                try await api.log.execute(.markRead(roomId: roomId, seq: seq), actor: userId)
+                try await api.commands.markRead(userId, roomId: roomId, seq: seq)
             default:
                 throw APIError.invalid("unknown frame type \(frame.type)")
             }
         } catch {
-            let api = APIError.from(error)
-            if api.status == .internalServerError { logger.error("websocket frame failed", metadata: ["error": "\(error)"]) }
-            connection.send(Frame.error(code: api.code, message: api.message, ref: frame.clientMsgId, retryAfterMs: api.retryAfterMs))
+            let refusal = APIError.from(error)
+            if refusal.status == .internalServerError { logger.error("websocket frame failed", metadata: ["error": "\(error)"]) }
+            connection.send(Frame.error(refusal, ref: frame.clientMsgId))
         }
     }
 }

@@ -1,0 +1,101 @@
+import EventLog
+import Events
+import Foundation
+
+/// Every command a client can give, whichever way it comes (an HTTP route or a WebSocket
+/// frame): each checks the caller's limits, goes through the log's rules and returns the
+/// wire value both ways send. A refusal is the rules' `RuleError` (or an `APIError` for a
+/// limit), which both ways turn into the same code and message.
+struct ChatCommands: Sendable {
+    let log: EventLog
+    /// Message sends per user, HTTP and WebSocket together.
+    let sendLimiter: RateLimiter
+
+    /// Where a message goes: a room, or the direct room with a user (made by the first message).
+    enum Destination: Sendable {
+        case room(String)
+        case user(String)
+    }
+
+    /// What a send did.
+    struct Sent: Sendable {
+        let message: MessageJSON
+        /// For a message to a user: the direct room, as created now or as it was.
+        let room: RoomJSON?
+        /// The same `clientMsgId` was sent before: `message` is that first message.
+        let duplicate: Bool
+    }
+
+    func send(_ actor: String, to destination: Destination, body: String, clientMsgId: String?, replyTo: String?) async throws -> Sent {
+        try sendLimiter.check(actor)
+        let command: Command
+        switch destination {
+        case .room(let roomId):
+            command = .send(roomId: roomId, messageId: newID(), body: body, clientMsgId: clientMsgId, replyTo: replyTo)
+        case .user(let to):
+            command = .sendDirect(to: to, messageId: newID(), body: body, clientMsgId: clientMsgId)
+        }
+        let outcome = try await log.execute(command, actor: actor)
+        guard let sent = outcome.events.last, let message = MessageJSON(sent) else { throw APIError.invalid("nothing was sent") }
+        var room: RoomJSON?
+        if case .user(let to) = destination {
+            let members = [actor, to].sorted().map { MemberJSON(userId: $0, role: .member, state: .joined) }
+            room = RoomJSON(created: outcome.events) ?? RoomJSON(id: message.roomId, kind: .direct, members: members)
+        }
+        return Sent(message: message, room: room, duplicate: outcome.duplicate)
+    }
+
+    /// A read receipt up to `seq`.
+    func markRead(_ actor: String, roomId: String, seq: Int64) async throws {
+        try await log.execute(.markRead(roomId: roomId, seq: seq), actor: actor)
+    }
+
+    func edit(_ actor: String, roomId: String, messageId: String, body: String) async throws -> EditedJSON {
+        let outcome = try await log.execute(.edit(roomId: roomId, messageId: messageId, body: body), actor: actor)
+        return EditedJSON(id: messageId, roomId: roomId, body: body, editedAt: outcome.events.first?.event.at ?? Date())
+    }
+
+    func delete(_ actor: String, roomId: String, messageId: String) async throws -> DeletedJSON {
+        try await log.execute(.delete(roomId: roomId, messageId: messageId), actor: actor)
+        return DeletedJSON(id: messageId, roomId: roomId, deleted: true)
+    }
+
+    func createRoom(_ actor: String, name: String, invite: [String]) async throws -> RoomJSON {
+        let outcome = try await log.execute(.createGroup(roomId: "r-" + newID(), name: name, invite: invite), actor: actor)
+        guard let room = RoomJSON(created: outcome.events) else { throw APIError.invalid("the room was not created") }
+        return room
+    }
+
+    /// Renames a room; returns the name as stored (trimmed).
+    func rename(_ actor: String, roomId: String, name: String) async throws -> String {
+        try await log.execute(.rename(roomId: roomId, name: name), actor: actor)
+        return name.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func invite(_ actor: String, roomId: String, userId: String) async throws {
+        try await log.execute(.invite(roomId: roomId, userId: userId), actor: actor)
+    }
+
+    /// What a user does about their own membership of a room.
+    enum MembershipAction: String, CaseIterable, Sendable {
+        case join, decline, leave
+    }
+
+    func membership(_ actor: String, _ action: MembershipAction, roomId: String) async throws {
+        let command: Command
+        switch action {
+        case .join: command = .join(roomId: roomId)
+        case .decline: command = .decline(roomId: roomId)
+        case .leave: command = .leave(roomId: roomId)
+        }
+        try await log.execute(command, actor: actor)
+    }
+
+    func remove(_ actor: String, roomId: String, userId: String) async throws {
+        try await log.execute(.remove(roomId: roomId, userId: userId), actor: actor)
+    }
+
+    func setRole(_ actor: String, roomId: String, userId: String, role: Role) async throws {
+        try await log.execute(.setRole(roomId: roomId, userId: userId, role: role), actor: actor)
+    }
+}
