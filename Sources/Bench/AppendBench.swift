@@ -72,11 +72,16 @@ struct AppendBench: AsyncParsableCommand {
         let offered = rate > 0 ? "\(rate)/s" : "max"
         print("| senders | rooms | offered | appends | appends/s | p50 ms | p99 ms | p99.9 ms | max ms |")
         print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
-        print("| \(senders) | \(rooms) | \(offered) | \(latencies.count) | \(Int(Double(latencies.count) / secondsTaken)) | "
-            + String(format: "%.2f | %.2f | %.2f | %.2f |", s.p50, s.p99, s.p999, s.max))
+        print(
+            "| \(senders) | \(rooms) | \(offered) | \(latencies.count) | \(Int(Double(latencies.count) / secondsTaken)) | "
+                + String(format: "%.2f | %.2f | %.2f | %.2f |", s.p50, s.p99, s.p999, s.max))
         if rate > 0 {
-            let c = service.summary, l = lateness.summary
-            print(String(format: "  call only: p50 %.2f p99 %.2f p99.9 %.2f ms; generator timer lateness: p50 %.2f p99 %.2f ms", c.p50, c.p99, c.p999, l.p50, l.p99))
+            let c = service.summary
+            let l = lateness.summary
+            print(
+                String(
+                    format: "  call only: p50 %.2f p99 %.2f p99.9 %.2f ms; generator timer lateness: p50 %.2f p99 %.2f ms", c.p50, c.p99,
+                    c.p999, l.p50, l.p99))
         }
         // Leave no benchmark keys behind.
         try await redis.deleteKeys(matching: "\(log.keys.namespace):*")

@@ -30,7 +30,10 @@ struct CodecBench: AsyncParsableCommand {
         measure("EventCodec.decode (the hand-written reader; the hub and projectors)") { _ = try? EventCodec.decode(stored) }
         measure("JSONDecoder of an event (for comparison)") { _ = try? EventCodec.decode(Data(stored.utf8)) }
         measure("JSONSerialization of a request (not used; for comparison)") {
-            _ = try? JSONSerialization.data(withJSONObject: ["f": [[3, "u", "member:joined:1"]], "e": [["b": body, "h": "x", "s": 3, "x": [["set", 4, "m", "u|0"]]]]] as [String: Any])
+            _ = try? JSONSerialization.data(
+                withJSONObject: [
+                    "f": [[3, "u", "member:joined:1"]], "e": [["b": body, "h": "x", "s": 3, "x": [["set", 4, "m", "u|0"]]]],
+                ] as [String: Any])
         }
     }
 

@@ -4,7 +4,7 @@ import Foundation
 import NIOConcurrencyHelpers
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// `parley-bench history`: history page reads over HTTP through a real `parley-server`
@@ -32,7 +32,8 @@ struct HistoryBench: AsyncParsableCommand {
                 group.addTask {
                     var n = worker
                     while n < messages {
-                        try await server.http("POST", "/v1/rooms/\(room)/messages", token: owner.token, body: ["body": "history message \(n)"])
+                        try await server.http(
+                            "POST", "/v1/rooms/\(room)/messages", token: owner.token, body: ["body": "history message \(n)"])
                         n += 8
                     }
                 }
@@ -75,7 +76,8 @@ struct HistoryBench: AsyncParsableCommand {
             let s = recorder.summary
             rows.append(
                 "| \(readers) | \(limit) | \(recorder.count) | \(Int(Double(recorder.count) / elapsed)) | "
-                    + String(format: "%.2f | %.2f | %.2f | %.2f | %.1f | ", s.p50, s.p90, s.p99, s.p999, s.max) + "\(failures.withLockedValue { $0 }) |")
+                    + String(format: "%.2f | %.2f | %.2f | %.2f | %.1f | ", s.p50, s.p90, s.p99, s.p999, s.max)
+                    + "\(failures.withLockedValue { $0 }) |")
         }
         print("")
         print("| readers | page size | pages read | pages/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed |")

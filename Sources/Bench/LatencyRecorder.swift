@@ -15,8 +15,10 @@ final class LatencyRecorder: Sendable {
     /// p50 / p90 / p99 / p99.9 / max, in milliseconds.
     var summary: (p50: Double, p90: Double, p99: Double, p999: Double, max: Double) {
         histogram.withLockedValue { h in
-            (Double(h.valueAtPercentile(50)) / 1000, Double(h.valueAtPercentile(90)) / 1000, Double(h.valueAtPercentile(99)) / 1000,
-             Double(h.valueAtPercentile(99.9)) / 1000, Double(h.max) / 1000)
+            (
+                Double(h.valueAtPercentile(50)) / 1000, Double(h.valueAtPercentile(90)) / 1000, Double(h.valueAtPercentile(99)) / 1000,
+                Double(h.valueAtPercentile(99.9)) / 1000, Double(h.max) / 1000
+            )
         }
     }
 }

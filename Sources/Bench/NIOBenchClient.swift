@@ -37,7 +37,8 @@ final class NIOBenchClient: LoadClient {
 
     required init(port: Int, token: String, userId: String, recorder: DeliveryRecorder?) {
         let connected = self.connected
-        let request = "GET /v1/ws?token=\(token) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        let request =
+            "GET /v1/ws?token=\(token) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         let mine = Array("\"actorId\":\"\(userId)\"".utf8)
         let channelBox = channel

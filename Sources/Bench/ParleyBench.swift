@@ -13,5 +13,9 @@ enum ParleyBenchMain {
 /// figure, ready for `docs/benchmarks.md`.
 struct ParleyBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "parley-bench", abstract: "Parley benchmarks.", subcommands: [DriversBench.self, AppendBench.self, CodecBench.self, ProjectionBench.self, RebuildBench.self, WebSocketBench.self, HistoryBench.self])
+        commandName: "parley-bench", abstract: "Parley benchmarks.",
+        subcommands: [
+            DriversBench.self, AppendBench.self, CodecBench.self, ProjectionBench.self, RebuildBench.self, WebSocketBench.self,
+            HistoryBench.self,
+        ])
 }

@@ -20,7 +20,9 @@ struct ProjectionBench: AsyncParsableCommand {
     func run() async throws {
         let stores = try Stores(StoreConfiguration(environment: ProcessInfo.processInfo.environment))
         try await stores.check()
-        if let directory = Migrator.defaultDirectory() { try await Migrator(directory: directory).migrate(stores.postgres, logger: Logger(label: "bench")) }
+        if let directory = Migrator.defaultDirectory() {
+            try await Migrator(directory: directory).migrate(stores.postgres, logger: Logger(label: "bench"))
+        }
         let namespace = "bench-proj-\(UInt32.random(in: 0...UInt32.max))"
         let log = EventLog(redis: stores.redis, partitions: 1, namespace: namespace)
         let generated = try await generateChatLog(log, redis: stores.redis, events: events)
@@ -71,9 +73,12 @@ struct ProjectionBench: AsyncParsableCommand {
     /// live, and records for every message the time from its event time to its projection.
     func lagRun(_ stores: Stores, metadata: MetadataProjector, messages: MessagesProjector?) async throws {
         let log = EventLog(redis: stores.redis, partitions: 1, namespace: "bench-lag-\(UInt32.random(in: 0...UInt32.max))")
-        let user = "lag-user", other = "lag-other"
-        try await log.execute(.register(userId: user, username: "laguser\(UInt16.random(in: 0...9999))", displayName: nil, passwordHash: "x"), actor: user)
-        try await log.execute(.register(userId: other, username: "lagother\(UInt16.random(in: 0...9999))", displayName: nil, passwordHash: "x"), actor: other)
+        let user = "lag-user"
+        let other = "lag-other"
+        try await log.execute(
+            .register(userId: user, username: "laguser\(UInt16.random(in: 0...9999))", displayName: nil, passwordHash: "x"), actor: user)
+        try await log.execute(
+            .register(userId: other, username: "lagother\(UInt16.random(in: 0...9999))", displayName: nil, passwordHash: "x"), actor: other)
         try await log.execute(.createGroup(roomId: "lag-room", name: "lag", invite: [other]), actor: user)
         try await log.execute(.join(roomId: "lag-room"), actor: other)
         let scheduler = PriorityScheduler(workers: 2)
@@ -83,8 +88,15 @@ struct ProjectionBench: AsyncParsableCommand {
         options.blockMs = 200
         var projectors: [any Projector] = [TimedProjector(metadata, recorders["metadata"]!)]
         if let messages { projectors.append(TimedProjector(messages, recorders["messages"]!)) }
-        let runners = projectors.map { ProjectorRunner($0, log: log, scheduler: scheduler, lag: lag, options: options, logger: Logger(label: "bench")) }
-        let live = Task { try await withThrowingTaskGroup(of: Void.self) { g in for r in runners { g.addTask { try await r.run() } }; try await g.waitForAll() } }
+        let runners = projectors.map {
+            ProjectorRunner($0, log: log, scheduler: scheduler, lag: lag, options: options, logger: Logger(label: "bench"))
+        }
+        let live = Task {
+            try await withThrowingTaskGroup(of: Void.self) { g in
+                for r in runners { g.addTask { try await r.run() } }
+                try await g.waitForAll()
+            }
+        }
         let start = ContinuousClock.now
         let total = Int(Double(rate) * seconds)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -93,8 +105,9 @@ struct ProjectionBench: AsyncParsableCommand {
                     var n = sender
                     while n < total {
                         try await Task.sleep(until: start + .microseconds(Int64(Double(n) * 1e6 / Double(rate))))
-                        try await log.execute(.send(roomId: "lag-room", messageId: "lag\(n)", body: "lag test \(n)", clientMsgId: nil, replyTo: nil),
-                                              actor: n.isMultiple(of: 2) ? user : other)
+                        try await log.execute(
+                            .send(roomId: "lag-room", messageId: "lag\(n)", body: "lag test \(n)", clientMsgId: nil, replyTo: nil),
+                            actor: n.isMultiple(of: 2) ? user : other)
                         n += 4
                     }
                 }
@@ -102,7 +115,9 @@ struct ProjectionBench: AsyncParsableCommand {
             try await group.waitForAll()
         }
         for projector in projectors {
-            while try await projector.checkpoint(partition: 0) != (try await log.head().entryIDs[0]) { try await Task.sleep(for: .milliseconds(50)) }
+            while try await projector.checkpoint(partition: 0) != (try await log.head().entryIDs[0]) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
         }
         live.cancel()
         _ = try? await live.value
@@ -111,7 +126,9 @@ struct ProjectionBench: AsyncParsableCommand {
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name in ["metadata", "messages"] where name == "metadata" || messages != nil {
             let s = recorders[name]!.summary
-            print("| \(name) | \(rate) | \(recorders[name]!.count) | " + String(format: "%.1f | %.1f | %.1f | %.1f | %.1f |", s.p50, s.p90, s.p99, s.p999, s.max))
+            print(
+                "| \(name) | \(rate) | \(recorders[name]!.count) | "
+                    + String(format: "%.1f | %.1f | %.1f | %.1f | %.1f |", s.p50, s.p90, s.p99, s.p999, s.max))
         }
         try await stores.redis.deleteKeys(matching: "\(log.keys.namespace)*")
         log.shutdown()
@@ -123,7 +140,10 @@ struct ProjectionBench: AsyncParsableCommand {
 struct TimedProjector: Projector {
     let inner: any Projector
     let recorder: LatencyRecorder
-    init(_ inner: any Projector, _ recorder: LatencyRecorder) { self.inner = inner; self.recorder = recorder }
+    init(_ inner: any Projector, _ recorder: LatencyRecorder) {
+        self.inner = inner
+        self.recorder = recorder
+    }
     var name: String { inner.name }
     var eventTypes: Set<EventType> { inner.eventTypes }
     var priority: ProjectionPriority { inner.priority }
@@ -149,30 +169,51 @@ func generateChatLog(_ log: EventLog, redis: RedisClient, events: Int) async thr
     func add(_ event: Event) async throws {
         commands.append(RedisClient.xaddArguments(stream, fields: [("event", try EventCodec.encode(event))]))
         count += 1
-        if commands.count == 5000 { _ = try await redis.pipeline(commands); commands = [] }
+        if commands.count == 5000 {
+            _ = try await redis.pipeline(commands)
+            commands = []
+        }
     }
     let users = (0..<100).map { "bench-u\($0)" }
     for (i, user) in users.enumerated() {
-        try await add(Event(id: newID(), at: Date(), actorId: user, data: .userRegistered(.init(userId: user, username: "bench\(i)", displayName: "B\(i)", passwordHash: "x"))))
+        try await add(
+            Event(
+                id: newID(), at: Date(), actorId: user,
+                data: .userRegistered(.init(userId: user, username: "bench\(i)", displayName: "B\(i)", passwordHash: "x"))))
     }
     let rooms = (0..<50).map { "bench-r\($0)" }
     for (i, room) in rooms.enumerated() {
         try await add(Event(id: newID(), at: Date(), actorId: users[i], roomId: room, data: .roomCreated(.init(kind: .group, name: room))))
         for member in users where member != users[i] {
-            try await add(Event(id: newID(), at: Date(), actorId: users[i], roomId: room, data: .memberInvited(.init(userId: member, role: .member))))
-            try await add(Event(id: newID(), at: Date(), actorId: member, roomId: room, data: .memberJoined(.init(userId: member, role: .member))))
+            try await add(
+                Event(id: newID(), at: Date(), actorId: users[i], roomId: room, data: .memberInvited(.init(userId: member, role: .member))))
+            try await add(
+                Event(id: newID(), at: Date(), actorId: member, roomId: room, data: .memberJoined(.init(userId: member, role: .member))))
         }
     }
     var n = 0
     while count < events {
-        let room = rooms[n % rooms.count], user = users[(n * 7) % users.count]
+        let room = rooms[n % rooms.count]
+        let user = users[(n * 7) % users.count]
         let seq = (seqs[room] ?? 0) + 1
         seqs[room] = seq
         let id = "bm\(n)"
-        try await add(Event(id: newID(), at: Date(), actorId: user, roomId: room, seq: seq, data: .messageSent(.init(messageId: id, body: "message number \(n) of the benchmark"))))
-        if n % 20 == 5 { try await add(Event(id: newID(), at: Date(), actorId: user, roomId: room, data: .messageEdited(.init(messageId: id, body: "edited \(n)")))) }
-        if n % 50 == 7 { try await add(Event(id: newID(), at: Date(), actorId: user, roomId: room, data: .messageDeleted(.init(messageId: id)))) }
-        if n % 10 == 3 { try await add(Event(id: newID(), at: Date(), actorId: users[(n * 3) % users.count], roomId: room, data: .roomRead(.init(seq: seq)))) }
+        try await add(
+            Event(
+                id: newID(), at: Date(), actorId: user, roomId: room, seq: seq,
+                data: .messageSent(.init(messageId: id, body: "message number \(n) of the benchmark"))))
+        if n % 20 == 5 {
+            try await add(
+                Event(id: newID(), at: Date(), actorId: user, roomId: room, data: .messageEdited(.init(messageId: id, body: "edited \(n)")))
+            )
+        }
+        if n % 50 == 7 {
+            try await add(Event(id: newID(), at: Date(), actorId: user, roomId: room, data: .messageDeleted(.init(messageId: id))))
+        }
+        if n % 10 == 3 {
+            try await add(
+                Event(id: newID(), at: Date(), actorId: users[(n * 3) % users.count], roomId: room, data: .roomRead(.init(seq: seq))))
+        }
         n += 1
     }
     _ = try await redis.pipeline(commands)

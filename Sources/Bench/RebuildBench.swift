@@ -27,12 +27,15 @@ struct RebuildBench: AsyncParsableCommand {
             let log = EventLog(redis: stores.redis, partitions: 1, namespace: name)
             let generated = try await generateChatLog(log, redis: stores.redis, events: size)
             var environment = ProcessInfo.processInfo.environment
-            environment.merge(["PARLEY_NAMESPACE": name, "PARLEY_POSTGRES_SCHEMA": name, "PARLEY_MONGO_COLLECTION": name, "PARLEY_LOG_PARTITIONS": "1"]) { $1 }
+            environment.merge([
+                "PARLEY_NAMESPACE": name, "PARLEY_POSTGRES_SCHEMA": name, "PARLEY_MONGO_COLLECTION": name, "PARLEY_LOG_PARTITIONS": "1",
+            ]) { $1 }
             var runs = ["metadata"]
             if !skipMessages { runs.append("messages") }
             if !skipMessages && !skipAll { runs.append("all") }
             for projection in runs {
-                let seconds = try await timeProcess(replay, ["rebuild", "--projection", projection, "--batch", "\(batch)"], environment: environment)
+                let seconds = try await timeProcess(
+                    replay, ["rebuild", "--projection", projection, "--batch", "\(batch)"], environment: environment)
                 let label = projection == "all" ? "all (metadata, then messages)" : projection
                 let counted = projection == "all" ? generated * 2 : generated
                 print("| \(label) | \(generated) | \(String(format: "%.1f", seconds)) | \(Int(Double(counted) / seconds)) |")
@@ -52,10 +55,14 @@ struct RebuildBench: AsyncParsableCommand {
         process.executableURL = executable
         process.arguments = arguments
         process.environment = environment
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("parley-bench-rebuild-\(UInt32.random(in: 0...UInt32.max)).log")
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "parley-bench-rebuild-\(UInt32.random(in: 0...UInt32.max)).log")
         FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
-        defer { try? handle.close(); try? FileManager.default.removeItem(at: output) }
+        defer {
+            try? handle.close()
+            try? FileManager.default.removeItem(at: output)
+        }
         process.standardOutput = handle
         process.standardError = handle
         let start = ContinuousClock.now
@@ -63,7 +70,8 @@ struct RebuildBench: AsyncParsableCommand {
         while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
         let elapsed = ContinuousClock.now - start
         guard process.terminationStatus == 0 else {
-            throw ValidationError("parley-replay \(arguments.joined(separator: " ")) failed: \((try? String(contentsOf: output, encoding: .utf8)) ?? "")")
+            throw ValidationError(
+                "parley-replay \(arguments.joined(separator: " ")) failed: \((try? String(contentsOf: output, encoding: .utf8)) ?? "")")
         }
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }

@@ -122,8 +122,10 @@ enum GuardEffects {
         let roomId = event.roomId ?? ""
         switch event.data {
         case .userRegistered(let user):
-            return [.set(key: { $0.usernames }, field: user.username, value: user.userId),
-                    .set(key: { $0.users }, field: user.userId, value: user.username)]
+            return [
+                .set(key: { $0.usernames }, field: user.username, value: user.userId),
+                .set(key: { $0.users }, field: user.userId, value: user.username),
+            ]
         case .roomCreated(let created):
             var effects: [GuardEffect] = [
                 .set(key: { $0.room(roomId) }, field: "kind", value: created.kind.rawValue),
@@ -141,15 +143,18 @@ enum GuardEffects {
             .memberRoleChanged(let m):
             guard let member = after?.members[m.userId] else { return [] }
             let userId = m.userId
-            return [.set(key: { $0.members(roomId) }, field: userId, value: member.encoded),
-                    .set(key: { $0.room(roomId) }, field: "ver", value: String(after?.version ?? 0)),
-                    member.state == .joined
-                        ? .addToSet(key: { $0.joined(userId) }, value: roomId) : .removeFromSet(key: { $0.joined(userId) }, value: roomId)]
+            return [
+                .set(key: { $0.members(roomId) }, field: userId, value: member.encoded),
+                .set(key: { $0.room(roomId) }, field: "ver", value: String(after?.version ?? 0)),
+                member.state == .joined
+                    ? .addToSet(key: { $0.joined(userId) }, value: roomId) : .removeFromSet(key: { $0.joined(userId) }, value: roomId),
+            ]
         case .messageSent(let sent):
             var effects: [GuardEffect] = [
                 .assignSeq(key: { $0.room(roomId) }),
-                .set(key: { $0.messages(roomId) }, field: sent.messageId,
-                     value: RoomState.MessageRecord(senderId: event.actorId, deleted: false).encoded),
+                .set(
+                    key: { $0.messages(roomId) }, field: sent.messageId,
+                    value: RoomState.MessageRecord(senderId: event.actorId, deleted: false).encoded),
             ]
             if let key = clientMessageKey {
                 effects.append(.entryID(key: { $0.clientMessages(key.roomId) }, field: GuardKeys.clientMessageField(key)))

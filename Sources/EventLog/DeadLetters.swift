@@ -31,7 +31,9 @@ public struct DeadLetters: Sendable {
     public func park(partition: Int, entryID: String, json: String, error: String, at: Date = Date()) async throws {
         _ = try await redis.xadd(
             key,
-            fields: [("partition", String(partition)), ("entryId", entryID), ("event", json), ("error", error), ("at", formatTimestamp(at))])
+            fields: [
+                ("partition", String(partition)), ("entryId", entryID), ("event", json), ("error", error), ("at", formatTimestamp(at)),
+            ])
     }
 
     /// How many events are parked.

@@ -33,7 +33,8 @@ extension EventLog {
             for entry in entries {
                 checked += 1
                 guard let json = entry["event"] else {
-                    return ChainReport(partition: partition, checked: checked, firstBreak: (entry.id, .unreadable("no event field")), headHash: previous)
+                    return ChainReport(
+                        partition: partition, checked: checked, firstBreak: (entry.id, .unreadable("no event field")), headHash: previous)
                 }
                 switch HashChain.verify(stored: json, previousHash: previous) {
                 case .success(let hash): previous = hash

@@ -82,8 +82,10 @@ extension EventLog {
     public func joinedRooms(of userId: String) async throws -> (rooms: Set<String>, at: LogPosition) {
         var commands: [[String]] = []
         for partition in 0..<partitioning.count {
-            commands += [["MULTI"], ["SMEMBERS", guardKeys(partition).joined(userId)],
-                         ["XREVRANGE", keys.stream(partition), "+", "-", "COUNT", "1"], ["EXEC"]]
+            commands += [
+                ["MULTI"], ["SMEMBERS", guardKeys(partition).joined(userId)],
+                ["XREVRANGE", keys.stream(partition), "+", "-", "COUNT", "1"], ["EXEC"],
+            ]
         }
         let replies = try await redis.pipeline(commands)
         var rooms: Set<String> = []

@@ -15,13 +15,6 @@ public struct PartitionLease: Sendable {
     public let owner: String
     public let ttl: Duration
 
-    init(redis: RedisClient, key: String, owner: String, ttl: Duration) {
-        self.redis = redis
-        self.key = key
-        self.owner = owner
-        self.ttl = ttl
-    }
-
     /// Takes the lease when nobody holds it, or renews it when we do; false when another
     /// holder has it.
     public func acquire() async throws -> Bool {
@@ -41,7 +34,8 @@ public struct PartitionLease: Sendable {
     /// Runs `body` while renewing `leases` every third of their `ttl`, so that work longer
     /// than a lease never lets another process in; throws `Lost` (cancelling `body`) when a
     /// renewal finds a lease taken by someone else.
-    public static func renewing<T: Sendable>(_ leases: [PartitionLease], _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    public static func renewing<T: Sendable>(_ leases: [PartitionLease], _ body: @escaping @Sendable () async throws -> T) async throws -> T
+    {
         guard let interval = leases.map(\.ttl).min().map({ $0 / 3 }) else { return try await body() }
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }

@@ -70,10 +70,13 @@ public struct ProjectionHold: Sendable {
         for partition in 0..<partitions {
             while true {
                 let replies = try await redis.pipeline([["GET", leaseKey(partition)], ["GET", pausedKey(partition)]])
-                let holder = replies[0].string, paused = replies[1].string
+                let holder = replies[0].string
+                let paused = replies[1].string
                 if holder == nil || holder == paused { break }
                 guard ContinuousClock.now < deadline else {
-                    throw EventLog.Failure(description: "the live \(projector) projector (\(holder ?? "?")) did not pause partition \(partition) in \(Int(seconds)) s")
+                    throw EventLog.Failure(
+                        description:
+                            "the live \(projector) projector (\(holder ?? "?")) did not pause partition \(partition) in \(Int(seconds)) s")
                 }
                 try await renew()
                 try await Task.sleep(for: .milliseconds(20))

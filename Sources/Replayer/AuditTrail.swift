@@ -84,10 +84,11 @@ struct AuditTrail {
         case .roomRead(let read): summary = "read up to seq \(read.seq)"
         }
         guard include else { return }
-        entries.append(Entry(
-            partition: logged.partition, entryID: logged.entryID, at: event.at, type: event.type.rawValue, actorId: event.actorId,
-            actor: name(event.actorId), roomId: event.roomId, seq: event.type == .messageSent ? event.seq : nil, summary: summary,
-            data: Self.publicData(of: logged), previousBody: previous, hash: event.hash))
+        entries.append(
+            Entry(
+                partition: logged.partition, entryID: logged.entryID, at: event.at, type: event.type.rawValue, actorId: event.actorId,
+                actor: name(event.actorId), roomId: event.roomId, seq: event.type == .messageSent ? event.seq : nil, summary: summary,
+                data: Self.publicData(of: logged), previousBody: previous, hash: event.hash))
     }
 
     /// The event's `data` as JSON text, without the password hash of `user.registered`.

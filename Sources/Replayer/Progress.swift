@@ -50,7 +50,8 @@ final class Progress: Sendable {
     /// Prints the closing line: the count, the time and the rate.
     func finish(_ done: Int, suffix: String = "") {
         let elapsed = ContinuousClock.now - started
-        let line = "\(label): \(Self.grouped(done)) events in \(Self.seconds(elapsed)) (\(Self.grouped(Self.rate(done, elapsed))) events/s)\(suffix)"
+        let line =
+            "\(label): \(Self.grouped(done)) events in \(Self.seconds(elapsed)) (\(Self.grouped(Self.rate(done, elapsed))) events/s)\(suffix)"
         write(line, final: true)
     }
 
@@ -114,7 +115,7 @@ func runInterruptible<T: Sendable>(_ body: @escaping @Sendable () async throws -
         source.resume()
         return source
     }
-    defer { sources.forEach { $0.cancel() } }
+    defer { for source in sources { source.cancel() } }
     do {
         return try await task.value
     } catch is CancellationError {

@@ -61,7 +61,6 @@ struct Rebuilder: Sendable {
 
     var log: EventLog { context.log }
 
-
     // MARK: - In place
 
     /// Empties the live read model and projects the whole log into it. Refuses while a

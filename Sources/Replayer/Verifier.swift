@@ -94,9 +94,13 @@ struct Verifier: Sendable {
 
     private func print(_ result: Result, output: (String) -> Void) {
         let rows = result.reports.map { r in
-            [r.model, Progress.grouped(r.liveCount), Progress.grouped(r.rebuiltCount), Progress.grouped(r.differences.count), Progress.grouped(r.skipped)]
+            [
+                r.model, Progress.grouped(r.liveCount), Progress.grouped(r.rebuiltCount), Progress.grouped(r.differences.count),
+                Progress.grouped(r.skipped),
+            ]
         }
-        output(Table(["read model", "live", "from the log", "differences", "skipped (changed since)"], rows, rightAligned: [1, 2, 3, 4]).text)
+        output(
+            Table(["read model", "live", "from the log", "differences", "skipped (changed since)"], rows, rightAligned: [1, 2, 3, 4]).text)
         for (name, count) in result.deadLetters.sorted(by: { $0.key < $1.key }) where count > 0 {
             output("note: \(count) event(s) parked in the \(name) dead-letter stream (\(context.log.deadLetters(name).key))")
         }
@@ -109,9 +113,13 @@ struct Verifier: Sendable {
         if result.passed {
             output("verify: OK, the live read models match the log")
         } else if result.differences > 0 {
-            output("verify: FAILED, \(result.differences) difference(s); `parley-replay rebuild --shadow` rebuilds the live read models from the log while serving")
+            output(
+                "verify: FAILED, \(result.differences) difference(s); `parley-replay rebuild --shadow` rebuilds the live read models from the log while serving"
+            )
         } else {
-            output("verify: FAILED, a live read model did not catch up with the log in \(Int(waitSeconds)) s (is a server with the projectors role running?)")
+            output(
+                "verify: FAILED, a live read model did not catch up with the log in \(Int(waitSeconds)) s (is a server with the projectors role running?)"
+            )
         }
     }
 }

@@ -63,7 +63,10 @@ struct Migrate: AsyncParsableCommand {
             let postgres = PostgresClient(stores.postgres)
             let applied = try await migrateOnly(postgres, logger: logger)
             await postgres.shutdown()
-            return { print(applied.isEmpty ? "migrations: up to date" : "migrations: applied \(applied.map(String.init).joined(separator: ", "))") }
+            return {
+                print(
+                    applied.isEmpty ? "migrations: up to date" : "migrations: applied \(applied.map(String.init).joined(separator: ", "))")
+            }
         }
     }
 }

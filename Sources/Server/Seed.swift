@@ -15,7 +15,8 @@ struct Seed: AsyncParsableCommand {
         try await startOrExit(logger) {
             let environment = ProcessInfo.processInfo.environment
             // The same settings as the server, so the chat lands in the log it serves.
-            let configuration = try ServerConfiguration(environment: environment.merging(["PARLEY_DEV_MODE": "1"]) { a, _ in a }, flags: try ServeOptions.parse([]))
+            let configuration = try ServerConfiguration(
+                environment: environment.merging(["PARLEY_DEV_MODE": "1"]) { a, _ in a }, flags: try ServeOptions.parse([]))
             let redis = try RedisClient(configuration.stores.redis)
             let log = EventLog(redis: redis, partitions: configuration.logPartitions, namespace: configuration.namespace, logger: logger)
             try await log.checkPartitionCount(claim: true)
@@ -23,20 +24,28 @@ struct Seed: AsyncParsableCommand {
             var ids: [String: String] = [:]
             for name in ["alice", "bob", "carol"] {
                 let id = newID()
-                try await log.execute(.register(userId: id, username: "\(name)\(suffix)", displayName: name.capitalized, passwordHash: "$2b$12$seeded-not-a-real-hash"), actor: id)
+                try await log.execute(
+                    .register(
+                        userId: id, username: "\(name)\(suffix)", displayName: name.capitalized,
+                        passwordHash: "$2b$12$seeded-not-a-real-hash"), actor: id)
                 ids[name] = id
             }
             let (alice, bob, carol) = (ids["alice"]!, ids["bob"]!, ids["carol"]!)
             let room = "r-" + newID()
             try await log.execute(.createGroup(roomId: room, name: "Seeded \(suffix)", invite: [bob, carol]), actor: alice)
             try await log.execute(.join(roomId: room), actor: bob)
-            try await log.execute(.send(roomId: room, messageId: "m1-\(suffix)", body: "Welcome!", clientMsgId: "c1", replyTo: nil), actor: alice)
-            try await log.execute(.send(roomId: room, messageId: "m2-\(suffix)", body: "Thanks, glad to be hre", clientMsgId: "c2", replyTo: "m1-\(suffix)"), actor: bob)
+            try await log.execute(
+                .send(roomId: room, messageId: "m1-\(suffix)", body: "Welcome!", clientMsgId: "c1", replyTo: nil), actor: alice)
+            try await log.execute(
+                .send(roomId: room, messageId: "m2-\(suffix)", body: "Thanks, glad to be hre", clientMsgId: "c2", replyTo: "m1-\(suffix)"),
+                actor: bob)
             try await log.execute(.edit(roomId: room, messageId: "m2-\(suffix)", body: "Thanks, glad to be here"), actor: bob)
-            try await log.execute(.send(roomId: room, messageId: "m3-\(suffix)", body: "wrong room, sorry", clientMsgId: "c3", replyTo: nil), actor: bob)
+            try await log.execute(
+                .send(roomId: room, messageId: "m3-\(suffix)", body: "wrong room, sorry", clientMsgId: "c3", replyTo: nil), actor: bob)
             try await log.execute(.delete(roomId: room, messageId: "m3-\(suffix)"), actor: alice)
             try await log.execute(.markRead(roomId: room, seq: 2), actor: alice)
-            let direct = try await log.execute(.sendDirect(to: carol, messageId: "d1-\(suffix)", body: "Psst, join us!", clientMsgId: "c4"), actor: alice)
+            let direct = try await log.execute(
+                .sendDirect(to: carol, messageId: "d1-\(suffix)", body: "Psst, join us!", clientMsgId: "c4"), actor: alice)
             log.shutdown()
             await redis.shutdown()
             return {

@@ -66,7 +66,10 @@ struct ServerConfiguration: Sendable {
     /// Reads the environment, then applies the flags that were given.
     init(environment: [String: String], flags: ServeOptions) throws {
         func int(_ name: String, flag: Int?, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
-            if let flag { guard range.contains(flag) else { throw Invalid(description: "--\(name) must be in \(range)") }; return flag }
+            if let flag {
+                guard range.contains(flag) else { throw Invalid(description: "--\(name) must be in \(range)") }
+                return flag
+            }
             let variable = "PARLEY_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
             guard let text = environment[variable], !text.isEmpty else { return fallback }
             guard let value = Int(text), range.contains(value) else {

@@ -1,6 +1,6 @@
 import Drivers
-import TestSupport
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("BSON conversion (no server)")
@@ -73,8 +73,10 @@ struct MongoTests {
         // Unordered bulk: the duplicate fails, the others land.
         do {
             try await messages.bulkWrite(
-                [.insertOne(["_id": "c", "roomId": "r", "seq": 2]), .insertOne(["_id": "d", "roomId": "r", "seq": 1]),
-                 .insertOne(["_id": "e", "roomId": "r", "seq": 3])], ordered: false)
+                [
+                    .insertOne(["_id": "c", "roomId": "r", "seq": 2]), .insertOne(["_id": "d", "roomId": "r", "seq": 1]),
+                    .insertOne(["_id": "e", "roomId": "r", "seq": 3]),
+                ], ordered: false)
             Issue.record("the bulk write with a duplicate succeeded")
         } catch let error as DriverError {
             #expect(error.code == .duplicateKey)
@@ -83,8 +85,10 @@ struct MongoTests {
         // Ordered bulk: stops at the duplicate.
         await #expect(throws: DriverError.self) {
             try await messages.bulkWrite(
-                [.insertOne(["_id": "f", "roomId": "r", "seq": 4]), .insertOne(["_id": "g", "roomId": "r", "seq": 1]),
-                 .insertOne(["_id": "h", "roomId": "r", "seq": 5])], ordered: true)
+                [
+                    .insertOne(["_id": "f", "roomId": "r", "seq": 4]), .insertOne(["_id": "g", "roomId": "r", "seq": 1]),
+                    .insertOne(["_id": "h", "roomId": "r", "seq": 5]),
+                ], ordered: true)
         }
         #expect(try await messages.findOne(["_id": "h"]) == nil)
         #expect(try await messages.findOne(["_id": "f"]) != nil)
@@ -121,8 +125,13 @@ struct MongoTests {
             return
         }
         let server = try PrivateServer("mongo-stop") { port, dir in
-            (nx, ["--host", "127.0.0.1", "-p", "\(port)", "--db", dir.appendingPathComponent("db.sqlite").path,
-                  "--log-file", dir.appendingPathComponent("log").path, "--pid-file", dir.appendingPathComponent("pid").path], nil)
+            (
+                nx,
+                [
+                    "--host", "127.0.0.1", "-p", "\(port)", "--db", dir.appendingPathComponent("db.sqlite").path,
+                    "--log-file", dir.appendingPathComponent("log").path, "--pid-file", dir.appendingPathComponent("pid").path,
+                ], nil
+            )
         }
         try await server.start()
         let mongo = try MongoClient(.init(uri: "mongodb://127.0.0.1:\(server.port)/t", connectTimeout: .seconds(1)))

@@ -1,7 +1,7 @@
 import Drivers
-import TestSupport
 import Foundation
 import Logging
+import TestSupport
 import Testing
 
 @Suite("PostgreSQL driver against a real PostgreSQL")
@@ -10,8 +10,10 @@ struct PostgresTests {
         let pg = TestStores.postgres()
         let rows = try await pg.query(
             "SELECT $1::text AS s, $2::bigint AS n, $3::boolean AS b, $4::text AS missing, $5::timestamptz AS at",
-            ["it's \"quoted\"; DROP TABLE x", Int64(9_007_199_254_740_993), true, String?.none,
-             Date(timeIntervalSince1970: 1_764_000_000.25)])
+            [
+                "it's \"quoted\"; DROP TABLE x", Int64(9_007_199_254_740_993), true, String?.none,
+                Date(timeIntervalSince1970: 1_764_000_000.25),
+            ])
         let row = try #require(rows.first)
         #expect(row.string("s") == "it's \"quoted\"; DROP TABLE x")
         #expect(row.int64("n") == 9_007_199_254_740_993)
@@ -75,12 +77,14 @@ struct PostgresTests {
         }
         let again = try await pg.query("SELECT pg_backend_pid() AS pid").first?.int("pid")
         #expect(again != nil && again != pid)  // a new connection replaced the broken one
-        await pg.shutdown(); await admin.shutdown()
+        await pg.shutdown()
+        await admin.shutdown()
     }
 
     @Test func serverStoppedMidUseGivesClearErrorThenRecovers() async throws {
         let server = try await PrivateServer.postgres("pg-stop")
-        let pg = PostgresClient(.init(url: "postgresql://postgres@127.0.0.1:\(server.port)/postgres", maxConnections: 2, connectTimeout: .seconds(1)))
+        let pg = PostgresClient(
+            .init(url: "postgresql://postgres@127.0.0.1:\(server.port)/postgres", maxConnections: 2, connectTimeout: .seconds(1)))
         try await eventually { try await pg.ping() }
         await server.kill()
         do {
@@ -103,7 +107,8 @@ struct PostgresTests {
             .init(version: 1, name: "001_a", sql: "CREATE TABLE a (id int PRIMARY KEY); SELECT pg_sleep(0.2);"),
             .init(version: 2, name: "002_b", sql: "CREATE TABLE b (id int PRIMARY KEY); INSERT INTO b VALUES (1);"),
         ])
-        let one = TestStores.postgres(url: url), two = TestStores.postgres(url: url)
+        let one = TestStores.postgres(url: url)
+        let two = TestStores.postgres(url: url)
         let logger = Logger(label: "test")
         async let first = migrator.migrate(one, logger: logger)
         async let second = migrator.migrate(two, logger: logger)
@@ -115,7 +120,8 @@ struct PostgresTests {
         let broken = Migrator(migrations: migrator.migrations + [.init(version: 3, name: "003_bad", sql: "CREATE TABLE c (; ")])
         await #expect(throws: DriverError.self) { try await broken.migrate(one, logger: logger) }
         #expect(try await one.query("SELECT max(version) AS v FROM schema_migrations").first?.int("v") == 2)
-        await one.shutdown(); await two.shutdown()
+        await one.shutdown()
+        await two.shutdown()
         try await admin.query("DROP DATABASE \(database)")
         await admin.shutdown()
     }

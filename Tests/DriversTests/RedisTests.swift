@@ -1,6 +1,6 @@
 import Drivers
-import TestSupport
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("Redis driver against a real redis-server")
@@ -115,8 +115,13 @@ struct RedisTests {
 
     @Test func wrongPasswordAndUnreachableServerAreClearErrors() async throws {
         let server = try PrivateServer("redis-auth") { port, dir in
-            ("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "right-password",
-                "--save", "", "--appendonly", "no", "--dir", dir.path], nil)
+            (
+                "/usr/bin/redis-server",
+                [
+                    "--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "right-password",
+                    "--save", "", "--appendonly", "no", "--dir", dir.path,
+                ], nil
+            )
         }
         try await server.start()
         let wrong = try RedisClient(.init(url: "redis://:wrong@127.0.0.1:\(server.port)/0"))
@@ -139,13 +144,20 @@ struct RedisTests {
             #expect(error.message.contains("Connection refused"))
         }
         #expect(throws: DriverError.self) { try RedisClient(.init(url: "http://127.0.0.1:6379")) }
-        await wrong.shutdown(); await right.shutdown(); await nowhere.shutdown()
+        await wrong.shutdown()
+        await right.shutdown()
+        await nowhere.shutdown()
     }
 
     @Test func serverStoppedMidUseGivesClearErrorThenRecovers() async throws {
         let server = try PrivateServer("redis-stop") { port, dir in
-            ("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", dir.path], nil)
+            (
+                "/usr/bin/redis-server",
+                [
+                    "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", dir.path,
+                ], nil
+            )
         }
         try await server.start()
         let redis = try RedisClient(.init(url: "redis://127.0.0.1:\(server.port)/0", maxConnections: 4, connectTimeout: .seconds(1)))

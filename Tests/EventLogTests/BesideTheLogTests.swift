@@ -2,8 +2,8 @@ import Events
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
-import Testing
 import TestSupport
+import Testing
 
 @testable import EventLog
 

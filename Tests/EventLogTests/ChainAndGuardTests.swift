@@ -1,7 +1,7 @@
 import Events
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import EventLog
 
@@ -25,7 +25,8 @@ struct ChainAndGuardTests {
         _ = try await t.log.execute(.leave(roomId: "club"), actor: ada)
         for n in 0..<5 {
             _ = try await t.log.execute(.createGroup(roomId: "room\(n)", name: "R\(n)", invite: []), actor: cy)
-            _ = try await t.log.execute(.send(roomId: "room\(n)", messageId: "r\(n)", body: "\(n)", clientMsgId: nil, replyTo: nil), actor: cy)
+            _ = try await t.log.execute(
+                .send(roomId: "room\(n)", messageId: "r\(n)", body: "\(n)", clientMsgId: nil, replyTo: nil), actor: cy)
         }
         return u
     }
@@ -64,7 +65,9 @@ struct ChainAndGuardTests {
         let target = try #require(entries.firstIndex { $0["event"]?.contains("\"body\":\"hi\"") == true })
         let altered = try await copy(t) { entries in
             var entries = entries
-            entries[target].fields = [("event", entries[target]["event"]!.replacingOccurrences(of: "\"body\":\"hi\"", with: "\"body\":\"bye\""))]
+            entries[target].fields = [
+                ("event", entries[target]["event"]!.replacingOccurrences(of: "\"body\":\"hi\"", with: "\"body\":\"bye\""))
+            ]
             return entries
         }
         let alteredReport = try await altered.verifyChain(partition: 0)
@@ -99,7 +102,8 @@ struct ChainAndGuardTests {
             if case .userRegistered(let u) = e.event.data { return u } else { return nil }
         }
         let bea = try #require(users.first { $0.username == "bea" }).userId
-        let again = try await t.log.execute(.send(roomId: "club", messageId: "new", body: "hi", clientMsgId: "k1", replyTo: nil), actor: bea)
+        let again = try await t.log.execute(
+            .send(roomId: "club", messageId: "new", body: "hi", clientMsgId: "k1", replyTo: nil), actor: bea)
         #expect(again.duplicate)
         try await t.cleanUp()
     }
@@ -124,10 +128,13 @@ struct ChainAndGuardTests {
         #expect(try await t.log.tail(after: position, blockMs: 50).events.isEmpty)
 
         // A v1 user.registered written before displayName existed is read as v2.
-        let v1 = #"{"actorId":"old","at":"2024-05-06T07:08:09.010Z","data":{"passwordHash":"h","userId":"old","username":"oldtimer"},"id":"e-old","type":"user.registered","v":1,"prevHash":"x","hash":"y"}"#
+        let v1 =
+            #"{"actorId":"old","at":"2024-05-06T07:08:09.010Z","data":{"passwordHash":"h","userId":"old","username":"oldtimer"},"id":"e-old","type":"user.registered","v":1,"prevHash":"x","hash":"y"}"#
         _ = try await t.redis.xadd(t.log.keys.stream(0), fields: [("event", v1)])
         let read = try await t.log.read(partition: 0, after: position.entryIDs[0])
-        #expect(read.last?.event.data == .userRegistered(UserRegistered(userId: "old", username: "oldtimer", displayName: "oldtimer", passwordHash: "h")))
+        #expect(
+            read.last?.event.data
+                == .userRegistered(UserRegistered(userId: "old", username: "oldtimer", displayName: "oldtimer", passwordHash: "h")))
         try await t.cleanUp()
     }
 }

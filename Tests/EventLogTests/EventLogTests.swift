@@ -1,7 +1,7 @@
 import Events
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import EventLog
 
@@ -107,7 +107,8 @@ struct EventLogTests {
         try await t.log.execute(.remove(roomId: "r", userId: u["mallory"]!), actor: u["owner"]!)
         let before = try await t.all().count
         await #expect(throws: RuleError(.notAMember, "not a member of room r")) {
-            try await t.log.execute(.send(roomId: "r", messageId: "m2", body: "still here?", clientMsgId: nil, replyTo: nil), actor: u["mallory"]!)
+            try await t.log.execute(
+                .send(roomId: "r", messageId: "m2", body: "still here?", clientMsgId: nil, replyTo: nil), actor: u["mallory"]!)
         }
         #expect(try await t.all().count == before)
 
@@ -136,7 +137,8 @@ struct EventLogTests {
         let results = try await withThrowingTaskGroup(of: EventLog.Outcome.self) { group in
             for i in 0..<10 {
                 group.addTask {
-                    try await t.log.execute(.sendDirect(to: u["boris"]!, messageId: "attempt\(i)", body: "once", clientMsgId: "client-1"), actor: u["amy"]!)
+                    try await t.log.execute(
+                        .sendDirect(to: u["boris"]!, messageId: "attempt\(i)", body: "once", clientMsgId: "client-1"), actor: u["amy"]!)
                 }
             }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -145,9 +147,10 @@ struct EventLogTests {
         let stored = try await t.messages(in: roomId)
         #expect(stored.count == 1)
         #expect(results.filter { !$0.duplicate }.count == 1)
-        let ids = Set(results.compactMap { $0.events.last?.event.data }.compactMap { data -> String? in
-            if case .messageSent(let m) = data { return m.messageId } else { return nil }
-        })
+        let ids = Set(
+            results.compactMap { $0.events.last?.event.data }.compactMap { data -> String? in
+                if case .messageSent(let m) = data { return m.messageId } else { return nil }
+            })
         #expect(ids.count == 1)  // every caller got the first message back
         // Another user may use the same clientMsgId; so may the same user in another room.
         try await t.log.execute(.sendDirect(to: u["amy"]!, messageId: "other", body: "mine", clientMsgId: "client-1"), actor: u["boris"]!)
@@ -163,7 +166,10 @@ struct EventLogTests {
         let cases: [(Command, String, RuleError.Code)] = [
             (.send(roomId: "g", messageId: "m", body: "x", clientMsgId: nil, replyTo: nil), u["yan"]!, .notAMember),
             (.send(roomId: "nope", messageId: "m", body: "x", clientMsgId: nil, replyTo: nil), u["zed"]!, .notFound),
-            (.send(roomId: "g", messageId: "m", body: String(repeating: "x", count: 4001), clientMsgId: nil, replyTo: nil), u["zed"]!, .tooLarge),
+            (
+                .send(roomId: "g", messageId: "m", body: String(repeating: "x", count: 4001), clientMsgId: nil, replyTo: nil), u["zed"]!,
+                .tooLarge
+            ),
             (.sendDirect(to: "ghost", messageId: "m", body: "x", clientMsgId: nil), u["zed"]!, .notFound),
             (.invite(roomId: "g", userId: u["yan"]!), u["yan"]!, .notAMember),
             (.register(userId: "dup", username: "ZED", displayName: nil, passwordHash: "h"), "dup", .usernameTaken),
@@ -186,7 +192,8 @@ struct EventLogTests {
         let accepted = await withTaskGroup(of: Bool.self) { group in
             for i in 0..<10 {
                 group.addTask {
-                    (try? await t.log.execute(.register(userId: "u\(i)", username: "taken", displayName: nil, passwordHash: "h"), actor: "u\(i)")) != nil
+                    (try? await t.log.execute(
+                        .register(userId: "u\(i)", username: "taken", displayName: nil, passwordHash: "h"), actor: "u\(i)")) != nil
                 }
             }
             return await group.reduce(0) { $0 + ($1 ? 1 : 0) }

@@ -72,7 +72,9 @@ struct AudienceTests {
         let back = Viewer(userId: "bob", rooms: []).rewound(over: joined + left)
         #expect(back.viewer.rooms.isEmpty && back.unresolved.isEmpty)
         // A user event reaches nobody; a room's first events reach the members it starts with.
-        let registered = Event(id: "e", at: Date(), actorId: "dave", data: .userRegistered(.init(userId: "dave", username: "dave", displayName: "Dave", passwordHash: "h")))
+        let registered = Event(
+            id: "e", at: Date(), actorId: "dave",
+            data: .userRegistered(.init(userId: "dave", username: "dave", displayName: "Dave", passwordHash: "h")))
         #expect(Audience.recipients(of: registered, joinedBefore: ["dave"]).isEmpty)
         #expect(Audience.recipients(of: created[0], joinedBefore: []) == ["alice"])
         #expect(Audience.recipients(of: created[1], joinedBefore: ["alice"]) == ["alice", "bob"])

@@ -26,11 +26,14 @@ struct EventCodecTests {
             #expect(try EventCodec.decode(json) == event)
             // The log's hand-written body is exactly JSONEncoder's output minus the appended fields.
             var bare = event
-            bare.seq = nil; bare.hash = nil; bare.prevHash = nil
+            bare.seq = nil
+            bare.hash = nil
+            bare.prevHash = nil
             #expect(EventCodec.body(bare) + "}" == (try EventCodec.encode(bare)))
         }
-        #expect(EventCodec.body(Event(id: "e", at: at, actorId: "a\u{1}\"\\", data: .roomRead(RoomRead(seq: 1)))) + "}"
-            == (try EventCodec.encode(Event(id: "e", at: at, actorId: "a\u{1}\"\\", data: .roomRead(RoomRead(seq: 1))))))
+        #expect(
+            EventCodec.body(Event(id: "e", at: at, actorId: "a\u{1}\"\\", data: .roomRead(RoomRead(seq: 1)))) + "}"
+                == (try EventCodec.encode(Event(id: "e", at: at, actorId: "a\u{1}\"\\", data: .roomRead(RoomRead(seq: 1))))))
         let sent = try EventCodec.encode(Event(id: "e", at: at, actorId: "a", data: .messageSent(MessageSent(messageId: "m", body: "b"))))
         #expect(sent.contains("\"clientMsgId\":null"))
         #expect(sent.contains("\"at\":\"2025-11-24T16:00:00.123Z\""))
@@ -38,10 +41,12 @@ struct EventCodecTests {
 
     @Test func aStoredV1UserRegisteredIsUpcastToV2() throws {
         // Written before displayName existed (v1): still readable, with the username standing in.
-        let stored = #"{"actorId":"u1","at":"2025-01-02T03:04:05.678Z","data":{"passwordHash":"$2b$12$abc","userId":"u1","username":"ann"},"id":"e1","type":"user.registered","v":1,"prevHash":"0000000000000000000000000000000000000000","hash":"aa"}"#
+        let stored =
+            #"{"actorId":"u1","at":"2025-01-02T03:04:05.678Z","data":{"passwordHash":"$2b$12$abc","userId":"u1","username":"ann"},"id":"e1","type":"user.registered","v":1,"prevHash":"0000000000000000000000000000000000000000","hash":"aa"}"#
         let event = try EventCodec.decode(stored)
         #expect(event.v == 2)
-        #expect(event.data == .userRegistered(UserRegistered(userId: "u1", username: "ann", displayName: "ann", passwordHash: "$2b$12$abc")))
+        #expect(
+            event.data == .userRegistered(UserRegistered(userId: "u1", username: "ann", displayName: "ann", passwordHash: "$2b$12$abc")))
         #expect(event.hash == "aa")
     }
 
@@ -58,7 +63,8 @@ struct EventCodecTests {
         var previous = HashChain.genesis
         var stored: [String] = []
         for i in 0..<count {
-            let event = Event(id: "e\(i)", at: at, actorId: "a", roomId: "r", data: .messageSent(MessageSent(messageId: "m\(i)", body: "b\(i)")))
+            let event = Event(
+                id: "e\(i)", at: at, actorId: "a", roomId: "r", data: .messageSent(MessageSent(messageId: "m\(i)", body: "b\(i)")))
             let body = try HashChain.body(of: event)
             let seq = Int64(i + 1)
             let hash = HashChain.link(prevHash: previous, digest: HashChain.digest(body), seq: seq)

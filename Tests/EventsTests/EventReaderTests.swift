@@ -9,7 +9,9 @@ import Testing
 /// event, for what it does not take.
 @Suite("Hand-written event reader")
 struct EventReaderTests {
-    static let texts = ["plain", "", "quote \" backslash \\ slash /", "new\nline\ttab\r\u{1}\u{8}\u{c}\u{1f}", "émoji 👋🏽 中文 \u{10FFFF}", "nul \u{0} end"]
+    static let texts = [
+        "plain", "", "quote \" backslash \\ slash /", "new\nline\ttab\r\u{1}\u{8}\u{c}\u{1f}", "émoji 👋🏽 中文 \u{10FFFF}", "nul \u{0} end",
+    ]
 
     static func samples(_ text: String) -> [EventData] {
         [
@@ -34,10 +36,13 @@ struct EventReaderTests {
             for roomId in ["r", nil] as [String?] {
                 let event = Event(id: "e1", at: at, actorId: text, roomId: roomId, data: data)
                 // As the log stores it: the body, then what the append script adds.
-                let logged = EventCodec.body(event) + HashChain.suffix(seq: data.type == .messageSent ? 42 : nil, prevHash: "p0", hash: "h1")
+                let logged =
+                    EventCodec.body(event) + HashChain.suffix(seq: data.type == .messageSent ? 42 : nil, prevHash: "p0", hash: "h1")
                 // As JSONEncoder writes it (sorted keys), with and without the appended fields.
                 var full = event
-                full.seq = 3; full.hash = "h"; full.prevHash = "p"
+                full.seq = 3
+                full.hash = "h"
+                full.prevHash = "p"
                 for json in [logged, try EventCodec.encode(full), try EventCodec.encode(event)] {
                     let expected = try EventCodec.makeDecoder().decode(Event.self, from: Data(json.utf8))
                     let read = try #require(EventCodec.read(json), "not read: \(json)")
@@ -48,7 +53,8 @@ struct EventReaderTests {
     }
 
     @Test func whitespaceEscapesAndNullsAreRead() throws {
-        let json = #" { "id" : "e\u0031" , "v":1, "type":"message.sent", "at":"2025-01-02T03:04:05.678Z", "actorId":"a\/b", "roomId":null, "seq":null, "data":{ "body":"\ud83d\udc4b \u00e9", "messageId":"m", "clientMsgId":null }, "hash":null } "#
+        let json =
+            #" { "id" : "e\u0031" , "v":1, "type":"message.sent", "at":"2025-01-02T03:04:05.678Z", "actorId":"a\/b", "roomId":null, "seq":null, "data":{ "body":"\ud83d\udc4b \u00e9", "messageId":"m", "clientMsgId":null }, "hash":null } "#
         let read = try #require(EventCodec.read(json))
         #expect(read == (try EventCodec.makeDecoder().decode(Event.self, from: Data(json.utf8))))
         #expect(read.id == "e1" && read.actorId == "a/b" && read.roomId == nil)
@@ -58,15 +64,19 @@ struct EventReaderTests {
     /// What it gives up on is left to JSONDecoder, which upcasts, ignores unknown fields or
     /// explains the error: `decode` still answers as before.
     @Test(arguments: [
-        #"{"actorId":"u1","at":"2025-01-02T03:04:05.678Z","data":{"passwordHash":"h","userId":"u1","username":"ann"},"id":"e1","type":"user.registered","v":1}"#,  // v1: upcast
-        #"{"actorId":"a","at":"2025-01-02T03:04:05.678Z","data":{"seq":1,"extra":"x"},"id":"e","type":"room.read","v":1}"#,  // unknown data field
+        // v1: upcast
+        #"{"actorId":"u1","at":"2025-01-02T03:04:05.678Z","data":{"passwordHash":"h","userId":"u1","username":"ann"},"id":"e1","type":"user.registered","v":1}"#,
+        // unknown data field
+        #"{"actorId":"a","at":"2025-01-02T03:04:05.678Z","data":{"seq":1,"extra":"x"},"id":"e","type":"room.read","v":1}"#,
         #"{"actorId":"a","at":"2025-01-02T03:04:05.678Z","data":{"seq":1},"id":"e","type":"room.read","v":1,"later":true}"#,  // unknown key
         #"{"actorId":"a","at":"2025-01-02T03:04:05.678Z","data":{"seq":1.0},"id":"e","type":"room.read","v":1}"#,  // not an integer
-        #"{"actorId":"a","actorId":"b","at":"2025-01-02T03:04:05.678Z","data":{"seq":1},"id":"e","type":"room.read","v":1}"#,  // repeated key
+        // repeated key
+        #"{"actorId":"a","actorId":"b","at":"2025-01-02T03:04:05.678Z","data":{"seq":1},"id":"e","type":"room.read","v":1}"#,
         #"{"actorId":"a","at":"2025-01-02T03:04:05.678Z","data":{"seq":1},"id":"e","type":"room.read","v":9}"#,  // newer version
         #"{"actorId":"a","at":"yesterday","data":{"seq":1},"id":"e","type":"room.read","v":1}"#,  // bad time
         #"{"actorId":"\ud800","at":"2025-01-02T03:04:05.678Z","data":{"seq":1},"id":"e","type":"room.read","v":1}"#,  // lone surrogate
-        #"{"actorId":"a","at":"2025-01-02T03:04:05.678Z","data":{"role":"king","userId":"u"},"id":"e","type":"member.joined","v":1}"#,  // unknown role
+        // unknown role
+        #"{"actorId":"a","at":"2025-01-02T03:04:05.678Z","data":{"role":"king","userId":"u"},"id":"e","type":"member.joined","v":1}"#,
         #"{"actorId":"a","at":"2025-01-02T03:04:05.678Z","data":{"seq":1},"id":"e","type":"room.read","v":1} trailing"#,
         #"{"actorId":"a","at":"2025-01-02T03:04:05.678Z","data":{"seq":1},"id":"e","type":"room.read","v":1"#,  // cut off
         "not json", "", "{}",
@@ -98,17 +108,23 @@ struct TimestampReaderTests {
             #expect(utcMilliseconds(text).map { Date(timeIntervalSince1970: Double($0) / 1000) } == foundation, "\(text)")
             // Without the fraction, and with other numbers of fraction digits.
             let whole = String(text.prefix(19)) + "Z"
-            #expect(utcMilliseconds(whole).map { Date(timeIntervalSince1970: Double($0) / 1000) } == parseTimestampWithFoundation(whole), "\(whole)")
+            #expect(
+                utcMilliseconds(whole).map { Date(timeIntervalSince1970: Double($0) / 1000) } == parseTimestampWithFoundation(whole),
+                "\(whole)")
             for fraction in [".5", ".12", ".123456"] {
                 let other = String(text.prefix(19)) + fraction + "Z"
-                #expect(utcMilliseconds(other).map { Date(timeIntervalSince1970: Double($0) / 1000) } == parseTimestampWithFoundation(other), "\(other)")
+                #expect(
+                    utcMilliseconds(other).map { Date(timeIntervalSince1970: Double($0) / 1000) } == parseTimestampWithFoundation(other),
+                    "\(other)")
             }
         }
     }
 
-    @Test(arguments: ["2025-02-29T00:00:00Z", "2025-13-01T00:00:00Z", "2025-01-01T24:00:00Z", "2025-01-01T00:00:60Z",
-                      "2025-01-01 00:00:00Z", "2025-01-01T00:00:00+01:00", "2025-01-01T00:00:00.Z", "2025-01-01T00:00:00.1x2Z",
-                      "0000-01-01T00:00:00Z", "1582-10-20T00:00:00Z", "yesterday", ""])
+    @Test(arguments: [
+        "2025-02-29T00:00:00Z", "2025-13-01T00:00:00Z", "2025-01-01T24:00:00Z", "2025-01-01T00:00:60Z",
+        "2025-01-01 00:00:00Z", "2025-01-01T00:00:00+01:00", "2025-01-01T00:00:00.Z", "2025-01-01T00:00:00.1x2Z",
+        "0000-01-01T00:00:00Z", "1582-10-20T00:00:00Z", "yesterday", "",
+    ])
     func leavesTheRestToFoundation(text: String) {
         #expect(utcMilliseconds(text) == nil)
         // parseTimestamp then answers as Foundation's parser does.

@@ -12,7 +12,10 @@ struct Script {
 
     final class Counter: @unchecked Sendable {
         var n = 0
-        func next() -> String { n += 1; return "e\(n)" }
+        func next() -> String {
+            n += 1
+            return "e\(n)"
+        }
     }
 
     func context(_ actor: String, max: Int = 4000) -> DecisionContext {
@@ -77,9 +80,11 @@ struct RulesTests {
         s.refuse("alice", .sendDirect(to: "alice", messageId: "m", body: "me", clientMsgId: nil), .conflict)
         s.refuse("alice", .sendDirect(to: "nobody", messageId: "m", body: "hi", clientMsgId: nil), .notFound)
         s.refuse("alice", .sendDirect(to: "bob", messageId: "m", body: "  ", clientMsgId: nil), .invalidRequest)
-        s.refuse("alice", .sendDirect(to: "bob", messageId: "m", body: String(repeating: "é", count: 6), clientMsgId: nil), .tooLarge, max: 10)
+        s.refuse(
+            "alice", .sendDirect(to: "bob", messageId: "m", body: String(repeating: "é", count: 6), clientMsgId: nil), .tooLarge, max: 10)
         s.refuse("alice", .sendDirect(to: "bob", messageId: "m", body: "x", clientMsgId: ""), .invalidRequest)
-        s.refuse("alice", .sendDirect(to: "bob", messageId: "m", body: "x", clientMsgId: String(repeating: "c", count: 200)), .invalidRequest)
+        s.refuse(
+            "alice", .sendDirect(to: "bob", messageId: "m", body: "x", clientMsgId: String(repeating: "c", count: 200)), .invalidRequest)
     }
 
     @Test func groupLifecycle() throws {
@@ -110,7 +115,10 @@ struct RulesTests {
         try s.run("dave", .join(roomId: "g"))
         try s.run("alice", .setRole(roomId: "g", userId: "dave", role: .admin))
         let events = try s.run("alice", .leave(roomId: "g"))
-        #expect(events.map(\.data) == [.memberRoleChanged(MemberChange(userId: "dave", role: .owner)), .memberLeft(MemberChange(userId: "alice"))])
+        #expect(
+            events.map(\.data) == [
+                .memberRoleChanged(MemberChange(userId: "dave", role: .owner)), .memberLeft(MemberChange(userId: "alice")),
+            ])
         #expect(s.rooms["g"]?.members["dave"]?.role == .owner)
         // With no admin left the longest-standing member (bob joined before carol) inherits.
         let next = try s.run("dave", .leave(roomId: "g"))
@@ -189,8 +197,11 @@ struct RulesTests {
 
     @Test func registrationChecksUsernames() throws {
         let context = DecisionContext(actorId: "", now: Date(), newID: { "e" })
-        let decision = try Rules.decide(.register(userId: "u1", username: "Alice", displayName: nil, passwordHash: "h"), DecisionState(), context)
-        #expect(decision.events.first?.data == .userRegistered(UserRegistered(userId: "u1", username: "alice", displayName: "Alice", passwordHash: "h")))
+        let decision = try Rules.decide(
+            .register(userId: "u1", username: "Alice", displayName: nil, passwordHash: "h"), DecisionState(), context)
+        #expect(
+            decision.events.first?.data
+                == .userRegistered(UserRegistered(userId: "u1", username: "alice", displayName: "Alice", passwordHash: "h")))
         #expect(decision.facts == [Fact(.username("alice"), nil)])
         for (name, code) in [("al", RuleError.Code.invalidRequest), ("has space", .invalidRequest), ("ünï", .invalidRequest)] {
             #expect(throws: RuleError(code, "a username is 3 to 32 characters of a-z, 0-9, _ . -")) {
@@ -198,14 +209,16 @@ struct RulesTests {
             }
         }
         #expect(throws: RuleError.self) {
-            try Rules.decide(.register(userId: "u", username: "alice", displayName: nil, passwordHash: "h"), DecisionState(usernameTaken: true), context)
+            try Rules.decide(
+                .register(userId: "u", username: "alice", displayName: nil, passwordHash: "h"), DecisionState(usernameTaken: true), context)
         }
     }
 
     @Test func decisionsListTheFactsTheyRelyOn() throws {
         let s = try Script.group()
         let send = try Rules.decide(
-            .send(roomId: "g", messageId: "m", body: "x", clientMsgId: "c", replyTo: nil), s.state(for: .join(roomId: "g"), "bob"), s.context("bob"))
+            .send(roomId: "g", messageId: "m", body: "x", clientMsgId: "c", replyTo: nil), s.state(for: .join(roomId: "g"), "bob"),
+            s.context("bob"))
         #expect(send.facts == [Fact(.member(roomId: "g", userId: "bob"), "member:joined:4")])
         #expect(send.clientMessageKey == ClientMessageKey(roomId: "g", userId: "bob", clientMsgId: "c"))
         let leave = try Rules.decide(.leave(roomId: "g"), s.state(for: .leave(roomId: "g"), "alice"), s.context("alice"))

@@ -1,6 +1,6 @@
 import Drivers
-import Testing
 import TestSupport
+import Testing
 
 @testable import Projections
 

@@ -1,8 +1,8 @@
 import EventLog
 import Events
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Projections
 
@@ -34,8 +34,16 @@ struct ProjectionFaultTests {
         try await sendMany(f, ids, count: 10, prefix: "y")
 
         // Another consumer waits out the lease, claims the dead one's entries and goes on.
-        let runners = [f.runner(f.metadata, consumer: "alive", lease: .milliseconds(300)), f.runner(f.messages, consumer: "alive", lease: .milliseconds(300))]
-        let task = Task { try await withThrowingTaskGroup(of: Void.self) { g in for r in runners { g.addTask { try await r.run() } }; try await g.waitForAll() } }
+        let runners = [
+            f.runner(f.metadata, consumer: "alive", lease: .milliseconds(300)),
+            f.runner(f.messages, consumer: "alive", lease: .milliseconds(300)),
+        ]
+        let task = Task {
+            try await withThrowingTaskGroup(of: Void.self) { g in
+                for r in runners { g.addTask { try await r.run() } }
+                try await g.waitForAll()
+            }
+        }
         try await f.waitUntilCaughtUp(f.metadata)
         try await f.waitUntilCaughtUp(f.messages)
         // Acknowledged after applying: give the last XACK its moment, then every entry,
@@ -67,13 +75,16 @@ struct ProjectionFaultTests {
         // Unreadable bytes; a user whose username is taken (PostgreSQL refuses it); a message
         // reusing seq 1 of the room (MongoDB's unique index refuses it).
         _ = try await f.redis.xadd(stream, fields: [("event", "{not json")])
-        let clash = Event(id: "e-clash", at: Date(), actorId: "intruder",
-                          data: .userRegistered(UserRegistered(userId: "intruder", username: "ada", displayName: "Ada?", passwordHash: "x")))
+        let clash = Event(
+            id: "e-clash", at: Date(), actorId: "intruder",
+            data: .userRegistered(UserRegistered(userId: "intruder", username: "ada", displayName: "Ada?", passwordHash: "x")))
         _ = try await f.redis.xadd(stream, fields: [("event", try EventCodec.encode(clash))])
-        let dupSeq = Event(id: "e-dup", at: Date(), actorId: ids["ada"]!, roomId: "club", seq: 1,
-                           data: .messageSent(MessageSent(messageId: "evil", body: "same seq")))
+        let dupSeq = Event(
+            id: "e-dup", at: Date(), actorId: ids["ada"]!, roomId: "club", seq: 1,
+            data: .messageSent(MessageSent(messageId: "evil", body: "same seq")))
         _ = try await f.redis.xadd(stream, fields: [("event", try EventCodec.encode(dupSeq))])
-        try await f.log.execute(.send(roomId: "club", messageId: "after", body: "still here", clientMsgId: nil, replyTo: nil), actor: ids["bea"]!)
+        try await f.log.execute(
+            .send(roomId: "club", messageId: "after", body: "still here", clientMsgId: nil, replyTo: nil), actor: ids["bea"]!)
 
         try await f.project()
         #expect(try await f.history.message(id: "after")?.body == "still here")
@@ -96,13 +107,18 @@ struct ProjectionFaultTests {
         let ids = try await f.workload()
         // A log of 100,000 messages to rebuild (written straight to its stream).
         let source = EventLog(redis: f.redis, partitions: 1, namespace: f.log.keys.namespace + "-src")
-        let created = Event(id: newID(), at: Date(), actorId: "owner", roomId: "big", data: .roomCreated(RoomCreated(kind: .group, name: "Big")))
+        let created = Event(
+            id: newID(), at: Date(), actorId: "owner", roomId: "big", data: .roomCreated(RoomCreated(kind: .group, name: "Big")))
         var commands = [RedisClient.xaddArguments(source.keys.stream(0), fields: [("event", try EventCodec.encode(created))])]
         for seq in 1...100_000 {
-            let event = Event(id: "e\(seq)", at: Date(), actorId: "owner", roomId: "big", seq: Int64(seq),
-                              data: .messageSent(MessageSent(messageId: "big\(seq)", body: "backlog \(seq)")))
+            let event = Event(
+                id: "e\(seq)", at: Date(), actorId: "owner", roomId: "big", seq: Int64(seq),
+                data: .messageSent(MessageSent(messageId: "big\(seq)", body: "backlog \(seq)")))
             commands.append(RedisClient.xaddArguments(source.keys.stream(0), fields: [("event", try EventCodec.encode(event))]))
-            if commands.count == 5000 { _ = try await f.redis.pipeline(commands); commands = [] }
+            if commands.count == 5000 {
+                _ = try await f.redis.pipeline(commands)
+                commands = []
+            }
         }
         _ = try await f.redis.pipeline(commands)
 
@@ -114,7 +130,8 @@ struct ProjectionFaultTests {
         // Live messages keep coming while the rebuild runs.
         var sentLive = 0
         while sentLive < 40 {
-            try await f.log.execute(.send(roomId: "club", messageId: "live\(sentLive)", body: "live", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+            try await f.log.execute(
+                .send(roomId: "club", messageId: "live\(sentLive)", body: "live", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
             sentLive += 1
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -25,7 +25,9 @@ struct ProjectionFixture {
         log = EventLog(redis: redis, partitions: partitions, namespace: TestStores.unique("tproj"))
         schema = TestStores.unique("tproj")
         // The public tables are the template of every schema: make sure they are migrated.
-        if let directory = Migrator.defaultDirectory() { try await Migrator(directory: directory).migrate(postgres, logger: Logger(label: "test")) }
+        if let directory = Migrator.defaultDirectory() {
+            try await Migrator(directory: directory).migrate(postgres, logger: Logger(label: "test"))
+        }
         metadata = MetadataProjector(postgres: postgres, schema: schema)
         messages = MessagesProjector(mongo: mongo, collection: schema)
         scheduler = PriorityScheduler(workers: workers)
@@ -41,13 +43,19 @@ struct ProjectionFixture {
         options.blockMs = 100
         options.lease = lease
         options.retryDelay = .milliseconds(5)
-        return ProjectorRunner(projector, log: log, scheduler: scheduler, lag: lag, options: options, consumer: consumer, logger: Logger(label: "test"))
+        return ProjectorRunner(
+            projector, log: log, scheduler: scheduler, lag: lag, options: options, consumer: consumer, logger: Logger(label: "test"))
     }
 
     /// Runs both projectors live until they have applied everything in the log now.
     func project() async throws {
         let runners = [runner(metadata), runner(messages)]
-        let task = Task { try await withThrowingTaskGroup(of: Void.self) { g in for r in runners { g.addTask { try await r.run() } }; try await g.waitForAll() } }
+        let task = Task {
+            try await withThrowingTaskGroup(of: Void.self) { g in
+                for r in runners { g.addTask { try await r.run() } }
+                try await g.waitForAll()
+            }
+        }
         try await waitUntilCaughtUp(metadata)
         try await waitUntilCaughtUp(messages)
         task.cancel()
@@ -61,7 +69,9 @@ struct ProjectionFixture {
             while true {
                 let done = try await projector.checkpoint(partition: partition)
                 if !StreamID.less(done, head.entryIDs[partition]) { break }
-                if Date() > deadline { throw ProjectionError("\(projector.name) stuck at \(done) in partition \(partition), head \(head.entryIDs[partition])") }
+                if Date() > deadline {
+                    throw ProjectionError("\(projector.name) stuck at \(done) in partition \(partition), head \(head.entryIDs[partition])")
+                }
                 try await Task.sleep(for: .milliseconds(20))
             }
         }

@@ -1,8 +1,8 @@
 import EventLog
 import Events
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Projections
 

@@ -12,14 +12,20 @@ struct AuditTrailTests {
     let start = Date(timeIntervalSince1970: 1_764_000_000)
 
     func logged(_ data: EventData, actor: String, room: String? = nil, seq: Int64? = nil, _ n: Int) throws -> LoggedEvent {
-        let event = Event(id: "e\(n)", at: start.addingTimeInterval(Double(n)), actorId: actor, roomId: room, seq: seq, data: data, hash: "h\(n)", prevHash: "h\(n - 1)")
+        let event = Event(
+            id: "e\(n)", at: start.addingTimeInterval(Double(n)), actorId: actor, roomId: room, seq: seq, data: data, hash: "h\(n)",
+            prevHash: "h\(n - 1)")
         return LoggedEvent(partition: 0, entryID: "\(1_764_000_000_000 + n)-0", event: event, json: try EventCodec.encode(event))
     }
 
     func history() throws -> [LoggedEvent] {
         try [
-            logged(.userRegistered(UserRegistered(userId: "u1", username: "ann", displayName: "Ann", passwordHash: "$2b$12$secret")), actor: "u1", 1),
-            logged(.userRegistered(UserRegistered(userId: "u2", username: "bob", displayName: "Bob", passwordHash: "$2b$12$other")), actor: "u2", 2),
+            logged(
+                .userRegistered(UserRegistered(userId: "u1", username: "ann", displayName: "Ann", passwordHash: "$2b$12$secret")),
+                actor: "u1", 1),
+            logged(
+                .userRegistered(UserRegistered(userId: "u2", username: "bob", displayName: "Bob", passwordHash: "$2b$12$other")),
+                actor: "u2", 2),
             logged(.roomCreated(RoomCreated(kind: .group, name: "Team")), actor: "u1", room: "r", 3),
             logged(.memberInvited(MemberChange(userId: "u2", role: .member)), actor: "u1", room: "r", 4),
             logged(.memberJoined(MemberChange(userId: "u2", role: .member)), actor: "u2", room: "r", 5),
@@ -35,11 +41,12 @@ struct AuditTrailTests {
     @Test func aRoomTrailSaysWhoDidWhatWithBeforeAndAfterOfEdits() throws {
         var trail = AuditTrail(usernames: [:])
         for event in try history() { trail.add(event, include: event.event.roomId == "r") }
-        #expect(trail.entries.map(\.summary) == [
-            #"created group "Team""#, "invited bob as member", "bob joined as member", #"message m1: "line one\n\"quoted\"""#,
-            #"edited m1: "line one\n\"quoted\"" → "fixed""#, #"deleted m1 (sent by bob: "fixed")"#, #"renamed "Team" → "Crew""#,
-            "removed bob",
-        ])
+        #expect(
+            trail.entries.map(\.summary) == [
+                #"created group "Team""#, "invited bob as member", "bob joined as member", #"message m1: "line one\n\"quoted\"""#,
+                #"edited m1: "line one\n\"quoted\"" → "fixed""#, #"deleted m1 (sent by bob: "fixed")"#, #"renamed "Team" → "Crew""#,
+                "removed bob",
+            ])
         #expect(trail.entries.map(\.actor) == ["ann", "ann", "bob", "bob", "bob", "ann", "ann", "ann"])
         #expect(trail.entries[3].seq == 1 && trail.entries[4].seq == nil)
         #expect(trail.entries[4].previousBody == "line one\n\"quoted\"" && trail.entries[5].previousBody == "fixed")
@@ -63,10 +70,12 @@ struct AuditTrailTests {
 
     @Test func progressShowsCountRateAndETA() {
         let progress = Progress("rebuild metadata", total: 1_000_000, terminal: false)
-        #expect(progress.render(250_000, note: "", elapsed: .seconds(5)) == "rebuild metadata: 250,000 / 1,000,000 events (25%), 50,000 events/s, ETA 0:15")
+        #expect(
+            progress.render(250_000, note: "", elapsed: .seconds(5))
+                == "rebuild metadata: 250,000 / 1,000,000 events (25%), 50,000 events/s, ETA 0:15")
         let open = Progress("export", total: nil, terminal: false)
         #expect(open.render(1234, note: "waiting", elapsed: .seconds(2)) == "export: 1,234 events, 617 events/s, waiting")
-        #expect(Progress.clock(3725) == "1:02:05" && Progress.grouped(-1234567) == "-1,234,567")
+        #expect(Progress.clock(3725) == "1:02:05" && Progress.grouped(-1_234_567) == "-1,234,567")
     }
 
     @Test func aChangedRowNamesEachDifferingColumn() {

@@ -2,8 +2,8 @@ import EventLog
 import Events
 import Foundation
 import Projections
-import Testing
 import TestSupport
+import Testing
 
 /// `parley-replay` run as an operator runs it, against the real Redis, PostgreSQL and
 /// MongoDB-protocol server.
@@ -21,7 +21,8 @@ struct ReplayCommandTests {
 
         // Someone edits the read models behind the log's back.
         try await f.postgres.query("UPDATE \(f.schema).rooms SET name = 'Hacked' WHERE id = 'club'")
-        try await f.postgres.query("UPDATE \(f.schema).room_members SET role = 'owner' WHERE room_id = 'club' AND user_id = $1", [ids["cyd"]!])
+        try await f.postgres.query(
+            "UPDATE \(f.schema).room_members SET role = 'owner' WHERE room_id = 'club' AND user_id = $1", [ids["cyd"]!])
         _ = try await f.messages.collection.deleteMany(["_id": "c2"])
 
         let dirty = try await f.replay(["verify"])
@@ -33,7 +34,9 @@ struct ReplayCommandTests {
 
         let rebuilt = try await f.replay(["rebuild", "--shadow"])
         #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
-        #expect(rebuilt.stdout.contains("rebuild metadata: shadow swapped in") && rebuilt.stdout.contains("rebuild messages: shadow swapped in"))
+        #expect(
+            rebuilt.stdout.contains("rebuild metadata: shadow swapped in") && rebuilt.stdout.contains("rebuild messages: shadow swapped in")
+        )
         let repaired = try await f.replay(["verify"])
         #expect(repaired.status == 0, "\(repaired.stdout)")
         // What a reader gets is right again.
@@ -55,7 +58,8 @@ struct ReplayCommandTests {
             var sent = 0
             while !Task.isCancelled {
                 try await f.log.execute(
-                    .send(roomId: "club", messageId: "live-\(sent)", body: "during \(sent)", clientMsgId: nil, replyTo: nil), actor: ids["bea"]!)
+                    .send(roomId: "club", messageId: "live-\(sent)", body: "during \(sent)", clientMsgId: nil, replyTo: nil),
+                    actor: ids["bea"]!)
                 sent += 1
                 try? await Task.sleep(for: .milliseconds(3))
             }
@@ -77,7 +81,8 @@ struct ReplayCommandTests {
         let verified = try await f.replay(["verify"])
         #expect(verified.status == 0, "\(verified.stdout)")
         // The hold is gone: live projection goes on after the swap.
-        try await f.log.execute(.send(roomId: "club", messageId: "after", body: "after the swap", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+        try await f.log.execute(
+            .send(roomId: "club", messageId: "after", body: "after the swap", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
         try await f.waitUntilProjected()
         #expect(try await f.messages.collection.findOne(["_id": "after"]) != nil)
         live.cancel()
@@ -91,8 +96,10 @@ struct ReplayCommandTests {
         // Rooms in both partitions.
         for n in 0..<8 {
             try await f.log.execute(.createGroup(roomId: "g\(n)", name: "G\(n)", invite: []), actor: ids["ada"]!)
-            try await f.log.execute(.send(roomId: "g\(n)", messageId: "g\(n)-1", body: "one", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
-            try await f.log.execute(.send(roomId: "g\(n)", messageId: "g\(n)-2", body: "two", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+            try await f.log.execute(
+                .send(roomId: "g\(n)", messageId: "g\(n)-1", body: "one", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+            try await f.log.execute(
+                .send(roomId: "g\(n)", messageId: "g\(n)-2", body: "two", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
         }
         let intact = try await f.replay(["audit", "chain"])
         #expect(intact.status == 0, "\(intact.stdout)\(intact.stderr)")
@@ -102,7 +109,8 @@ struct ReplayCommandTests {
         // one entry is left out.
         let copy = TestStores.unique("trepcopy")
         let copyLog = Keys(namespace: copy)
-        var altered = "", afterRemoved = ""
+        var altered = ""
+        var afterRemoved = ""
         for partition in 0..<2 {
             let entries = try await f.redis.xrange(f.log.keys.stream(partition))
             #expect(entries.count > 10)
@@ -119,7 +127,8 @@ struct ReplayCommandTests {
             let head = try await f.redis.command(["GET", GuardKeys(partition: partition, namespace: f.schema).head]).string!
             try await f.redis.command(["SET", GuardKeys(partition: partition, namespace: copy).head, head])
         }
-        let broken = try await runParley("parley-replay", ["audit", "chain"], environment: f.environment.merging(["PARLEY_NAMESPACE": copy]) { $1 })
+        let broken = try await runParley(
+            "parley-replay", ["audit", "chain"], environment: f.environment.merging(["PARLEY_NAMESPACE": copy]) { $1 })
         #expect(broken.status == 1)
         #expect(broken.stdout.contains("BROKEN at 0:\(altered)"), "\(broken.stdout)")
         #expect(broken.stdout.contains("BROKEN at 1:\(afterRemoved)"), "\(broken.stdout)")
@@ -127,8 +136,12 @@ struct ReplayCommandTests {
 
         // Removing the last event shows too: the stored chain head no longer matches.
         let last = try await f.redis.command(["XREVRANGE", copyLog.stream(0), "+", "-", "COUNT", "1"]).array![0].array![0].string!
-        try await f.redis.command(["XDEL", copyLog.stream(1), try await f.redis.command(["XREVRANGE", copyLog.stream(1), "+", "-", "COUNT", "1"]).array![0].array![0].string!])
-        let truncated = try await runParley("parley-replay", ["audit", "chain"], environment: f.environment.merging(["PARLEY_NAMESPACE": copy]) { $1 })
+        try await f.redis.command([
+            "XDEL", copyLog.stream(1),
+            try await f.redis.command(["XREVRANGE", copyLog.stream(1), "+", "-", "COUNT", "1"]).array![0].array![0].string!,
+        ])
+        let truncated = try await runParley(
+            "parley-replay", ["audit", "chain"], environment: f.environment.merging(["PARLEY_NAMESPACE": copy]) { $1 })
         #expect(truncated.stdout.contains("BROKEN at 0:\(altered)"), "\(last)")
         #expect(truncated.stdout.contains("BROKEN at 1:\(afterRemoved)"))
         try await f.redis.deleteKeys(matching: "\(copy)*")
@@ -154,7 +167,8 @@ struct ReplayCommandTests {
         let lines = table.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first?.hasPrefix("time (UTC)") == true)
         for expected in [
-            #"ada  created group "Club""#, "ada  invited bea as member", "ada  invited cyd as member", "bea  bea joined as member", "ada  bea is now admin",
+            #"ada  created group "Club""#, "ada  invited bea as member", "ada  invited cyd as member", "bea  bea joined as member",
+            "ada  bea is now admin",
             #"bea  message c1: "hello""#, #"ada  message c2: "hi bea" (reply to c1)"#, #"bea  edited c1: "hello" → "hello!""#,
             #"bea  edited c1: "hello!" → "hello!!""#, #"bea  deleted c3 (sent by ada: "oops")"#, #"bea  renamed "Club" → "The Club""#,
             "bea  read up to seq 2",
@@ -171,7 +185,9 @@ struct ReplayCommandTests {
         #expect(objects.count == 13)
         let edit = try #require(objects.first { $0["type"] as? String == "message.edited" })
         #expect(edit["previousBody"] as? String == "hello" && (edit["data"] as? [String: Any])?["body"] as? String == "hello!")
-        #expect(edit["actorId"] as? String == ids["bea"] && edit["actor"] as? String == "bea" && edit["position"] is String && edit["at"] is String)
+        #expect(
+            edit["actorId"] as? String == ids["bea"] && edit["actor"] as? String == "bea" && edit["position"] is String
+                && edit["at"] is String)
 
         let user = try await f.replay(["audit", "user", ids["cyd"]!])
         #expect(user.status == 0)
@@ -264,7 +280,8 @@ struct ReplayCommandTests {
         #expect(result.status == 1)
         #expect(result.stderr == "parley-replay: bad configuration: PARLEY_LOG_PARTITIONS=zero is not a number in 1...1024\n")
         let unreachable = try await runParley(
-            "parley-replay", ["audit", "chain"], environment: ["PARLEY_REDIS_URL": "redis://127.0.0.1:\(TestStores.freePort())/0", "PARLEY_STORE_TIMEOUT_MS": "500"])
+            "parley-replay", ["audit", "chain"],
+            environment: ["PARLEY_REDIS_URL": "redis://127.0.0.1:\(TestStores.freePort())/0", "PARLEY_STORE_TIMEOUT_MS": "500"])
         #expect(unreachable.status == 1 && unreachable.stderr.hasPrefix("parley-replay: cannot start:"), "\(unreachable.stderr)")
         let usage = try await runParley("parley-replay", ["rebuild", "--projection", "everything"])
         #expect(usage.status != 0 && usage.stderr.contains("everything"))

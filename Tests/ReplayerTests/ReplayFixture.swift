@@ -26,7 +26,9 @@ struct ReplayFixture {
         mongo = try TestStores.mongo()
         schema = TestStores.unique("trep")
         log = EventLog(redis: redis, partitions: partitions, namespace: schema)
-        if let directory = Migrator.defaultDirectory() { try await Migrator(directory: directory).migrate(postgres, logger: Logger(label: "test")) }
+        if let directory = Migrator.defaultDirectory() {
+            try await Migrator(directory: directory).migrate(postgres, logger: Logger(label: "test"))
+        }
         metadata = MetadataProjector(postgres: postgres, schema: schema)
         messages = MessagesProjector(mongo: mongo, collection: schema)
         try await metadata.prepare()
@@ -35,8 +37,10 @@ struct ReplayFixture {
 
     /// The settings a server over this fixture would have.
     var environment: [String: String] {
-        ["PARLEY_NAMESPACE": schema, "PARLEY_POSTGRES_SCHEMA": schema, "PARLEY_MONGO_COLLECTION": schema,
-         "PARLEY_LOG_PARTITIONS": "\(partitions)", "PARLEY_MIGRATIONS_DIR": repositoryRoot.appendingPathComponent("migrations").path]
+        [
+            "PARLEY_NAMESPACE": schema, "PARLEY_POSTGRES_SCHEMA": schema, "PARLEY_MONGO_COLLECTION": schema,
+            "PARLEY_LOG_PARTITIONS": "\(partitions)", "PARLEY_MIGRATIONS_DIR": repositoryRoot.appendingPathComponent("migrations").path,
+        ]
     }
 
     func replay(_ arguments: [String], timeout: Double = 180) async throws -> ProcessResult {
@@ -128,10 +132,12 @@ final class RunningReplay: Sendable {
         process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/parley-replay")
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let err = Pipe(), out = Pipe()
+        let err = Pipe()
+        let out = Pipe()
         process.standardError = err
         process.standardOutput = out
-        let errors = self.errors, outputs = self.outputs
+        let errors = self.errors
+        let outputs = self.outputs
         err.fileHandleForReading.readabilityHandler = { handle in
             let text = String(decoding: handle.availableData, as: UTF8.self)
             errors.withLockedValue { $0 += text }

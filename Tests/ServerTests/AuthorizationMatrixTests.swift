@@ -1,17 +1,20 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
-import TestSupport
 
 /// Every room endpoint × every kind of caller, each on a fresh room, with the exact status
 /// and error code expected in each cell.
 @Suite("Authorization matrix")
 struct AuthorizationMatrixTests {
     enum Principal: String, CaseIterable {
-        case noToken = "no token", expired, forged, algNone = "alg none", outsider, invited, member, admin, owner, removed
+        case noToken = "no token"
+        case expired, forged
+        case algNone = "alg none"
+        case outsider, invited, member, admin, owner, removed
     }
 
     struct Endpoint {
@@ -22,27 +25,35 @@ struct AuthorizationMatrixTests {
         let body: (_ newbie: String) -> [String: Any]?
     }
 
-    static var endpoints: [Endpoint] { [
-        .init(name: "get room", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)" }, body: { _ in nil }),
-        .init(name: "rename", method: "PATCH", path: { r, _, _ in "/v1/rooms/\(r)" }, body: { _ in ["name": "Renamed"] }),
-        .init(name: "invite", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/invites" }, body: { n in ["userId": n] }),
-        .init(name: "join", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/join" }, body: { _ in nil }),
-        .init(name: "decline", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/decline" }, body: { _ in nil }),
-        .init(name: "leave", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/leave" }, body: { _ in nil }),
-        .init(name: "remove member", method: "DELETE", path: { r, _, t in "/v1/rooms/\(r)/members/\(t)" }, body: { _ in nil }),
-        .init(name: "set role", method: "PUT", path: { r, _, t in "/v1/rooms/\(r)/members/\(t)/role" }, body: { _ in ["role": "admin"] }),
-        .init(name: "send", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/messages" }, body: { _ in ["body": "hi"] }),
-        .init(name: "history", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)/messages" }, body: { _ in nil }),
-        .init(name: "edit member's message", method: "PATCH", path: { r, m, _ in "/v1/rooms/\(r)/messages/\(m)" }, body: { _ in ["body": "edited"] }),
-        .init(name: "delete member's message", method: "DELETE", path: { r, m, _ in "/v1/rooms/\(r)/messages/\(m)" }, body: { _ in nil }),
-        .init(name: "read receipt", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/read" }, body: { _ in ["seq": 1] }),
-    ] }
+    static var endpoints: [Endpoint] {
+        [
+            .init(name: "get room", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)" }, body: { _ in nil }),
+            .init(name: "rename", method: "PATCH", path: { r, _, _ in "/v1/rooms/\(r)" }, body: { _ in ["name": "Renamed"] }),
+            .init(name: "invite", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/invites" }, body: { n in ["userId": n] }),
+            .init(name: "join", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/join" }, body: { _ in nil }),
+            .init(name: "decline", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/decline" }, body: { _ in nil }),
+            .init(name: "leave", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/leave" }, body: { _ in nil }),
+            .init(name: "remove member", method: "DELETE", path: { r, _, t in "/v1/rooms/\(r)/members/\(t)" }, body: { _ in nil }),
+            .init(
+                name: "set role", method: "PUT", path: { r, _, t in "/v1/rooms/\(r)/members/\(t)/role" }, body: { _ in ["role": "admin"] }),
+            .init(name: "send", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/messages" }, body: { _ in ["body": "hi"] }),
+            .init(name: "history", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)/messages" }, body: { _ in nil }),
+            .init(
+                name: "edit member's message", method: "PATCH", path: { r, m, _ in "/v1/rooms/\(r)/messages/\(m)" },
+                body: { _ in ["body": "edited"] }),
+            .init(
+                name: "delete member's message", method: "DELETE", path: { r, m, _ in "/v1/rooms/\(r)/messages/\(m)" }, body: { _ in nil }),
+            .init(name: "read receipt", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/read" }, body: { _ in ["seq": 1] }),
+        ]
+    }
 
     /// Each row's answers for: no token, expired, forged, alg none, outsider, invited,
     /// member, admin, owner, removed (the member's message is the one edited or deleted).
     static var rows: [(String, [String])] {
         let bad = Array(repeating: "401 unauthorized", count: 4)
-        let out = "403 not_a_member", no = "403 forbidden", conflict = "409 conflict"
+        let out = "403 not_a_member"
+        let no = "403 forbidden"
+        let conflict = "409 conflict"
         return [
             ("get room", bad + [out, "200", "200", "200", "200", out]),
             ("rename", bad + [out, out, no, "200", "200", out]),
@@ -61,9 +72,10 @@ struct AuthorizationMatrixTests {
     }
 
     static var expected: [String: [Principal: String]] {
-        Dictionary(uniqueKeysWithValues: rows.map { name, answers in
-            (name, Dictionary(uniqueKeysWithValues: zip(Principal.allCases, answers)))
-        })
+        Dictionary(
+            uniqueKeysWithValues: rows.map { name, answers in
+                (name, Dictionary(uniqueKeysWithValues: zip(Principal.allCases, answers)))
+            })
     }
 
     @Test func everyRoomEndpointAnswersEachKindOfCallerAsTheRulesSay() async throws {
@@ -82,7 +94,10 @@ struct AuthorizationMatrixTests {
             for name in ["admin", "member", "removed", "target"] {
                 #expect(try await s.request("POST", "/v1/rooms/\(room)/join", token: users[name]!.token).status == 200)
             }
-            #expect(try await s.request("PUT", "/v1/rooms/\(room)/members/\(users["admin"]!.id)/role", token: owner.token, body: ["role": "admin"]).status == 200)
+            #expect(
+                try await s.request(
+                    "PUT", "/v1/rooms/\(room)/members/\(users["admin"]!.id)/role", token: owner.token, body: ["role": "admin"]
+                ).status == 200)
             #expect(try await s.request("DELETE", "/v1/rooms/\(room)/members/\(users["removed"]!.id)", token: owner.token).status == 200)
             let sent = try await s.request("POST", "/v1/rooms/\(room)/messages", token: users["member"]!.token, body: ["body": "mine"])
             return (room, try #require(sent["message", "id"] as? String))
@@ -104,14 +119,17 @@ struct AuthorizationMatrixTests {
             for principal in Principal.allCases {
                 let (room, message) = [.noToken, .expired, .forged, .algNone].contains(principal) ? shared : try await freshRoom()
                 let result = try await s.request(
-                    endpoint.method, endpoint.path(room, message, users["target"]!.id), token: token(principal), body: endpoint.body(users["newbie"]!.id))
+                    endpoint.method, endpoint.path(room, message, users["target"]!.id), token: token(principal),
+                    body: endpoint.body(users["newbie"]!.id))
                 #expect(result.status != 500)
                 observed[endpoint.name, default: [:]][principal] = result.error.map { "\(result.status) \($0)" } ?? "\(result.status)"
             }
         }
         for endpoint in Self.endpoints {
             for principal in Principal.allCases {
-                #expect(observed[endpoint.name]?[principal] == Self.expected[endpoint.name]?[principal], "\(endpoint.name) as \(principal.rawValue)")
+                #expect(
+                    observed[endpoint.name]?[principal] == Self.expected[endpoint.name]?[principal],
+                    "\(endpoint.name) as \(principal.rawValue)")
             }
         }
 
@@ -119,7 +137,8 @@ struct AuthorizationMatrixTests {
         // frame after the error is the close: no hello, no event); each role's frames get the same answers as HTTP (an
         // ack, or an error frame with the code).
         for principal in [Principal.noToken, .expired, .forged, .algNone] {
-            let (error, closeCode) = try await RawWebSocket.refusal(port: s.port, path: "/v1/ws" + (token(principal).map { "?token=\($0)" } ?? ""))
+            let (error, closeCode) = try await RawWebSocket.refusal(
+                port: s.port, path: "/v1/ws" + (token(principal).map { "?token=\($0)" } ?? ""))
             #expect(error["type"] as? String == "error" && error["code"] as? String == "unauthorized", "\(principal.rawValue): \(error)")
             #expect(closeCode == 4401, "\(principal.rawValue)")
         }
@@ -160,7 +179,8 @@ struct AuthorizationMatrixTests {
     /// token of a user that does not exist, and does its work for a real user.
     @Test func everyAccountEndpointAnswersEachKindOfTokenAsTheRulesSay() async throws {
         let s = try await ServerProcess()
-        let me = try await s.register("acme"), other = try await s.register("acother")
+        let me = try await s.register("acme")
+        let other = try await s.register("acother")
         let kinds = ["no token", "expired", "forged", "alg none", "unknown user", "user"]
         func token(_ kind: String) -> String? {
             switch kind {
@@ -181,7 +201,8 @@ struct AuthorizationMatrixTests {
             ("room list", "GET", "/v1/rooms", nil, "200"),
             ("invites", "GET", "/v1/invites", nil, "200"),
         ]
-        var observed: [String: [String]] = [:], expected: [String: [String]] = [:]
+        var observed: [String: [String]] = [:]
+        var expected: [String: [String]] = [:]
         for endpoint in endpoints {
             expected[endpoint.name] = Array(repeating: "401 unauthorized", count: 5) + [endpoint.success]
             for kind in kinds {
@@ -190,11 +211,14 @@ struct AuthorizationMatrixTests {
             }
         }
         for endpoint in endpoints {
-            #expect(observed[endpoint.name] == expected[endpoint.name], "\(endpoint.name): \(zip(kinds, observed[endpoint.name] ?? []).map { "\($0): \($1)" })")
+            #expect(
+                observed[endpoint.name] == expected[endpoint.name],
+                "\(endpoint.name): \(zip(kinds, observed[endpoint.name] ?? []).map { "\($0): \($1)" })")
         }
         // Register and log in take no token, and a bad one changes nothing.
         for kind in kinds {
-            let login = try await s.request("POST", "/v1/auth/login", token: token(kind), body: ["username": "acme", "password": "long enough password"])
+            let login = try await s.request(
+                "POST", "/v1/auth/login", token: token(kind), body: ["username": "acme", "password": "long enough password"])
             #expect(login.status == 200, "login with \(kind)")
         }
         try await s.cleanUp()

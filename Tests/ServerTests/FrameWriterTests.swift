@@ -10,17 +10,19 @@ import Testing
 /// The hand-written JSON of a message (every WebSocket `ack`) against JSONEncoder's.
 @Suite("Hand-written message JSON")
 struct FrameWriterTests {
-    @Test(arguments: [
-        ("plain", "c1", nil),
-        ("quotes \" and \\ backslash, / slash", nil, "m-replied"),
-        ("new\nline\ttab\r\u{1} control, \u{8} \u{c}", "id with \"quote\"", nil),
-        ("émoji 👋🏽 and 中文", "", nil),
-    ] as [(String, String?, String?)])
+    @Test(
+        arguments: [
+            ("plain", "c1", nil),
+            ("quotes \" and \\ backslash, / slash", nil, "m-replied"),
+            ("new\nline\ttab\r\u{1} control, \u{8} \u{c}", "id with \"quote\"", nil),
+            ("émoji 👋🏽 and 中文", "", nil),
+        ] as [(String, String?, String?)])
     func matchesJSONEncoder(body: String, clientMsgId: String?, replyTo: String?) throws {
         for deletedBody in [false, true] {
             let message = MessageJSON(
                 id: "m1", roomId: "r\"1", seq: 123_456, senderId: "u1", body: deletedBody ? nil : body,
-                clientMsgId: clientMsgId, sentAt: Date(timeIntervalSince1970: 1_795_000_000.123), editedAt: deletedBody ? Date(timeIntervalSince1970: 1_795_000_001.5) : nil,
+                clientMsgId: clientMsgId, sentAt: Date(timeIntervalSince1970: 1_795_000_000.123),
+                editedAt: deletedBody ? Date(timeIntervalSince1970: 1_795_000_001.5) : nil,
                 deleted: deletedBody, replyTo: replyTo, edits: nil)
             let encoded = try EventCodec.makeEncoder().encode(message)
             let handWritten = Data(message.json.utf8)

@@ -13,7 +13,9 @@ struct HubStateTests {
 
     mutating func logged(_ actor: String, _ room: String, _ data: EventData) -> LoggedEvent {
         entry += 1
-        return LoggedEvent(partition: 0, entryID: "1-\(entry)", event: Event(id: "e\(entry)", at: Date(), actorId: actor, roomId: room, data: data), json: "")
+        return LoggedEvent(
+            partition: 0, entryID: "1-\(entry)", event: Event(id: "e\(entry)", at: Date(), actorId: actor, roomId: room, data: data),
+            json: "")
     }
 
     mutating func message(_ room: String) -> LoggedEvent { logged("ann", room, .messageSent(.init(messageId: "m\(entry)", body: "hi"))) }
@@ -35,7 +37,8 @@ struct HubStateTests {
         let early = message("club")
         #expect(state.tailed(early, position: Self.position(early)).deliver.isEmpty)
         guard case .deliver(let held) = state.activate(bob, viewer: Viewer(userId: "bob", rooms: ["club"]), since: nil) else {
-            Issue.record("not activated"); return
+            Issue.record("not activated")
+            return
         }
         #expect(held.map(\.event) == [early])
         #expect(state.isMember("bob", of: "club"))
@@ -63,12 +66,15 @@ struct HubStateTests {
         state.started(at: .start(partitions: 1))
         let carl = try Self.opened(state.open(userId: "carl"))
         #expect(state.open(userId: "carl") == .tooMany(limit: 1))
-        let first = message("r"), second = message("r")
+        let first = message("r")
+        let second = message("r")
         _ = state.tailed(first, position: Self.position(first))
         _ = state.tailed(second, position: Self.position(second))
         // The client's `since` (from an instance further ahead) already covers `first`.
-        guard case .deliver(let held) = state.activate(carl, viewer: Viewer(userId: "carl", rooms: ["r"]), since: Self.position(first)) else {
-            Issue.record("not activated"); return
+        guard case .deliver(let held) = state.activate(carl, viewer: Viewer(userId: "carl", rooms: ["r"]), since: Self.position(first))
+        else {
+            Issue.record("not activated")
+            return
         }
         #expect(held.map(\.event) == [second])
         let dan = try Self.opened(state.open(userId: "dan"))
@@ -86,7 +92,8 @@ struct HubStateTests {
     @Test mutating func typingGoesToTheOtherJoinedMembersWithALiveConnection() throws {
         var state = HubState(maxConnectionsPerUser: 4, maxHeld: 10)
         state.started(at: .start(partitions: 1))
-        let ann = try Self.opened(state.open(userId: "ann")), bob = try Self.opened(state.open(userId: "bob"))
+        let ann = try Self.opened(state.open(userId: "ann"))
+        let bob = try Self.opened(state.open(userId: "bob"))
         let bobTab = try Self.opened(state.open(userId: "bob"))
         _ = state.activate(ann, viewer: Viewer(userId: "ann", rooms: ["r"]), since: nil)
         _ = state.activate(bob, viewer: Viewer(userId: "bob", rooms: ["r"]), since: nil)

@@ -1,12 +1,13 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Rate limits and metrics")
 struct LimitsAndMetricsTests {
     @Test func sendsOverTheRateGet429OnHTTPAndAnErrorFrameOnWebSocket() async throws {
         let s = try await ServerProcess(environment: ["PARLEY_RATE_SENDS_PER_SECOND": "1", "PARLEY_RATE_SEND_BURST": "3"])
-        let ann = try await s.register("rateann"), bob = try await s.register("ratebob")
+        let ann = try await s.register("rateann")
+        let bob = try await s.register("ratebob")
         for n in 0..<3 {
             #expect(try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "m\(n)"]).status == 201)
         }
@@ -28,7 +29,9 @@ struct LimitsAndMetricsTests {
         // back to back are over the burst of 3 whatever it has refilled.
         for n in 0..<5 { try ws.send(["type": "send", "toUserId": bob.id, "body": "still too many", "clientMsgId": "r\(n)"]) }
         let error = try await ws.next(type: "error")
-        #expect(error["code"] as? String == "rate_limited" && (error["ref"] as? String)?.hasPrefix("r") == true && (error["retryAfterMs"] as? Int ?? 0) > 0)
+        #expect(
+            error["code"] as? String == "rate_limited" && (error["ref"] as? String)?.hasPrefix("r") == true
+                && (error["retryAfterMs"] as? Int ?? 0) > 0)
         ws.close()
         try await s.cleanUp()
     }
@@ -44,13 +47,16 @@ struct LimitsAndMetricsTests {
 
     @Test func metricsAreServedAsPrometheusText() async throws {
         let s = try await ServerProcess()
-        let ann = try await s.register("metricann"), bob = try await s.register("metricbob")
+        let ann = try await s.register("metricann")
+        let bob = try await s.register("metricbob")
         let ws = WSTestClient(port: s.port, token: bob.token)
         _ = try await ws.next(type: "hello")
         #expect(try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "count me"]).status == 201)
         _ = try await ws.next(type: "event")
         let metrics = try await s.until("/metrics", token: ann.token) { $0.text.contains("parley_projector_lag_events") }
-        for name in ["hb_requests", "parley_ws_connections", "parley_ws_events_fanned_out", "parley_projector_lag_ms", "parley_append_latency"] {
+        for name in [
+            "hb_requests", "parley_ws_connections", "parley_ws_events_fanned_out", "parley_projector_lag_ms", "parley_append_latency",
+        ] {
             #expect(metrics.text.contains(name), "no \(name) in /metrics")
         }
         ws.close()

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// What a client that reconnects with `since` is replayed: exactly what it would have
 /// received had it stayed connected, whatever happened to its memberships meanwhile.
@@ -8,7 +8,8 @@ import TestSupport
 struct ReplayVisibilityTests {
     @Test func aMemberRemovedWhileOfflineIsReplayedWhatWasSentBeforeTheRemovalAndNothingAfter() async throws {
         let s = try await ServerProcess()
-        let ann = try await s.register("rvann"), eve = try await s.register("rveve")
+        let ann = try await s.register("rvann")
+        let eve = try await s.register("rveve")
         let created = try await s.request("POST", "/v1/rooms", token: ann.token, body: ["name": "club", "invite": [eve.id]])
         let roomId = try #require(created["room", "id"] as? String)
         #expect(try await s.request("POST", "/v1/rooms/\(roomId)/join", token: eve.token).status == 200)
@@ -45,7 +46,8 @@ struct ReplayVisibilityTests {
 
     @Test func anInviteeRemovedWhileOfflineIsReplayedTheRemovalOnly() async throws {
         let s = try await ServerProcess()
-        let ann = try await s.register("rvowner"), ivy = try await s.register("rvivy")
+        let ann = try await s.register("rvowner")
+        let ivy = try await s.register("rvivy")
         let created = try await s.request("POST", "/v1/rooms", token: ann.token, body: ["name": "club"])
         let roomId = try #require(created["room", "id"] as? String)
         let first = WSTestClient(port: s.port, token: ivy.token)

@@ -1,7 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
-import Testing
 import TestSupport
+import Testing
 
 /// `parley-replay` against a running server: the operator's repair happens while users chat.
 @Suite("parley-replay while the server serves WebSocket clients")
@@ -9,12 +9,14 @@ struct ReplayWhileServingTests {
     @Test func aShadowRebuildRepairsCorruptedReadModelsWhileClientsKeepChatting() async throws {
         let s = try await ServerProcess()
         let replayEnvironment = ["PARLEY_NAMESPACE": s.namespace, "PARLEY_POSTGRES_SCHEMA": s.schema, "PARLEY_MONGO_COLLECTION": s.schema]
-        let ann = try await s.register("rpann"), bob = try await s.register("rpbob")
+        let ann = try await s.register("rpann")
+        let bob = try await s.register("rpbob")
         let created = try await s.request("POST", "/v1/rooms", token: ann.token, body: ["name": "Ops", "invite": [bob.id]])
         let roomId = try #require(created["room", "id"] as? String)
         #expect(try await s.request("POST", "/v1/rooms/\(roomId)/join", token: bob.token).status == 200)
 
-        let annWS = WSTestClient(port: s.port, token: ann.token), bobWS = WSTestClient(port: s.port, token: bob.token)
+        let annWS = WSTestClient(port: s.port, token: ann.token)
+        let bobWS = WSTestClient(port: s.port, token: bob.token)
         _ = try await annWS.next(type: "hello")
         _ = try await bobWS.next(type: "hello")
         // Bob records every message event he receives, from start to end.
@@ -36,7 +38,8 @@ struct ReplayWhileServingTests {
         _ = try await s.until("/v1/rooms/\(roomId)", token: bob.token) { $0["room", "lastSeq"] as? Int == 20 }
 
         // The read models are damaged behind the log's back.
-        let postgres = TestStores.postgres(), mongo = try TestStores.mongo()
+        let postgres = TestStores.postgres()
+        let mongo = try TestStores.mongo()
         try await postgres.query("UPDATE \(s.schema).rooms SET name = 'Hacked' WHERE id = $1", [roomId])
         _ = try await mongo.collection(s.schema).deleteMany(["roomId": .string(roomId), "seq": .int64(5)])
         let damaged = try await runParley("parley-replay", ["verify"], environment: replayEnvironment)
@@ -75,7 +78,8 @@ struct ReplayWhileServingTests {
         #expect(seqsRead == Array(1...n))
         let verified = try await runParley("parley-replay", ["verify"], environment: replayEnvironment)
         #expect(verified.status == 0, "\(verified.stdout)")
-        annWS.close(); bobWS.close()
+        annWS.close()
+        bobWS.close()
         await postgres.shutdown()
         await mongo.shutdown()
         try await s.cleanUp()

@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// A real `parley-server` process on a free port, with a Redis namespace, a PostgreSQL
@@ -18,18 +18,22 @@ final class ServerProcess: @unchecked Sendable {
     /// collection (API and WebSocket only: the first one runs the projectors).
     /// With `namespace` and `schema`, a server (both roles) on the log and read models an
     /// earlier one left.
-    init(sharing other: ServerProcess? = nil, environment extra: [String: String] = [:], namespace: String? = nil, schema: String? = nil) async throws {
+    init(sharing other: ServerProcess? = nil, environment extra: [String: String] = [:], namespace: String? = nil, schema: String? = nil)
+        async throws
+    {
         port = TestStores.freePort()
         self.namespace = namespace ?? other?.namespace ?? TestStores.unique("tsrv").replacingOccurrences(of: "_", with: "-")
         self.schema = schema ?? other?.schema ?? TestStores.unique("tsrv")
         process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/parley-server")
         process.arguments = ["--port", "\(port)"] + (other == nil ? [] : ["--roles", "api"])
-        process.environment = ProcessInfo.processInfo.environment.merging([
-            "PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": self.namespace, "PARLEY_POSTGRES_SCHEMA": self.schema,
-            "PARLEY_MONGO_COLLECTION": self.schema, "PARLEY_BCRYPT_COST": "4",
-            // Flows send fast; the limits have tests of their own.
-            "PARLEY_RATE_SENDS_PER_SECOND": "100000", "PARLEY_RATE_SEND_BURST": "100000",
-        ].merging(extra) { $1 }) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            [
+                "PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": self.namespace, "PARLEY_POSTGRES_SCHEMA": self.schema,
+                "PARLEY_MONGO_COLLECTION": self.schema, "PARLEY_BCRYPT_COST": "4",
+                // Flows send fast; the limits have tests of their own.
+                "PARLEY_RATE_SENDS_PER_SECOND": "100000", "PARLEY_RATE_SEND_BURST": "100000",
+            ].merging(extra) { $1 }
+        ) { $1 }
         process.standardOutput = FileHandle.nullDevice
         // Kept so that a server that stops at start says why in the test's failure.
         let errors = FileManager.default.temporaryDirectory.appendingPathComponent("\(self.namespace).stderr.log")
@@ -40,9 +44,12 @@ final class ServerProcess: @unchecked Sendable {
         while (try? await request("GET", "/healthz")) == nil {
             if !process.isRunning {
                 let said = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
-                throw URLError(.cannotConnectToHost, userInfo: [
-                    NSLocalizedDescriptionKey: "parley-server exited at start (status \(process.terminationStatus)): \(said.suffix(2000))"
-                ])
+                throw URLError(
+                    .cannotConnectToHost,
+                    userInfo: [
+                        NSLocalizedDescriptionKey:
+                            "parley-server exited at start (status \(process.terminationStatus)): \(said.suffix(2000))"
+                    ])
             }
             guard Date() < deadline else { throw URLError(.timedOut) }
             try await Task.sleep(for: .milliseconds(100))
@@ -73,12 +80,16 @@ final class ServerProcess: @unchecked Sendable {
             for key in path { value = (value as? [String: Any])?[key] }
             return value
         }
-        init(status: Int, json: [String: Any]) { self.status = status; self.json = json }
+        init(status: Int, json: [String: Any]) {
+            self.status = status
+            self.json = json
+        }
     }
 
     /// Sends a request; `body` is JSON-encoded unless it is raw `Data`.
     @discardableResult
-    func request(_ method: String, _ path: String, token: String? = nil, body: Any? = nil, timeout: Double = 60) async throws -> HTTPResult {
+    func request(_ method: String, _ path: String, token: String? = nil, body: Any? = nil, timeout: Double = 60) async throws -> HTTPResult
+    {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         request.timeoutInterval = timeout
         request.httpMethod = method

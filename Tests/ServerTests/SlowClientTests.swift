@@ -1,13 +1,15 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// A client that stops reading must not hold the server or slow anyone else down.
 @Suite("A WebSocket client that stops reading")
 struct SlowClientTests {
     @Test func isDroppedWhileTheOthersKeepReceivingEveryMessage() async throws {
         let s = try await ServerProcess(environment: ["PARLEY_WS_QUEUE_FRAMES": "8"])
-        let ann = try await s.register("slann"), bob = try await s.register("slbob"), sloth = try await s.register("slsloth")
+        let ann = try await s.register("slann")
+        let bob = try await s.register("slbob")
+        let sloth = try await s.register("slsloth")
         let created = try await s.request("POST", "/v1/rooms", token: ann.token, body: ["name": "Busy", "invite": [bob.id, sloth.id]])
         let roomId = try #require(created["room", "id"] as? String)
         for user in [bob, sloth] { #expect(try await s.request("POST", "/v1/rooms/\(roomId)/join", token: user.token).status == 200) }
@@ -74,7 +76,8 @@ final class RawWebSocket: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw URLError(.cannotConnectToHost) }
-        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        let request =
+            "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         _ = request.withCString { send(fd, $0, strlen($0), 0) }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
@@ -148,8 +151,12 @@ final class RawWebSocket: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if pending.count >= 2 {
-                var length = Int(pending[1] & 0x7F), header = 2
-                if length == 126, pending.count >= 4 { length = Int(pending[2]) << 8 | Int(pending[3]); header = 4 }
+                var length = Int(pending[1] & 0x7F)
+                var header = 2
+                if length == 126, pending.count >= 4 {
+                    length = Int(pending[2]) << 8 | Int(pending[3])
+                    header = 4
+                }
                 if length < 126 || header == 4, pending.count >= header + length {
                     let frame = (pending[0] & 0x0F, Array(pending[header..<header + length]))
                     pending.removeFirst(header + length)

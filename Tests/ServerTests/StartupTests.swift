@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// `parley-server` as an operator starts it: a bad setting stops it at once with one line
@@ -38,8 +38,13 @@ struct StartupTests {
 
     @Test func wrongRedisPasswordStopsTheServer() async throws {
         let server = try PrivateServer("redis-auth-start") { port, dir in
-            ("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "the-password",
-                "--save", "", "--appendonly", "no", "--dir", dir.path], nil)
+            (
+                "/usr/bin/redis-server",
+                [
+                    "--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "the-password",
+                    "--save", "", "--appendonly", "no", "--dir", dir.path,
+                ], nil
+            )
         }
         try await server.start()
         try await expectRefusal(
@@ -49,14 +54,19 @@ struct StartupTests {
 
     @Test func unknownPostgresRoleStopsTheServer() async throws {
         try await expectRefusal(
-            ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_POSTGRES_URL": "postgresql://nobody@127.0.0.1:\(TestStores.postgresURL.port)/parley"],
+            [
+                "PARLEY_JWT_SECRET": Self.secret,
+                "PARLEY_POSTGRES_URL": "postgresql://nobody@127.0.0.1:\(TestStores.postgresURL.port)/parley",
+            ],
             "cannot start: PostgreSQL", "role \"nobody\" does not exist")
     }
 
     @Test func unreachableMongoStopsTheServer() async throws {
         try await expectRefusal(
-            ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_MONGO_URI": "mongodb://127.0.0.1:\(TestStores.freePort())/parley",
-             "PARLEY_STORE_TIMEOUT_MS": "500"],
+            [
+                "PARLEY_JWT_SECRET": Self.secret, "PARLEY_MONGO_URI": "mongodb://127.0.0.1:\(TestStores.freePort())/parley",
+                "PARLEY_STORE_TIMEOUT_MS": "500",
+            ],
             "cannot start: MongoDB", "No suitable servers")
     }
 
@@ -73,14 +83,18 @@ struct StartupTests {
         let s = try await ServerProcess()
         _ = try await s.register("partitioned")
         await s.stop()
-        let environment = ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": s.namespace, "PARLEY_POSTGRES_SCHEMA": s.schema,
-                           "PARLEY_MONGO_COLLECTION": s.schema, "PARLEY_LOG_PARTITIONS": "4"]
+        let environment = [
+            "PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": s.namespace, "PARLEY_POSTGRES_SCHEMA": s.schema,
+            "PARLEY_MONGO_COLLECTION": s.schema, "PARLEY_LOG_PARTITIONS": "4",
+        ]
         try await expectRefusal(environment, "PARLEY_LOG_PARTITIONS is 4", "written with 1 partitions", "\(s.namespace):partitions")
         let replay = try await runParley("parley-replay", ["verify"], environment: environment)
         #expect(replay.status == 1 && replay.stderr.contains("written with 1 partitions"), "\(replay.stderr)")
         // The right count still starts, and the user registered before is there.
         let again = try await ServerProcess(environment: [:], namespace: s.namespace, schema: s.schema)
-        #expect(try await again.request("POST", "/v1/auth/login", body: ["username": "partitioned", "password": "long enough password"]).status == 200)
+        #expect(
+            try await again.request("POST", "/v1/auth/login", body: ["username": "partitioned", "password": "long enough password"]).status
+                == 200)
         try await again.cleanUp()
     }
 

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// What users see while the log's store is down, and after it is back.
 @Suite("A Redis outage under a running server")
@@ -8,13 +8,22 @@ struct StoreOutageTests {
     @Test func commandsGet503WhileRedisIsDownAndServiceResumesByItselfWithNothingLost() async throws {
         // A Redis of the test's own, fsyncing every append, that the test stops and starts.
         let redis = try PrivateServer("redis-outage") { port, dir in
-            ("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-                "--appendfsync", "always", "--dir", dir.path], nil)
+            (
+                "/usr/bin/redis-server",
+                [
+                    "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                    "--appendfsync", "always", "--dir", dir.path,
+                ], nil
+            )
         }
         try await redis.start()
-        let s = try await ServerProcess(environment: ["PARLEY_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0", "PARLEY_STORE_TIMEOUT_MS": "500"])
-        let ann = try await s.register("outann"), bob = try await s.register("outbob")
-        let before = try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "before", "clientMsgId": "b1"])
+        let s = try await ServerProcess(environment: [
+            "PARLEY_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0", "PARLEY_STORE_TIMEOUT_MS": "500",
+        ])
+        let ann = try await s.register("outann")
+        let bob = try await s.register("outbob")
+        let before = try await s.request(
+            "POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "before", "clientMsgId": "b1"])
         #expect(before.status == 201)
         let roomId = try #require(before["room", "id"] as? String)
         let bobWS = WSTestClient(port: s.port, token: bob.token)
@@ -38,7 +47,8 @@ struct StoreOutageTests {
         // Redis comes back (from its AOF): service resumes with no restart of the server.
         try await redis.start()
         let after = try await eventually(seconds: 30) {
-            let result = try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "after", "clientMsgId": "a1"], timeout: 15)
+            let result = try await s.request(
+                "POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "after", "clientMsgId": "a1"], timeout: 15)
             guard result.status == 201 else { throw URLError(.badServerResponse) }
             return result
         }
@@ -66,8 +76,11 @@ struct MongoOutageTests {
             (venv, ["--host", "127.0.0.1", "-p", "\(port)", "--db", dir.appendingPathComponent("db.sqlite").path], nil)
         }
         try await mongo.start()
-        let s = try await ServerProcess(environment: ["PARLEY_MONGO_URI": "mongodb://127.0.0.1:\(mongo.port)/parley", "PARLEY_STORE_TIMEOUT_MS": "500"])
-        let ann = try await s.register("mgann"), bob = try await s.register("mgbob")
+        let s = try await ServerProcess(environment: [
+            "PARLEY_MONGO_URI": "mongodb://127.0.0.1:\(mongo.port)/parley", "PARLEY_STORE_TIMEOUT_MS": "500",
+        ])
+        let ann = try await s.register("mgann")
+        let bob = try await s.register("mgbob")
         let first = try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "one"])
         let roomId = try #require(first["room", "id"] as? String)
         _ = try await s.until("/v1/rooms/\(roomId)/messages", token: bob.token) { ($0.json["messages"] as? [Any])?.count == 1 }
@@ -102,7 +115,8 @@ struct PostgresOutageTests {
         let s = try await ServerProcess(environment: [
             "PARLEY_POSTGRES_URL": "postgresql://postgres@127.0.0.1:\(pg.port)/postgres", "PARLEY_STORE_TIMEOUT_MS": "500",
         ])
-        let ann = try await s.register("pgann"), bob = try await s.register("pgbob")
+        let ann = try await s.register("pgann")
+        let bob = try await s.register("pgbob")
         let first = try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "one"])
         let roomId = try #require(first["room", "id"] as? String)
         _ = try await s.until("/v1/rooms", token: bob.token) { ($0.json["rooms"] as? [Any])?.count == 1 }
@@ -119,7 +133,8 @@ struct PostgresOutageTests {
         try await pg.start()
         let caughtUp = try await eventually(seconds: 30) {
             let result = try await s.request("GET", "/v1/rooms", token: ann.token, timeout: 15)
-            guard let room = (result.json["rooms"] as? [[String: Any]])?.first, (room["lastMessage"] as? [String: Any])?["body"] as? String == "two"
+            guard let room = (result.json["rooms"] as? [[String: Any]])?.first,
+                (room["lastMessage"] as? [String: Any])?["body"] as? String == "two"
             else { throw URLError(.resourceUnavailable) }
             return room
         }

@@ -1,12 +1,13 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite("WebSocket hub with real clients")
 struct WebSocketTests {
     @Test func aFirstPrivateMessageReachesTheOtherUserAndSendsAreAcked() async throws {
         let s = try await ServerProcess()
-        let ann = try await s.register("wsann"), bob = try await s.register("wsbob")
+        let ann = try await s.register("wsann")
+        let bob = try await s.register("wsbob")
         let bobWS = WSTestClient(port: s.port, token: bob.token)
         let hello = try await bobWS.next()
         #expect(hello["type"] as? String == "hello" && hello["userId"] as? String == bob.id && hello["recovered"] as? Bool == true)
@@ -34,7 +35,8 @@ struct WebSocketTests {
         try bobWS.send(["type": "send", "roomId": roomId, "body": "hey"])
         let reply = try await annWS.next(type: "event")
         #expect(reply["event", "data", "body"] as? String == "hey" && reply["event", "seq"] as? Int == 2)
-        annWS.close(); bobWS.close()
+        annWS.close()
+        bobWS.close()
         try await s.cleanUp()
     }
 
@@ -62,7 +64,8 @@ struct WebSocketTests {
 
     @Test func reconnectingWithSinceAfterMissingAHundredEventsReplaysThemWithoutGapOrDuplicate() async throws {
         let s = try await ServerProcess()
-        let ann = try await s.register("wsreplaya"), bob = try await s.register("wsreplayb")
+        let ann = try await s.register("wsreplaya")
+        let bob = try await s.register("wsreplayb")
         let created = try await s.request("POST", "/v1/rooms", token: ann.token, body: ["name": "replay", "invite": [bob.id]])
         let roomId = try #require(created["room", "id"] as? String)
         #expect(try await s.request("POST", "/v1/rooms/\(roomId)/join", token: bob.token).status == 200)
@@ -73,14 +76,17 @@ struct WebSocketTests {
         let position = try #require(seen["position"] as? String)
         first.close()
         for n in 1...100 {
-            #expect(try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "missed \(n)"]).status == 201)
+            #expect(
+                try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "missed \(n)"]).status == 201)
         }
         let again = WSTestClient(port: s.port, token: bob.token, since: position)
         let hello = try await again.next(type: "hello")
         #expect(hello["recovered"] as? Bool == true)
         // Messages keep coming while it replays: the seam must hold.
         let live = Task {
-            for n in 1...20 { _ = try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "live \(n)"]) }
+            for n in 1...20 {
+                _ = try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "live \(n)"])
+            }
         }
         var seqs: [Int] = []
         while seqs.count < 120 {
@@ -98,7 +104,9 @@ struct WebSocketTests {
 
     @Test func aRemovedMemberGetsTheRemovalAndNothingMore() async throws {
         let s = try await ServerProcess()
-        let owner = try await s.register("wsowner"), eve = try await s.register("wseve"), carl = try await s.register("wscarl")
+        let owner = try await s.register("wsowner")
+        let eve = try await s.register("wseve")
+        let carl = try await s.register("wscarl")
         let created = try await s.request("POST", "/v1/rooms", token: owner.token, body: ["name": "private", "invite": [eve.id, carl.id]])
         let roomId = try #require(created["room", "id"] as? String)
         let eveWS = WSTestClient(port: s.port, token: eve.token)
@@ -126,7 +134,8 @@ struct WebSocketTests {
     @Test func twoServerInstancesBehaveAsOne() async throws {
         let s = try await ServerProcess()
         let t = try await ServerProcess(sharing: s)
-        let ann = try await s.register("wstwoa"), bob = try await s.register("wstwob")
+        let ann = try await s.register("wstwoa")
+        let bob = try await s.register("wstwob")
         let bobWS = WSTestClient(port: t.port, token: bob.token)  // Bob on the second instance
         _ = try await bobWS.next(type: "hello")
         let annWS = WSTestClient(port: s.port, token: ann.token)
@@ -135,11 +144,13 @@ struct WebSocketTests {
         _ = try await annWS.next(type: "ack")
         _ = try await bobWS.next(type: "event")  // room.created
         #expect(try await bobWS.next(type: "event")["event", "data", "body"] as? String == "across instances")
-        let roomId = try #require(try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "2"])["room", "id"] as? String)
+        let roomId = try #require(
+            try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "2"])["room", "id"] as? String)
         _ = try await bobWS.next(type: "event")
         try bobWS.send(["type": "typing", "roomId": roomId])
         #expect(try await annWS.next(type: "typing")["userId"] as? String == bob.id)
-        annWS.close(); bobWS.close()
+        annWS.close()
+        bobWS.close()
         await t.stop()
         try await s.cleanUp()
     }

@@ -10,7 +10,8 @@ extension EventLog {
         var ids: [String: String] = [:]
         for name in ["ada", "bea", "cyd"] {
             let id = "u-\(name)-\(newID().prefix(6))"
-            try await execute(.register(userId: id, username: name, displayName: name.capitalized, passwordHash: "$2b$12$hash-of-\(name)"), actor: id)
+            try await execute(
+                .register(userId: id, username: name, displayName: name.capitalized, passwordHash: "$2b$12$hash-of-\(name)"), actor: id)
             ids[name] = id
         }
         let (ada, bea, cyd) = (ids["ada"]!, ids["bea"]!, ids["cyd"]!)

@@ -183,7 +183,8 @@ public func runParley(
     env.merge(environment) { $1 }
     process.environment = env
     process.currentDirectoryURL = repositoryRoot
-    let out = Pipe(), err = Pipe()
+    let out = Pipe()
+    let err = Pipe()
     process.standardOutput = out
     process.standardError = err
     try process.run()
@@ -207,13 +208,20 @@ extension PrivateServer {
         }
         let bin = "/usr/lib/postgresql/\(version)/bin"
         let server = try PrivateServer(name) { port, dir in
-            (bin + "/postgres", ["-D", dir.appendingPathComponent("data").path, "-p", "\(port)",
-                "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="], "postgres")
+            (
+                bin + "/postgres",
+                [
+                    "-D", dir.appendingPathComponent("data").path, "-p", "\(port)",
+                    "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+                ], "postgres"
+            )
         }
         let initdb = Process()
         initdb.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-        initdb.arguments = ["-u", "postgres", "--", bin + "/initdb", "-D", server.directory.appendingPathComponent("data").path,
-                            "-A", "trust", "-U", "postgres", "--no-sync"]
+        initdb.arguments = [
+            "-u", "postgres", "--", bin + "/initdb", "-D", server.directory.appendingPathComponent("data").path,
+            "-A", "trust", "-U", "postgres", "--no-sync",
+        ]
         initdb.standardOutput = FileHandle.nullDevice
         try initdb.run()
         while initdb.isRunning { try await Task.sleep(for: .milliseconds(20)) }

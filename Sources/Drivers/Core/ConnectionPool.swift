@@ -70,7 +70,7 @@ public final class ConnectionPool<Connection: PooledConnection>: Sendable {
                 return .wait(state.nextWaiterID)
             }
         }
-        stale.forEach { $0.close() }
+        for connection in stale { connection.close() }
         switch take {
         case .connection(let connection): return connection
         case .open: return try await openReserved()
@@ -90,7 +90,7 @@ public final class ConnectionPool<Connection: PooledConnection>: Sendable {
                     if found == nil { state.waiters.append(Waiter(id: id, continuation: continuation)) }
                     return found
                 }
-                stale.forEach { $0.close() }
+                for connection in stale { connection.close() }
                 if let now { continuation.resume(returning: now) }
             }
             if let handed { return handed }
@@ -110,11 +110,14 @@ public final class ConnectionPool<Connection: PooledConnection>: Sendable {
                 return nil
             }
             retired.append(connection)
-            if !state.closed { retired += state.idle; state.idle.removeAll() }
+            if !state.closed {
+                retired += state.idle
+                state.idle.removeAll()
+            }
             state.count -= retired.count
             return Self.slotForWaiter(&state, max: maxConnections)
         }
-        retired.forEach { $0.close() }
+        for connection in retired { connection.close() }
         if let (waiter, handed) = resume { waiter.continuation.resume(returning: handed) }
     }
 
@@ -122,11 +125,14 @@ public final class ConnectionPool<Connection: PooledConnection>: Sendable {
     public func close() {
         let (idle, waiters) = state.withLockedValue { state -> ([Connection], [Waiter]) in
             state.closed = true
-            defer { state.idle.removeAll(); state.waiters.removeAll() }
+            defer {
+                state.idle.removeAll()
+                state.waiters.removeAll()
+            }
             state.count -= state.idle.count
             return (state.idle, state.waiters)
         }
-        idle.forEach { $0.close() }
+        for connection in idle { connection.close() }
         for waiter in waiters {
             waiter.continuation.resume(throwing: DriverError(store, .closed, "the client was shut down"))
         }

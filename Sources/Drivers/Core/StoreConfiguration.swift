@@ -69,7 +69,8 @@ public final class Stores: Sendable {
             throw DriverError(.redis, error.code, "\(redactingPassword(redis.configuration.url)): \(error.message)")
         }
         do { try await postgres.ping() } catch let error as DriverError {
-            throw DriverError(.postgres, error.code, "\(redactingPassword(postgres.configuration.url)): \(error.message)", sqlState: error.sqlState)
+            throw DriverError(
+                .postgres, error.code, "\(redactingPassword(postgres.configuration.url)): \(error.message)", sqlState: error.sqlState)
         }
         do { try await mongo.ping() } catch let error as DriverError {
             throw DriverError(.mongo, error.code, "\(redactingPassword(mongo.configuration.uri)): \(error.message)")

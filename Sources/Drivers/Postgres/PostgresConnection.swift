@@ -1,5 +1,5 @@
-import Foundation
 import CLibPQ
+import Foundation
 
 /// One libpq connection. Its methods block: they are only called from a
 /// `PostgresClient.withConnection` or `withTransaction` body, on the client's threads.
@@ -24,7 +24,8 @@ public final class PostgresConnection: PooledConnection, @unchecked Sendable {
             let reason = String(cString: PQerrorMessage(connection)).trimmingCharacters(in: .whitespacesAndNewlines)
             PQfinish(connection)
             let code: DriverError.Code =
-                reason.contains("password") || reason.contains("authentication") ? .authentication
+                reason.contains("password") || reason.contains("authentication")
+                ? .authentication
                 : reason.contains("does not exist") ? .invalid : .unavailable
             throw DriverError(.postgres, code, "cannot connect: \(reason)")
         }
@@ -94,7 +95,8 @@ public final class PostgresConnection: PooledConnection, @unchecked Sendable {
 
     private func failure(_ result: OpaquePointer?) -> DriverError {
         let sqlState = result.flatMap { PQresultErrorField($0, parley_pg_diag_sqlstate()) }.map { String(cString: $0) }
-        let message = (result.flatMap { PQresultErrorMessage($0) } ?? PQerrorMessage(connection))
+        let message =
+            (result.flatMap { PQresultErrorMessage($0) } ?? PQerrorMessage(connection))
             .map { String(cString: $0) }?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown error"
         if PQstatus(connection) != CONNECTION_OK || sqlState == nil {
             broken = true
@@ -122,7 +124,7 @@ private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeP
 /// Lends C strings (NULL for `nil`) followed by a terminating NULL pointer.
 private func withOptionalCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
     let owned: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0)! } }
-    defer { owned.forEach { free($0) } }
+    defer { for pointer in owned { free(pointer) } }
     var pointers: [UnsafePointer<CChar>?] = owned.map { $0.map { UnsafePointer($0) } }
     pointers.append(nil)
     return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }

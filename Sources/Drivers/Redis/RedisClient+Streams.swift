@@ -52,7 +52,9 @@ extension RedisClient {
 
     /// XREAD [BLOCK ms] over several streams; returns the entries after each given id, per
     /// stream, or nothing when the block timed out.
-    public func xread(_ streams: [(key: String, after: String)], count: Int? = nil, blockMs: Int? = nil) async throws -> [(key: String, entries: [StreamEntry])] {
+    public func xread(_ streams: [(key: String, after: String)], count: Int? = nil, blockMs: Int? = nil) async throws -> [(
+        key: String, entries: [StreamEntry]
+    )] {
         try await blockingStreamRead(["XREAD"], streams, count: count, blockMs: blockMs)
     }
 

@@ -36,7 +36,8 @@ public final class RedisSubscriber: Sendable {
         } onCancel: {
             stopped.withLockedValue { $0 = true }
             // Wakes the blocked read; a subscriber that is between connections sees the flag itself.
-            let client = self.client, wake = self.wakeChannel
+            let client = self.client
+            let wake = self.wakeChannel
             Thread.detachNewThread {
                 _ = try? RedisConnection(endpoint: client.endpoint, connectTimeoutMs: 1000, commandTimeoutMs: 1000)
                     .command(["PUBLISH", wake, "stop"])

@@ -18,22 +18,28 @@ extension EventCodec {
         func add(_ key: String, _ value: String?) { if let value { fields.append((key, jsonString(value))) } }
         switch data {
         case .userRegistered(let d):
-            add("displayName", d.displayName); add("passwordHash", d.passwordHash); add("userId", d.userId); add("username", d.username)
+            add("displayName", d.displayName)
+            add("passwordHash", d.passwordHash)
+            add("userId", d.userId)
+            add("username", d.username)
         case .roomCreated(let d):
             add("kind", d.kind.rawValue)
             if let members = d.members { fields.append(("members", "[" + members.map(jsonString).joined(separator: ",") + "]")) }
             add("name", d.name)
         case .memberInvited(let m), .inviteDeclined(let m), .memberJoined(let m), .memberLeft(let m), .memberRemoved(let m),
             .memberRoleChanged(let m):
-            add("role", m.role?.rawValue); add("userId", m.userId)
+            add("role", m.role?.rawValue)
+            add("userId", m.userId)
         case .roomRenamed(let d):
             add("name", d.name)
         case .messageSent(let d):
             add("body", d.body)
             fields.append(("clientMsgId", d.clientMsgId.map(jsonString) ?? "null"))
-            add("messageId", d.messageId); add("replyTo", d.replyTo)
+            add("messageId", d.messageId)
+            add("replyTo", d.replyTo)
         case .messageEdited(let d):
-            add("body", d.body); add("messageId", d.messageId)
+            add("body", d.body)
+            add("messageId", d.messageId)
         case .messageDeleted(let d):
             add("messageId", d.messageId)
         case .roomRead(let d):

@@ -20,11 +20,14 @@ extension EventCodec {
 }
 
 /// A value of an event's `data` object.
-private enum DataValue {
-    case string(String), integer(Int64), strings([String]), null
+enum DataValue {
+    case string(String)
+    case integer(Int64)
+    case strings([String])
+    case null
 }
 
-private struct JSONReader {
+struct JSONReader {
     let bytes: UnsafeBufferPointer<UInt8>
     var i = 0
 
@@ -180,31 +183,56 @@ private struct JSONReader {
     }
 
     mutating func event() -> Event? {
-        var id: String?, at: Date?, actorId: String?, type: EventType?, v: Int64?
-        var roomId: String??, seq: Int64??, hash: String??, prevHash: String??
+        var id: String?
+        var at: Date?
+        var actorId: String?
+        var type: EventType?
+        var v: Int64?
+        var roomId: String??
+        var seq: Int64??
+        var hash: String??
+        var prevHash: String??
         var data: [String: DataValue]?
         // Each key once: a repeated one makes the reader give up (JSONDecoder's choice of
         // which to keep is its own).
         let read = object { reader, key in
             switch key {
-            case "id" where id == nil: id = reader.string(); return id != nil
-            case "at" where at == nil: at = reader.string().flatMap(parseTimestamp); return at != nil
-            case "actorId" where actorId == nil: actorId = reader.string(); return actorId != nil
-            case "type" where type == nil: type = reader.string().flatMap(EventType.init(rawValue:)); return type != nil
-            case "v" where v == nil: v = reader.integer(); return v != nil
-            case "roomId" where roomId == nil: roomId = reader.optionalString(); return roomId != nil
-            case "hash" where hash == nil: hash = reader.optionalString(); return hash != nil
-            case "prevHash" where prevHash == nil: prevHash = reader.optionalString(); return prevHash != nil
+            case "id" where id == nil:
+                id = reader.string()
+                return id != nil
+            case "at" where at == nil:
+                at = reader.string().flatMap(parseTimestamp)
+                return at != nil
+            case "actorId" where actorId == nil:
+                actorId = reader.string()
+                return actorId != nil
+            case "type" where type == nil:
+                type = reader.string().flatMap(EventType.init(rawValue:))
+                return type != nil
+            case "v" where v == nil:
+                v = reader.integer()
+                return v != nil
+            case "roomId" where roomId == nil:
+                roomId = reader.optionalString()
+                return roomId != nil
+            case "hash" where hash == nil:
+                hash = reader.optionalString()
+                return hash != nil
+            case "prevHash" where prevHash == nil:
+                prevHash = reader.optionalString()
+                return prevHash != nil
             case "seq" where seq == nil:
                 if reader.take("null") { seq = .some(nil) } else { seq = reader.integer().map { .some($0) } }
                 return seq != nil
             case "data" where data == nil:
                 var fields: [String: DataValue] = [:]
-                guard reader.object({ reader, key in
-                    guard fields[key] == nil, let value = reader.dataValue() else { return false }
-                    fields[key] = value
-                    return true
-                }) else { return false }
+                guard
+                    reader.object({ reader, key in
+                        guard fields[key] == nil, let value = reader.dataValue() else { return false }
+                        fields[key] = value
+                        return true
+                    })
+                else { return false }
                 data = fields
                 return true
             default:
@@ -217,79 +245,5 @@ private struct JSONReader {
         return Event(
             id: id, at: at, actorId: actorId, roomId: roomId ?? nil, seq: seq ?? nil, data: eventData, v: Int(v),
             hash: hash ?? nil, prevHash: prevHash ?? nil)
-    }
-
-    /// `data` as `type` has it, with the fields JSONDecoder would require and allow.
-    private static func eventData(_ type: EventType, _ fields: [String: DataValue]) -> EventData? {
-        var used = 0
-        /// A required string.
-        func text(_ key: String) -> String? {
-            guard case .string(let value)? = fields[key] else { return nil }
-            used += 1
-            return value
-        }
-        /// An optional string: absent or null is nil; any other kind of value fails.
-        func optional(_ key: String) -> String?? {
-            switch fields[key] {
-            case nil: return .some(nil)
-            case .null?: used += 1; return .some(nil)
-            case .string(let value)?: used += 1; return .some(value)
-            default: return nil
-            }
-        }
-        let data: EventData?
-        switch type {
-        case .userRegistered:
-            guard let userId = text("userId"), let username = text("username"), let displayName = text("displayName"),
-                let passwordHash = text("passwordHash")
-            else { return nil }
-            data = .userRegistered(UserRegistered(userId: userId, username: username, displayName: displayName, passwordHash: passwordHash))
-        case .roomCreated:
-            guard let kind = text("kind").flatMap(RoomKind.init(rawValue:)), let name = optional("name") else { return nil }
-            var members: [String]?
-            switch fields["members"] {
-            case nil: break
-            case .null?: used += 1
-            case .strings(let list)?: members = list; used += 1
-            default: return nil
-            }
-            data = .roomCreated(RoomCreated(kind: kind, name: name, members: members))
-        case .memberInvited, .inviteDeclined, .memberJoined, .memberLeft, .memberRemoved, .memberRoleChanged:
-            guard let userId = text("userId"), let roleText = optional("role") else { return nil }
-            var role: Role?
-            if let roleText {
-                guard let known = Role(rawValue: roleText) else { return nil }
-                role = known
-            }
-            let change = MemberChange(userId: userId, role: role)
-            switch type {
-            case .memberInvited: data = .memberInvited(change)
-            case .inviteDeclined: data = .inviteDeclined(change)
-            case .memberJoined: data = .memberJoined(change)
-            case .memberLeft: data = .memberLeft(change)
-            case .memberRemoved: data = .memberRemoved(change)
-            default: data = .memberRoleChanged(change)
-            }
-        case .roomRenamed:
-            guard let name = text("name") else { return nil }
-            data = .roomRenamed(RoomRenamed(name: name))
-        case .messageSent:
-            guard let messageId = text("messageId"), let body = text("body"), let clientMsgId = optional("clientMsgId"),
-                let replyTo = optional("replyTo")
-            else { return nil }
-            data = .messageSent(MessageSent(messageId: messageId, body: body, clientMsgId: clientMsgId, replyTo: replyTo))
-        case .messageEdited:
-            guard let messageId = text("messageId"), let body = text("body") else { return nil }
-            data = .messageEdited(MessageEdited(messageId: messageId, body: body))
-        case .messageDeleted:
-            guard let messageId = text("messageId") else { return nil }
-            data = .messageDeleted(MessageDeleted(messageId: messageId))
-        case .roomRead:
-            guard case .integer(let seq)? = fields["seq"] else { return nil }
-            used += 1
-            data = .roomRead(RoomRead(seq: seq))
-        }
-        // A field this reader does not know: leave the event to JSONDecoder.
-        return used == fields.count ? data : nil
     }
 }

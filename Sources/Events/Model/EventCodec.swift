@@ -122,13 +122,20 @@ func formatUTCMilliseconds(_ ms: Int64) -> String? {
             value /= 10
         }
     }
-    put(year, at: 0, digits: 4); out[4] = UInt8(ascii: "-")
-    put(month, at: 5, digits: 2); out[7] = UInt8(ascii: "-")
-    put(day, at: 8, digits: 2); out[10] = UInt8(ascii: "T")
-    put(inDay / 3_600_000, at: 11, digits: 2); out[13] = UInt8(ascii: ":")
-    put(inDay / 60_000 % 60, at: 14, digits: 2); out[16] = UInt8(ascii: ":")
-    put(inDay / 1000 % 60, at: 17, digits: 2); out[19] = UInt8(ascii: ".")
-    put(inDay % 1000, at: 20, digits: 3); out[23] = UInt8(ascii: "Z")
+    put(year, at: 0, digits: 4)
+    out[4] = UInt8(ascii: "-")
+    put(month, at: 5, digits: 2)
+    out[7] = UInt8(ascii: "-")
+    put(day, at: 8, digits: 2)
+    out[10] = UInt8(ascii: "T")
+    put(inDay / 3_600_000, at: 11, digits: 2)
+    out[13] = UInt8(ascii: ":")
+    put(inDay / 60_000 % 60, at: 14, digits: 2)
+    out[16] = UInt8(ascii: ":")
+    put(inDay / 1000 % 60, at: 17, digits: 2)
+    out[19] = UInt8(ascii: ".")
+    put(inDay % 1000, at: 20, digits: 3)
+    out[23] = UInt8(ascii: "Z")
     return String(decoding: out, as: UTF8.self)
 }
 
@@ -165,7 +172,8 @@ func utcMilliseconds(_ text: String) -> Int64? {
             return value
         }
         guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2),
-            let minute = number(14, 2), let second = number(17, 2), year >= 1583, (1...12).contains(month), hour < 24, minute < 60, second < 60
+            let minute = number(14, 2), let second = number(17, 2), year >= 1583, (1...12).contains(month), hour < 24, minute < 60,
+            second < 60
         else { return nil }
         let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
         let monthDays: [Int64] = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
@@ -183,7 +191,8 @@ func utcMilliseconds(_ text: String) -> Int64? {
         }
         // Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's days_from_civil).
         let y = month <= 2 ? year - 1 : year
-        let era = y / 400, yearOfEra = y - era * 400
+        let era = y / 400
+        let yearOfEra = y - era * 400
         let dayOfYear = (153 * ((month + 9) % 12) + 2) / 5 + day - 1
         let days = era * 146_097 + yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear - 719_468
         return ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + ms

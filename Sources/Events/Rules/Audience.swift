@@ -54,7 +54,8 @@ public enum Audience {
         switch event.data {
         case .roomCreated: return membershipChanges(event).contains { $0.userId == userId } ? true : nil
         case .memberJoined(let m), .memberRoleChanged(let m): return m.userId == userId ? true : nil
-        case .memberInvited(let m), .inviteDeclined(let m), .memberLeft(let m), .memberRemoved(let m): return m.userId == userId ? false : nil
+        case .memberInvited(let m), .inviteDeclined(let m), .memberLeft(let m), .memberRemoved(let m):
+            return m.userId == userId ? false : nil
         default: return nil
         }
     }

@@ -23,12 +23,23 @@ extension Rules {
         }
         switch event.data {
         case .memberInvited(let m):
-            setMember(m.userId, { $0.role = m.role ?? .member; $0.state = .invited }, new: .init(role: .member, state: .invited, since: 0))
+            setMember(
+                m.userId,
+                {
+                    $0.role = m.role ?? .member
+                    $0.state = .invited
+                }, new: .init(role: .member, state: .invited, since: 0))
         case .inviteDeclined(let m):
             setMember(m.userId, { $0.state = .declined }, new: .init(role: .member, state: .declined, since: 0))
         case .memberJoined(let m):
             let since = state.version + 1
-            setMember(m.userId, { $0.role = m.role ?? $0.role; $0.state = .joined; $0.since = since }, new: .init(role: .member, state: .joined, since: since))
+            setMember(
+                m.userId,
+                {
+                    $0.role = m.role ?? $0.role
+                    $0.state = .joined
+                    $0.since = since
+                }, new: .init(role: .member, state: .joined, since: since))
         case .memberLeft(let m):
             setMember(m.userId, { $0.state = .left }, new: .init(role: .member, state: .left, since: 0))
         case .memberRemoved(let m):

@@ -31,7 +31,8 @@ extension MessagesProjector {
     /// leaves a moment with no collection. Live writers must be held meanwhile
     /// (`ProjectionHold`).
     public func swap(into live: MessagesProjector) async throws {
-        precondition(live.collection.name != collection.name && live.name == name, "a swap replaces another collection of the same projector")
+        precondition(
+            live.collection.name != collection.name && live.name == name, "a swap replaces another collection of the same projector")
         try await collection.rename(to: live.collection.name, dropTarget: true)
         try await checkpoints.rename(to: live.checkpoints.name, dropTarget: true)
     }

@@ -37,7 +37,8 @@ public struct MessagesProjector: Projector {
     /// A log position as a string that sorts like the position (for `pos` comparisons).
     static func sortablePosition(_ entryID: String) -> String {
         let parts = entryID.split(separator: "-")
-        let ms = parts.first.map(String.init) ?? "0", seq = parts.count > 1 ? String(parts[1]) : "0"
+        let ms = parts.first.map(String.init) ?? "0"
+        let seq = parts.count > 1 ? String(parts[1]) : "0"
         return String(repeating: "0", count: max(0, 15 - ms.count)) + ms + "-" + String(repeating: "0", count: max(0, 10 - seq.count)) + seq
     }
 
@@ -56,19 +57,28 @@ public struct MessagesProjector: Projector {
                     "edits": [], "pos": pos,
                 ]
                 document["partition"] = .int32(Int32(partition))
-                writes.append(.updateOne(filter: ["_id": .string(sent.messageId)], update: ["$setOnInsert": .document(document)], upsert: true))
+                writes.append(
+                    .updateOne(filter: ["_id": .string(sent.messageId)], update: ["$setOnInsert": .document(document)], upsert: true))
             case .messageEdited(let edited):
-                writes.append(.updateOne(
-                    filter: ["_id": .string(edited.messageId), "pos": ["$lt": pos], "deleted": false],
-                    update: ["$set": ["body": .string(edited.body), "editedAt": at, "pos": pos],
-                             "$push": ["edits": ["body": .string(edited.body), "at": at]]],
-                    upsert: false))
+                writes.append(
+                    .updateOne(
+                        filter: ["_id": .string(edited.messageId), "pos": ["$lt": pos], "deleted": false],
+                        update: [
+                            "$set": ["body": .string(edited.body), "editedAt": at, "pos": pos],
+                            "$push": ["edits": ["body": .string(edited.body), "at": at]],
+                        ],
+                        upsert: false))
             case .messageDeleted(let deleted):
-                writes.append(.updateOne(
-                    filter: ["_id": .string(deleted.messageId), "pos": ["$lt": pos]],
-                    update: ["$set": ["deleted": true, "deletedAt": at, "deletedBy": .string(event.actorId), "body": .null,
-                                      "firstBody": .null, "edits": [], "pos": pos]],
-                    upsert: false))
+                writes.append(
+                    .updateOne(
+                        filter: ["_id": .string(deleted.messageId), "pos": ["$lt": pos]],
+                        update: [
+                            "$set": [
+                                "deleted": true, "deletedAt": at, "deletedBy": .string(event.actorId), "body": .null,
+                                "firstBody": .null, "edits": [], "pos": pos,
+                            ]
+                        ],
+                        upsert: false))
             default:
                 continue
             }

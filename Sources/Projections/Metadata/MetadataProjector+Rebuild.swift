@@ -4,7 +4,8 @@ import Foundation
 extension MetadataProjector {
     /// Empties the read model and this projector's checkpoints, for a rebuild in place.
     public func reset() async throws {
-        let s = schema, name = self.name
+        let s = schema
+        let name = self.name
         try await prepare()
         try await postgres.withTransaction { c in
             try c.execute("TRUNCATE \(s).users, \(s).rooms, \(s).room_members")
@@ -33,7 +34,8 @@ extension MetadataProjector {
     @discardableResult
     public func swap(into live: MetadataProjector, keepOld: Bool = false) async throws -> String {
         precondition(live.schema != schema && live.name == name, "a swap replaces another schema's tables of the same projector")
-        let s = schema, l = live.schema
+        let s = schema
+        let l = live.schema
         let retired = "\(l)_retired_\(Int(Date().timeIntervalSince1970))"
         // The live projector locks projector_checkpoints first, then the rest: same order here.
         let tables = ["projector_checkpoints"] + Self.tables.filter { $0 != "projector_checkpoints" }

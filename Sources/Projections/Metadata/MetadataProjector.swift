@@ -39,7 +39,8 @@ public struct MetadataProjector: Projector {
     /// processes at once can otherwise fail on PostgreSQL's catalog.
     public func prepare() async throws {
         guard schema != template else { return }
-        let s = schema, t = template
+        let s = schema
+        let t = template
         try await postgres.withTransaction { c in
             try c.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["parley.prepare." + s])
             try c.execute("CREATE SCHEMA IF NOT EXISTS \(s)")
@@ -55,11 +56,13 @@ public struct MetadataProjector: Projector {
 
     public func apply(_ events: [LoggedEvent], partition: Int) async throws {
         guard !events.isEmpty else { return }
-        let s = schema, name = self.name
+        let s = schema
+        let name = self.name
         try await postgres.withTransaction { c in
-            let done = try c.query(
-                "SELECT position FROM \(s).projector_checkpoints WHERE projector = $1 AND partition = $2 FOR UPDATE", [name, partition]
-            ).first?.string("position") ?? "0-0"
+            let done =
+                try c.query(
+                    "SELECT position FROM \(s).projector_checkpoints WHERE projector = $1 AND partition = $2 FOR UPDATE", [name, partition]
+                ).first?.string("position") ?? "0-0"
             let fresh = events.filter { StreamID.less(done, $0.entryID) }
             guard let last = fresh.last else { return }
             var batch = Batch()
@@ -129,11 +132,14 @@ public struct MetadataProjector: Projector {
                         invited_by = COALESCE(EXCLUDED.invited_by, \(s).room_members.invited_by),
                         invited_at = COALESCE(EXCLUDED.invited_at, \(s).room_members.invited_at), updated_at = EXCLUDED.updated_at
                     """,
-                    [postgresArray(upserts.map(\.room)), postgresArray(upserts.map(\.user)),
-                     postgresArray(upserts.map { $0.change.role?.rawValue ?? Role.member.rawValue }),
-                     postgresArray(upserts.map { $0.change.state?.rawValue ?? MemberState.joined.rawValue }),
-                     postgresArray(upserts.map(\.change.invitedBy)), postgresArray(upserts.map { $0.change.invitedAt.map(formatTimestamp) }),
-                     postgresArray(upserts.map { formatTimestamp($0.change.at) })])
+                    [
+                        postgresArray(upserts.map(\.room)), postgresArray(upserts.map(\.user)),
+                        postgresArray(upserts.map { $0.change.role?.rawValue ?? Role.member.rawValue }),
+                        postgresArray(upserts.map { $0.change.state?.rawValue ?? MemberState.joined.rawValue }),
+                        postgresArray(upserts.map(\.change.invitedBy)),
+                        postgresArray(upserts.map { $0.change.invitedAt.map(formatTimestamp) }),
+                        postgresArray(upserts.map { formatTimestamp($0.change.at) }),
+                    ])
             }
             let updates = members.values.filter { !$0.change.upsert }
             if !updates.isEmpty {
@@ -143,8 +149,11 @@ public struct MetadataProjector: Projector {
                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS v(room, usr, role, state, at)
                     WHERE m.room_id = v.room AND m.user_id = v.usr
                     """,
-                    [postgresArray(updates.map(\.room)), postgresArray(updates.map(\.user)), postgresArray(updates.map(\.change.role?.rawValue)),
-                     postgresArray(updates.map(\.change.state?.rawValue)), postgresArray(updates.map { formatTimestamp($0.change.at) })])
+                    [
+                        postgresArray(updates.map(\.room)), postgresArray(updates.map(\.user)),
+                        postgresArray(updates.map(\.change.role?.rawValue)),
+                        postgresArray(updates.map(\.change.state?.rawValue)), postgresArray(updates.map { formatTimestamp($0.change.at) }),
+                    ])
             }
             if !lastMessages.isEmpty {
                 let rows = Array(lastMessages)
@@ -156,9 +165,11 @@ public struct MetadataProjector: Projector {
                         AS v(id, seq, mid, by, body, at)
                     WHERE r.id = v.id AND r.last_seq < v.seq
                     """,
-                    [postgresArray(rows.map(\.key)), postgresArray(rows.map { String($0.value.seq) }),
-                     postgresArray(rows.map(\.value.id)), postgresArray(rows.map(\.value.by)),
-                     postgresArray(rows.map(\.value.body)), postgresArray(rows.map { formatTimestamp($0.value.at) })])
+                    [
+                        postgresArray(rows.map(\.key)), postgresArray(rows.map { String($0.value.seq) }),
+                        postgresArray(rows.map(\.value.id)), postgresArray(rows.map(\.value.by)),
+                        postgresArray(rows.map(\.value.body)), postgresArray(rows.map { formatTimestamp($0.value.at) }),
+                    ])
             }
             if !reads.isEmpty {
                 let rows = Array(reads.values)
@@ -178,7 +189,9 @@ public struct MetadataProjector: Projector {
         let room = event.roomId ?? ""
         let at = event.at
         func member(_ userId: String, role: Role, state: MemberState, invitedBy: String? = nil) {
-            batch.member(room: room, user: userId, .init(upsert: true, role: role, state: state, invitedBy: invitedBy, invitedAt: invitedBy == nil ? nil : at, at: at))
+            batch.member(
+                room: room, user: userId,
+                .init(upsert: true, role: role, state: state, invitedBy: invitedBy, invitedAt: invitedBy == nil ? nil : at, at: at))
         }
         func setState(_ userId: String, _ state: MemberState) {
             batch.member(room: room, user: userId, .init(upsert: false, role: nil, state: state, invitedBy: nil, invitedAt: nil, at: at))
@@ -208,7 +221,9 @@ public struct MetadataProjector: Projector {
         case .memberLeft(let m): setState(m.userId, .left)
         case .memberRemoved(let m): setState(m.userId, .removed)
         case .memberRoleChanged(let m):
-            batch.member(room: room, user: m.userId, .init(upsert: false, role: m.role ?? .member, state: nil, invitedBy: nil, invitedAt: nil, at: at))
+            batch.member(
+                room: room, user: m.userId,
+                .init(upsert: false, role: m.role ?? .member, state: nil, invitedBy: nil, invitedAt: nil, at: at))
         case .roomRenamed(let renamed):
             try c.query("UPDATE \(s).rooms SET name = $2 WHERE id = $1", [room, renamed.name])
         case .messageSent(let sent):
@@ -220,14 +235,17 @@ public struct MetadataProjector: Projector {
         case .roomRead(let read):
             batch.read(room: room, user: event.actorId, seq: read.seq)
         case .messageEdited(let edited):
-            batch.afterSends.append((
-                "UPDATE \(s).rooms SET last_message_body = $3 WHERE id = $1 AND last_message_id = $2", [room, edited.messageId, edited.body]
-            ))
+            batch.afterSends.append(
+                (
+                    "UPDATE \(s).rooms SET last_message_body = $3 WHERE id = $1 AND last_message_id = $2",
+                    [room, edited.messageId, edited.body]
+                ))
         case .messageDeleted(let deleted):
-            batch.afterSends.append((
-                "UPDATE \(s).rooms SET last_message_body = NULL, last_message_deleted = true WHERE id = $1 AND last_message_id = $2",
-                [room, deleted.messageId]
-            ))
+            batch.afterSends.append(
+                (
+                    "UPDATE \(s).rooms SET last_message_body = NULL, last_message_deleted = true WHERE id = $1 AND last_message_id = $2",
+                    [room, deleted.messageId]
+                ))
         }
     }
 }

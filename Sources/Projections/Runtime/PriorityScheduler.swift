@@ -58,7 +58,10 @@ public final class PriorityScheduler: Sendable {
     /// Records the start of every job (priority and label) while `tracing` is on: tests
     /// check the order of work with it.
     public func startTracing() {
-        state.withLockedValue { $0.tracing = true; $0.trace = [] }
+        state.withLockedValue {
+            $0.tracing = true
+            $0.trace = []
+        }
     }
 
     public var trace: [TraceEntry] { state.withLockedValue { $0.trace } }
@@ -75,13 +78,16 @@ public final class PriorityScheduler: Sendable {
                     state.running += 1
                     state.runningByGroup[group, default: 0] += 1
                     state.started[priority, default: 0] += 1
-                    if state.tracing { state.trace.append(TraceEntry(priority: priority, label: label, waited: false, overtakenByLessUrgent: 0)) }
+                    if state.tracing {
+                        state.trace.append(TraceEntry(priority: priority, label: label, waited: false, overtakenByLessUrgent: 0))
+                    }
                     return true
                 }
                 state.order += 1
                 state.waiters.append(
-                    Waiter(priority: priority, order: state.order, label: label, group: group, startedBefore: state.started,
-                           continuation: continuation))
+                    Waiter(
+                        priority: priority, order: state.order, label: label, group: group, startedBefore: state.started,
+                        continuation: continuation))
                 return false
             }
             if now { continuation.resume() }
@@ -94,10 +100,13 @@ public final class PriorityScheduler: Sendable {
             state.runningByGroup[group, default: 1] -= 1
             // The most urgent waiter whose group has room (the oldest among equals).
             let eligible = state.waiters.indices.filter { state.runningByGroup[state.waiters[$0].group, default: 0] < perGroup }
-            guard let index = eligible.max(by: { a, b in
-                let x = state.waiters[a], y = state.waiters[b]
-                return x.priority != y.priority ? x.priority < y.priority : x.order > y.order
-            }) else { return nil }
+            guard
+                let index = eligible.max(by: { a, b in
+                    let x = state.waiters[a]
+                    let y = state.waiters[b]
+                    return x.priority != y.priority ? x.priority < y.priority : x.order > y.order
+                })
+            else { return nil }
             let waiter = state.waiters.remove(at: index)
             state.running += 1
             state.runningByGroup[waiter.group, default: 0] += 1
@@ -105,7 +114,8 @@ public final class PriorityScheduler: Sendable {
             if state.tracing {
                 let overtaken = state.started.filter { $0.key < waiter.priority }
                     .map { $0.value - (waiter.startedBefore[$0.key] ?? 0) }.reduce(0, +)
-                state.trace.append(TraceEntry(priority: waiter.priority, label: waiter.label, waited: true, overtakenByLessUrgent: overtaken))
+                state.trace.append(
+                    TraceEntry(priority: waiter.priority, label: waiter.label, waited: true, overtakenByLessUrgent: overtaken))
             }
             return waiter.continuation
         }

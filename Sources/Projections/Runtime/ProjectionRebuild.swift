@@ -79,7 +79,8 @@ public struct ProjectionRebuild: Sendable {
 
     /// Reads and decodes the batch after `after` in a task of its own.
     private func fetch(_ partition: Int, after: String, end: String) -> Task<Batch, any Error> {
-        let log = self.log, count = batchSize
+        let log = self.log
+        let count = batchSize
         return Task {
             let page = try await log.reader.page(partition: partition, after: after, until: end, count: count)
             return Batch(events: page.events, entries: page.entries, lastID: page.lastEntryID)

@@ -32,7 +32,8 @@ public struct ReadModelSettings: Sendable, Equatable {
             guard let value = environment[variable], !value.isEmpty else { return fallback }
             guard value.count <= Self.maxNameLength, value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || extra.contains($0)) })
             else {
-                throw Invalid(description: "\(variable)=\(value) must be letters, digits or \(String(extra)) (at most \(Self.maxNameLength))")
+                throw Invalid(
+                    description: "\(variable)=\(value) must be letters, digits or \(String(extra)) (at most \(Self.maxNameLength))")
             }
             return value
         }

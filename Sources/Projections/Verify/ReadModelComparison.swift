@@ -73,7 +73,8 @@ public enum ReadModelComparison {
         ]
         var reports: [ReadModelReport] = []
         for table in tables {
-            let l = "\(live.schema).\(table.name)", r = "\(rebuilt.schema).\(table.name)"
+            let l = "\(live.schema).\(table.name)"
+            let r = "\(rebuilt.schema).\(table.name)"
             let keys = table.key.map { "coalesce(l.\($0), r.\($0)) AS k_\($0)" }.joined(separator: ", ")
             let join = table.key.map { "l.\($0) = r.\($0)" }.joined(separator: " AND ")
             let order = table.key.map { "k_\($0)" }.joined(separator: ", ")
@@ -89,9 +90,16 @@ public enum ReadModelComparison {
                 differences: [], skipped: 0)
             for row in rows {
                 let key = table.key.map { row.string("k_\($0)") ?? "" }
-                if let column = table.room, changed.rooms.contains(row.string("k_\(column)") ?? "") { report.skipped += 1; continue }
-                if let column = table.user, changed.users.contains(row.string("k_\(column)") ?? "") { report.skipped += 1; continue }
-                report.differences.append(difference(table.name, key: key.joined(separator: "/"), live: row.string("live"), rebuilt: row.string("rebuilt")))
+                if let column = table.room, changed.rooms.contains(row.string("k_\(column)") ?? "") {
+                    report.skipped += 1
+                    continue
+                }
+                if let column = table.user, changed.users.contains(row.string("k_\(column)") ?? "") {
+                    report.skipped += 1
+                    continue
+                }
+                report.differences.append(
+                    difference(table.name, key: key.joined(separator: "/"), live: row.string("live"), rebuilt: row.string("rebuilt")))
             }
             reports.append(report)
         }
@@ -101,9 +109,11 @@ public enum ReadModelComparison {
     static func difference(_ model: String, key: String, live: String?, rebuilt: String?) -> ReadModelDifference {
         guard let live else { return ReadModelDifference(model: model, key: key, kind: .missing, fields: []) }
         guard let rebuilt else { return ReadModelDifference(model: model, key: key, kind: .unexpected, fields: []) }
-        let a = jsonObject(live), b = jsonObject(rebuilt)
+        let a = jsonObject(live)
+        let b = jsonObject(rebuilt)
         let fields = Set(a.keys).union(b.keys).sorted().compactMap { name -> (String, String, String)? in
-            let x = a[name] ?? "null", y = b[name] ?? "null"
+            let x = a[name] ?? "null"
+            let y = b[name] ?? "null"
             return x == y ? nil : (name, x, y)
         }
         return ReadModelDifference(model: model, key: key, kind: .changed, fields: fields)
@@ -129,21 +139,31 @@ public enum ReadModelComparison {
     {
         async let liveDocuments = live.collection.find(sort: ["_id": 1])
         async let rebuiltDocuments = rebuilt.collection.find(sort: ["_id": 1])
-        let a = try await liveDocuments.map(MessageRecord.init), b = try await rebuiltDocuments.map(MessageRecord.init)
+        let a = try await liveDocuments.map(MessageRecord.init)
+        let b = try await rebuiltDocuments.map(MessageRecord.init)
         let liveByID = Dictionary(a.map { ($0.id, $0) }, uniquingKeysWith: { x, _ in x })
         let rebuiltByID = Dictionary(b.map { ($0.id, $0) }, uniquingKeysWith: { x, _ in x })
         var report = ReadModelReport(model: "messages", liveCount: a.count, rebuiltCount: b.count, differences: [], skipped: 0)
         for id in Set(liveByID.keys).union(rebuiltByID.keys).sorted() {
-            let x = liveByID[id], y = rebuiltByID[id]
+            let x = liveByID[id]
+            let y = rebuiltByID[id]
             if x == y { continue }
             if changed.rooms.contains(x?.roomId ?? y?.roomId ?? "") {
                 report.skipped += 1
                 continue
             }
-            guard let x else { report.differences.append(.init(model: "messages", key: id, kind: .missing, fields: [])); continue }
-            guard let y else { report.differences.append(.init(model: "messages", key: id, kind: .unexpected, fields: [])); continue }
-            let fields = zip(Mirror(reflecting: x).children, Mirror(reflecting: y).children).compactMap { l, r -> (String, String, String)? in
-                let p = describe(l.value), q = describe(r.value)
+            guard let x else {
+                report.differences.append(.init(model: "messages", key: id, kind: .missing, fields: []))
+                continue
+            }
+            guard let y else {
+                report.differences.append(.init(model: "messages", key: id, kind: .unexpected, fields: []))
+                continue
+            }
+            let fields = zip(Mirror(reflecting: x).children, Mirror(reflecting: y).children).compactMap {
+                l, r -> (String, String, String)? in
+                let p = describe(l.value)
+                let q = describe(r.value)
                 return p == q ? nil : (l.label ?? "?", p, q)
             }
             report.differences.append(.init(model: "messages", key: id, kind: .changed, fields: fields))

@@ -29,7 +29,10 @@ struct Tokens: Sendable {
     }
 
     func issue(for userId: String, now: Date = Date()) async throws -> String {
-        try await keys.sign(Payload(sub: .init(value: userId), exp: .init(value: now.addingTimeInterval(lifetime)), iat: .init(value: now), iss: .init(value: Self.issuer)))
+        try await keys.sign(
+            Payload(
+                sub: .init(value: userId), exp: .init(value: now.addingTimeInterval(lifetime)), iat: .init(value: now),
+                iss: .init(value: Self.issuer)))
     }
 
     /// The user id of a valid token; nil for anything else.

@@ -39,7 +39,8 @@ extension API {
         let outcome = try await log.execute(
             .register(userId: userId, username: body.username, displayName: body.displayName, passwordHash: hash), actor: userId)
         guard case .userRegistered(let user)? = outcome.events.first?.event.data else { throw APIError.invalid("registration failed") }
-        let json = UserJSON(id: user.userId, username: user.username, displayName: user.displayName, createdAt: outcome.events.first?.event.at)
+        let json = UserJSON(
+            id: user.userId, username: user.username, displayName: user.displayName, createdAt: outcome.events.first?.event.at)
         return Reply(.created, AuthJSON(user: json, token: try await tokens.issue(for: userId)))
     }
 
@@ -51,7 +52,8 @@ extension API {
         let body = try await request.json(Body.self, limit: maxBodyBytes)
         let wrong = APIError.unauthorized("wrong username or password")
         guard let found = try await metadata.credentials(username: body.username) else {
-            _ = try await passwords.verify(body.password, hash: "$2b$12$ccccccccccccccccccccccccccccccccccccccccccccccccccccc")  // same time either way
+            // A hash to check against all the same: a wrong username takes as long as a wrong password.
+            _ = try await passwords.verify(body.password, hash: "$2b$12$ccccccccccccccccccccccccccccccccccccccccccccccccccccc")
             throw wrong
         }
         guard try await passwords.verify(body.password, hash: found.passwordHash) else { throw wrong }

@@ -23,7 +23,8 @@ extension API {
         routes.post("users/:userId/messages") { request, context in
             let body = try await request.json(SendBody.self, limit: self.maxBodyBytes)
             let sent = try await self.commands.send(
-                try context.user(), to: .user(try context.parameter("userId")), body: body.body, clientMsgId: body.clientMsgId, replyTo: nil)
+                try context.user(), to: .user(try context.parameter("userId")), body: body.body, clientMsgId: body.clientMsgId, replyTo: nil
+            )
             return Reply(sent.duplicate ? .ok : .created, DirectJSON(message: sent.message, room: sent.room!))
         }
         routes.post("rooms/:roomId/messages") { request, context in

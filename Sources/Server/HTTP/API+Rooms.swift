@@ -27,7 +27,8 @@ extension API {
         routes.post("rooms/:roomId/invites") { request, context in
             struct Body: Decodable { let userId: String }
             let body = try await request.json(Body.self, limit: self.maxBodyBytes)
-            let roomId = try context.parameter("roomId"), me = try context.user()
+            let roomId = try context.parameter("roomId")
+            let me = try context.user()
             try await self.commands.invite(me, roomId: roomId, userId: body.userId)
             return Reply(.created, ["invite": ["roomId": roomId, "userId": body.userId, "invitedBy": me]])
         }
@@ -40,15 +41,19 @@ extension API {
             }
         }
         routes.delete("rooms/:roomId/members/:userId") { _, context in
-            let roomId = try context.parameter("roomId"), userId = try context.parameter("userId")
+            let roomId = try context.parameter("roomId")
+            let userId = try context.parameter("userId")
             try await self.commands.remove(try context.user(), roomId: roomId, userId: userId)
             return Reply(["roomId": roomId, "userId": userId, "state": MemberState.removed.rawValue])
         }
         routes.put("rooms/:roomId/members/:userId/role") { request, context in
             struct Body: Decodable { let role: Role }
-            let roomId = try context.parameter("roomId"), userId = try context.parameter("userId")
+            let roomId = try context.parameter("roomId")
+            let userId = try context.parameter("userId")
             let body: Body
-            do { body = try await request.json(Body.self, limit: self.maxBodyBytes) } catch let error as APIError where error.code == .invalidRequest {
+            do { body = try await request.json(Body.self, limit: self.maxBodyBytes) } catch let error as APIError
+                where error.code == .invalidRequest
+            {
                 throw APIError.invalid("role must be admin or member")
             }
             try await self.commands.setRole(try context.user(), roomId: roomId, userId: userId, role: body.role)
@@ -59,7 +64,9 @@ extension API {
     func room(_ context: ParleyContext) async throws -> Reply<[String: RoomJSON]> {
         let roomId = try context.parameter("roomId")
         try await requireMember(roomId, try context.user(), invited: true)
-        guard let record = try await metadata.room(id: roomId) else { throw APIError.notFound("room \(roomId) is not ready yet; try again") }
+        guard let record = try await metadata.room(id: roomId) else {
+            throw APIError.notFound("room \(roomId) is not ready yet; try again")
+        }
         let members = try await metadata.members(of: roomId).map {
             MemberJSON(userId: $0.userId, role: $0.role, state: $0.state, lastReadSeq: $0.lastReadSeq)
         }

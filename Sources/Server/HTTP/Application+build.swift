@@ -5,8 +5,8 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import Metrics
-import Prometheus
 import Projections
+import Prometheus
 import ServiceLifecycle
 
 /// What one server process shares between its parts.
@@ -69,7 +69,8 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             messages: MessagesReadModel(mongo: stores.mongo, collection: configuration.mongoCollection),
             tokens: await Tokens(secret: configuration.jwtSecret, lifetime: configuration.tokenLifetime),
             passwords: Passwords(cost: configuration.bcryptCost), maxBodyBytes: configuration.maxBodyBytes,
-            registerLimiter: RateLimiter(perSecond: Double(configuration.registrationsPerMinute) / 60, burst: configuration.registrationsPerMinute))
+            registerLimiter: RateLimiter(
+                perSecond: Double(configuration.registrationsPerMinute) / 60, burst: configuration.registrationsPerMinute))
         let v1 = router.group("v1")
         api.register(v1, authenticated: v1.group().add(middleware: AuthMiddleware(api: api)))
 
@@ -88,7 +89,9 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             let userId: String
             do {
                 // The token comes as ?token= (browsers cannot set headers on a WebSocket) or as a header.
-                let header = request.headers[.authorization].flatMap { $0.lowercased().hasPrefix("bearer ") ? String($0.dropFirst(7)) : nil }
+                let header = request.headers[.authorization].flatMap {
+                    $0.lowercased().hasPrefix("bearer ") ? String($0.dropFirst(7)) : nil
+                }
                 guard let token = request.uri.queryParameters["token"].map(String.init) ?? header else {
                     throw APIError.unauthorized("a token is required: ?token=<jwt> or an Authorization: Bearer header")
                 }
@@ -150,7 +153,8 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
     }
     return Application(
         router: router,
-        server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(maxFrameSize: configuration.maxBodyBytes, validateUTF8: true)),
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: wsRouter, configuration: .init(maxFrameSize: configuration.maxBodyBytes, validateUTF8: true)),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
         services: services,
         logger: logger)

@@ -16,7 +16,9 @@ enum OpenAPI {
         let responses: [Int: String?]
     }
 
-    static var errors: [Int: String?] { [400: "Error", 401: "Error", 403: "Error", 404: "Error", 409: "Error", 413: "Error", 429: "Error", 503: "Error"] }
+    static var errors: [Int: String?] {
+        [400: "Error", 401: "Error", 403: "Error", 404: "Error", 409: "Error", 413: "Error", 429: "Error", 503: "Error"]
+    }
 
     static func object(_ properties: [String: [String: Any]], required: [String] = []) -> [String: Any] {
         var schema: [String: Any] = ["type": "object", "properties": properties]
@@ -43,98 +45,157 @@ enum OpenAPI {
         text(max: 1000, description: "at most PARLEY_MAX_MESSAGE_BYTES bytes of UTF-8 (4000 by default; larger: 413)")
     }
 
-    static var operations: [Operation] { [
-        .init(method: "post", path: "/v1/auth/register", summary: "Create an account", auth: false,
-              body: object([
-                  "username": ["type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$", "description": "3 to 32 of a-z, 0-9, _ . - (stored lowercased)"],
-                  "password": ["type": "string", "minLength": 8, "maxLength": 128], "displayName": nullable(text(max: 64)),
-              ], required: ["username", "password"]),
-              responses: [201: "Auth"].merging(errors) { a, _ in a }),
-        .init(method: "post", path: "/v1/auth/login", summary: "Log in", auth: false,
-              body: object(["username": string, "password": string], required: ["username", "password"]),
-              responses: [200: "Auth"].merging(errors) { a, _ in a }),
-        .init(method: "get", path: "/v1/me", summary: "The authenticated user", responses: [200: "UserEnvelope"].merging(errors) { a, _ in a }),
-        .init(method: "get", path: "/v1/users/{userId}", summary: "A user", responses: [200: "UserEnvelope"].merging(errors) { a, _ in a }),
-        .init(method: "get", path: "/v1/users", summary: "A user by username (?username=)",
-              query: [query("username", ["type": "string", "minLength": 1], required: true)], responses: [200: "UserEnvelope"].merging(errors) { a, _ in a }),
-        .init(method: "post", path: "/v1/users/{userId}/messages", summary: "Send a private message (creates the direct room once)",
-              body: ref("SendBody"), responses: [200: "DirectMessage", 201: "DirectMessage"].merging(errors) { a, _ in a }),
-        .init(method: "post", path: "/v1/rooms", summary: "Create a group room",
-              body: object(["name": text(max: 100), "invite": ["type": "array", "items": string, "maxItems": 100, "nullable": true]], required: ["name"]),
-              responses: [201: "RoomEnvelope"].merging(errors) { a, _ in a }),
-        .init(method: "get", path: "/v1/rooms", summary: "My rooms with last message, unread count and role", responses: [200: "RoomList"].merging(errors) { a, _ in a }),
-        .init(method: "get", path: "/v1/rooms/{roomId}", summary: "A room with its members", responses: [200: "RoomEnvelope"].merging(errors) { a, _ in a }),
-        .init(method: "patch", path: "/v1/rooms/{roomId}", summary: "Rename a room (owner or admin)",
-              body: object(["name": text(max: 100)], required: ["name"]), responses: [200: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "post", path: "/v1/rooms/{roomId}/invites", summary: "Invite a user (owner or admin)",
-              body: object(["userId": string], required: ["userId"]), responses: [201: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "get", path: "/v1/invites", summary: "My pending invites", responses: [200: "InviteList"].merging(errors) { a, _ in a }),
-        .init(method: "post", path: "/v1/rooms/{roomId}/join", summary: "Accept an invite", responses: [200: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "post", path: "/v1/rooms/{roomId}/decline", summary: "Decline an invite", responses: [200: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "post", path: "/v1/rooms/{roomId}/leave", summary: "Leave a room", responses: [200: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "delete", path: "/v1/rooms/{roomId}/members/{userId}", summary: "Remove a member (owner or admin)",
-              responses: [200: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "put", path: "/v1/rooms/{roomId}/members/{userId}/role", summary: "Set a member's role (owner)",
-              body: object(["role": ["type": "string", "enum": ["admin", "member"]]], required: ["role"]),
-              responses: [200: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "post", path: "/v1/rooms/{roomId}/messages", summary: "Send a message", body: ref("SendBody"),
-              responses: [200: "MessageEnvelope", 201: "MessageEnvelope"].merging(errors) { a, _ in a }),
-        .init(method: "get", path: "/v1/rooms/{roomId}/messages", summary: "A page of history (?before=&after=&limit=)",
-              query: [query("before", ["type": "integer", "minimum": 0]), query("after", ["type": "integer", "minimum": 0]),
-                      query("limit", ["type": "integer", "minimum": 1, "maximum": 200])],
-              responses: [200: "History"].merging(errors) { a, _ in a }),
-        .init(method: "patch", path: "/v1/rooms/{roomId}/messages/{messageId}", summary: "Edit my message",
-              body: object(["body": messageBody], required: ["body"]), responses: [200: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "delete", path: "/v1/rooms/{roomId}/messages/{messageId}", summary: "Delete a message (sender, admin or owner)",
-              responses: [200: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "post", path: "/v1/rooms/{roomId}/read", summary: "Read receipt", body: object(["seq": ["type": "integer", "format": "int64", "minimum": 0]], required: ["seq"]),
-              responses: [200: "Result"].merging(errors) { a, _ in a }),
-        .init(method: "get", path: "/healthz", summary: "Liveness", auth: false, responses: [200: "Health"]),
-        .init(method: "get", path: "/readyz", summary: "Readiness: stores reachable, projector lag", auth: false, responses: [200: "Health", 503: "Health"]),
-        .init(method: "get", path: "/metrics", summary: "Prometheus metrics (text)", auth: false, responses: [200: nil]),
-        .init(method: "get", path: "/openapi.json", summary: "This document", auth: false, responses: [200: nil]),
-    ] }
+    static var operations: [Operation] {
+        [
+            .init(
+                method: "post", path: "/v1/auth/register", summary: "Create an account", auth: false,
+                body: object(
+                    [
+                        "username": [
+                            "type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$",
+                            "description": "3 to 32 of a-z, 0-9, _ . - (stored lowercased)",
+                        ],
+                        "password": ["type": "string", "minLength": 8, "maxLength": 128], "displayName": nullable(text(max: 64)),
+                    ], required: ["username", "password"]),
+                responses: [201: "Auth"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/auth/login", summary: "Log in", auth: false,
+                body: object(["username": string, "password": string], required: ["username", "password"]),
+                responses: [200: "Auth"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/me", summary: "The authenticated user",
+                responses: [200: "UserEnvelope"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/users/{userId}", summary: "A user", responses: [200: "UserEnvelope"].merging(errors) { a, _ in a }
+            ),
+            .init(
+                method: "get", path: "/v1/users", summary: "A user by username (?username=)",
+                query: [query("username", ["type": "string", "minLength": 1], required: true)],
+                responses: [200: "UserEnvelope"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/users/{userId}/messages", summary: "Send a private message (creates the direct room once)",
+                body: ref("SendBody"), responses: [200: "DirectMessage", 201: "DirectMessage"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/rooms", summary: "Create a group room",
+                body: object(
+                    ["name": text(max: 100), "invite": ["type": "array", "items": string, "maxItems": 100, "nullable": true]],
+                    required: ["name"]),
+                responses: [201: "RoomEnvelope"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/rooms", summary: "My rooms with last message, unread count and role",
+                responses: [200: "RoomList"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/rooms/{roomId}", summary: "A room with its members",
+                responses: [200: "RoomEnvelope"].merging(errors) { a, _ in a }),
+            .init(
+                method: "patch", path: "/v1/rooms/{roomId}", summary: "Rename a room (owner or admin)",
+                body: object(["name": text(max: 100)], required: ["name"]), responses: [200: "Result"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/rooms/{roomId}/invites", summary: "Invite a user (owner or admin)",
+                body: object(["userId": string], required: ["userId"]), responses: [201: "Result"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/invites", summary: "My pending invites",
+                responses: [200: "InviteList"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/rooms/{roomId}/join", summary: "Accept an invite",
+                responses: [200: "Result"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/rooms/{roomId}/decline", summary: "Decline an invite",
+                responses: [200: "Result"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/rooms/{roomId}/leave", summary: "Leave a room",
+                responses: [200: "Result"].merging(errors) { a, _ in a }),
+            .init(
+                method: "delete", path: "/v1/rooms/{roomId}/members/{userId}", summary: "Remove a member (owner or admin)",
+                responses: [200: "Result"].merging(errors) { a, _ in a }),
+            .init(
+                method: "put", path: "/v1/rooms/{roomId}/members/{userId}/role", summary: "Set a member's role (owner)",
+                body: object(["role": ["type": "string", "enum": ["admin", "member"]]], required: ["role"]),
+                responses: [200: "Result"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/rooms/{roomId}/messages", summary: "Send a message", body: ref("SendBody"),
+                responses: [200: "MessageEnvelope", 201: "MessageEnvelope"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/rooms/{roomId}/messages", summary: "A page of history (?before=&after=&limit=)",
+                query: [
+                    query("before", ["type": "integer", "minimum": 0]), query("after", ["type": "integer", "minimum": 0]),
+                    query("limit", ["type": "integer", "minimum": 1, "maximum": 200]),
+                ],
+                responses: [200: "History"].merging(errors) { a, _ in a }),
+            .init(
+                method: "patch", path: "/v1/rooms/{roomId}/messages/{messageId}", summary: "Edit my message",
+                body: object(["body": messageBody], required: ["body"]), responses: [200: "Result"].merging(errors) { a, _ in a }),
+            .init(
+                method: "delete", path: "/v1/rooms/{roomId}/messages/{messageId}", summary: "Delete a message (sender, admin or owner)",
+                responses: [200: "Result"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/rooms/{roomId}/read", summary: "Read receipt",
+                body: object(["seq": ["type": "integer", "format": "int64", "minimum": 0]], required: ["seq"]),
+                responses: [200: "Result"].merging(errors) { a, _ in a }),
+            .init(method: "get", path: "/healthz", summary: "Liveness", auth: false, responses: [200: "Health"]),
+            .init(
+                method: "get", path: "/readyz", summary: "Readiness: stores reachable, projector lag", auth: false,
+                responses: [200: "Health", 503: "Health"]),
+            .init(method: "get", path: "/metrics", summary: "Prometheus metrics (text)", auth: false, responses: [200: nil]),
+            .init(method: "get", path: "/openapi.json", summary: "This document", auth: false, responses: [200: nil]),
+        ]
+    }
 
-    static var schemas: [String: Any] { [
-        "Error": object(["error": object(["code": string, "message": string, "retryAfterMs": integer], required: ["code", "message"])], required: ["error"]),
-        "User": object(["id": string, "username": string, "displayName": string, "createdAt": ["type": "string", "format": "date-time"]]),
-        "UserEnvelope": object(["user": ref("User")], required: ["user"]),
-        "Auth": object(["user": ref("User"), "token": string], required: ["user", "token"]),
-        "Message": object([
-            "id": string, "roomId": string, "seq": integer, "senderId": string, "body": ["type": "string", "nullable": true],
-            "clientMsgId": ["type": "string", "nullable": true], "sentAt": ["type": "string", "format": "date-time"],
-            "editedAt": ["type": "string", "format": "date-time", "nullable": true], "deleted": ["type": "boolean"],
-            "replyTo": ["type": "string", "nullable": true],
-        ]),
-        "MessageEnvelope": object(["message": ref("Message")], required: ["message"]),
-        "Member": object(["userId": string, "role": string, "state": string, "lastReadSeq": integer]),
-        "Room": object([
-            "id": string, "kind": ["type": "string", "enum": ["direct", "group"]], "name": string, "createdBy": string,
-            "createdAt": ["type": "string", "format": "date-time"], "lastSeq": integer, "members": ["type": "array", "items": ref("Member")],
-            "lastMessage": object([:]), "unreadCount": integer, "myRole": string,
-        ]),
-        "RoomEnvelope": object(["room": ref("Room")], required: ["room"]),
-        "RoomList": object(["rooms": ["type": "array", "items": ref("Room")]], required: ["rooms"]),
-        "DirectMessage": object(["message": ref("Message"), "room": ref("Room")], required: ["message", "room"]),
-        "InviteList": object(["invites": ["type": "array", "items": object(["roomId": string, "roomName": string, "invitedBy": string])]]),
-        "History": object(["messages": ["type": "array", "items": ref("Message")], "hasMore": ["type": "boolean"]], required: ["messages", "hasMore"]),
-        "SendBody": object(
-            ["body": messageBody,
-             "clientMsgId": nullable(["type": "string", "minLength": 1, "maxLength": 128]),
-             "replyTo": nullable(string)], required: ["body"]),
-        "Result": ["type": "object"],
-        "Health": object(["status": string, "detail": string, "lagEvents": integer, "lagMs": integer], required: ["status"]),
-    ] }
+    static var schemas: [String: Any] {
+        [
+            "Error": object(
+                ["error": object(["code": string, "message": string, "retryAfterMs": integer], required: ["code", "message"])],
+                required: ["error"]),
+            "User": object([
+                "id": string, "username": string, "displayName": string, "createdAt": ["type": "string", "format": "date-time"],
+            ]),
+            "UserEnvelope": object(["user": ref("User")], required: ["user"]),
+            "Auth": object(["user": ref("User"), "token": string], required: ["user", "token"]),
+            "Message": object([
+                "id": string, "roomId": string, "seq": integer, "senderId": string, "body": ["type": "string", "nullable": true],
+                "clientMsgId": ["type": "string", "nullable": true], "sentAt": ["type": "string", "format": "date-time"],
+                "editedAt": ["type": "string", "format": "date-time", "nullable": true], "deleted": ["type": "boolean"],
+                "replyTo": ["type": "string", "nullable": true],
+            ]),
+            "MessageEnvelope": object(["message": ref("Message")], required: ["message"]),
+            "Member": object(["userId": string, "role": string, "state": string, "lastReadSeq": integer]),
+            "Room": object([
+                "id": string, "kind": ["type": "string", "enum": ["direct", "group"]], "name": string, "createdBy": string,
+                "createdAt": ["type": "string", "format": "date-time"], "lastSeq": integer,
+                "members": ["type": "array", "items": ref("Member")],
+                "lastMessage": object([:]), "unreadCount": integer, "myRole": string,
+            ]),
+            "RoomEnvelope": object(["room": ref("Room")], required: ["room"]),
+            "RoomList": object(["rooms": ["type": "array", "items": ref("Room")]], required: ["rooms"]),
+            "DirectMessage": object(["message": ref("Message"), "room": ref("Room")], required: ["message", "room"]),
+            "InviteList": object([
+                "invites": ["type": "array", "items": object(["roomId": string, "roomName": string, "invitedBy": string])]
+            ]),
+            "History": object(
+                ["messages": ["type": "array", "items": ref("Message")], "hasMore": ["type": "boolean"]], required: ["messages", "hasMore"]),
+            "SendBody": object(
+                [
+                    "body": messageBody,
+                    "clientMsgId": nullable(["type": "string", "minLength": 1, "maxLength": 128]),
+                    "replyTo": nullable(string),
+                ], required: ["body"]),
+            "Result": ["type": "object"],
+            "Health": object(["status": string, "detail": string, "lagEvents": integer, "lagMs": integer], required: ["status"]),
+        ]
+    }
 
     /// The document as JSON.
     static let document: Data = {
         var paths: [String: [String: Any]] = [:]
         for op in operations {
-            var operation: [String: Any] = ["summary": op.summary, "operationId": op.method + op.path.replacingOccurrences(of: "/", with: "_")]
+            var operation: [String: Any] = [
+                "summary": op.summary, "operationId": op.method + op.path.replacingOccurrences(of: "/", with: "_"),
+            ]
             if op.auth { operation["security"] = [["bearer": [String]()]] }
-            let parameters = op.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { part -> [String: Any] in
-                ["name": String(part.dropFirst().dropLast()), "in": "path", "required": true, "schema": string]
-            } + op.query
+            let parameters =
+                op.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { part -> [String: Any] in
+                    ["name": String(part.dropFirst().dropLast()), "in": "path", "required": true, "schema": string]
+                } + op.query
             if !parameters.isEmpty { operation["parameters"] = parameters }
             if let body = op.body {
                 operation["requestBody"] = ["required": true, "content": ["application/json": ["schema": body]]]
@@ -150,9 +211,13 @@ enum OpenAPI {
         }
         let document: [String: Any] = [
             "openapi": "3.0.3",
-            "info": ["title": "Parley", "version": "1.0.0", "description": "Event-sourced chat backend: the HTTP API (CONTRACT section 3)."],
+            "info": [
+                "title": "Parley", "version": "1.0.0", "description": "Event-sourced chat backend: the HTTP API (CONTRACT section 3).",
+            ],
             "paths": paths,
-            "components": ["schemas": schemas, "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer", "bearerFormat": "JWT"]]],
+            "components": [
+                "schemas": schemas, "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer", "bearerFormat": "JWT"]],
+            ],
         ]
         return (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data("{}".utf8)
     }()

@@ -30,7 +30,9 @@ struct ParleyContext: RequestContext, RemoteAddressRequestContext {
 struct AuthMiddleware: RouterMiddleware {
     let api: API
 
-    func handle(_ request: Request, context: ParleyContext, next: (Request, ParleyContext) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: ParleyContext, next: (Request, ParleyContext) async throws -> Response) async throws
+        -> Response
+    {
         guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
             throw APIError.unauthorized()
         }

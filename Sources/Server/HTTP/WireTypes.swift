@@ -28,10 +28,17 @@ struct MessageJSON: Codable, Sendable {
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id); try c.encode(roomId, forKey: .roomId); try c.encode(seq, forKey: .seq)
-        try c.encode(senderId, forKey: .senderId); try c.encode(body, forKey: .body); try c.encode(clientMsgId, forKey: .clientMsgId)
-        try c.encode(sentAt, forKey: .sentAt); try c.encode(editedAt, forKey: .editedAt); try c.encode(deleted, forKey: .deleted)
-        try c.encode(replyTo, forKey: .replyTo); try c.encodeIfPresent(edits, forKey: .edits)
+        try c.encode(id, forKey: .id)
+        try c.encode(roomId, forKey: .roomId)
+        try c.encode(seq, forKey: .seq)
+        try c.encode(senderId, forKey: .senderId)
+        try c.encode(body, forKey: .body)
+        try c.encode(clientMsgId, forKey: .clientMsgId)
+        try c.encode(sentAt, forKey: .sentAt)
+        try c.encode(editedAt, forKey: .editedAt)
+        try c.encode(deleted, forKey: .deleted)
+        try c.encode(replyTo, forKey: .replyTo)
+        try c.encodeIfPresent(edits, forKey: .edits)
     }
 
     /// The message as JSON: what `EventCodec.makeEncoder()` writes (sorted keys, nulls
@@ -50,21 +57,36 @@ struct MessageJSON: Codable, Sendable {
 
     /// A message from its `message.sent` event, as the log returned it.
     init?(_ logged: LoggedEvent) {
-        guard case .messageSent(let sent) = logged.event.data, let roomId = logged.event.roomId, let seq = logged.event.seq else { return nil }
-        self.init(id: sent.messageId, roomId: roomId, seq: seq, senderId: logged.event.actorId, body: sent.body, clientMsgId: sent.clientMsgId,
-                  sentAt: logged.event.at, editedAt: nil, deleted: false, replyTo: sent.replyTo, edits: nil)
+        guard case .messageSent(let sent) = logged.event.data, let roomId = logged.event.roomId, let seq = logged.event.seq else {
+            return nil
+        }
+        self.init(
+            id: sent.messageId, roomId: roomId, seq: seq, senderId: logged.event.actorId, body: sent.body, clientMsgId: sent.clientMsgId,
+            sentAt: logged.event.at, editedAt: nil, deleted: false, replyTo: sent.replyTo, edits: nil)
     }
 
     init(_ record: MessageRecord) {
-        self.init(id: record.id, roomId: record.roomId, seq: record.seq, senderId: record.senderId, body: record.body,
-                  clientMsgId: record.clientMsgId, sentAt: record.sentAt, editedAt: record.editedAt, deleted: record.deleted,
-                  replyTo: record.replyTo, edits: record.edits.isEmpty ? nil : record.edits)
+        self.init(
+            id: record.id, roomId: record.roomId, seq: record.seq, senderId: record.senderId, body: record.body,
+            clientMsgId: record.clientMsgId, sentAt: record.sentAt, editedAt: record.editedAt, deleted: record.deleted,
+            replyTo: record.replyTo, edits: record.edits.isEmpty ? nil : record.edits)
     }
 
-    init(id: String, roomId: String, seq: Int64, senderId: String, body: String?, clientMsgId: String?, sentAt: Date, editedAt: Date?,
-         deleted: Bool, replyTo: String?, edits: [MessageRecord.Edit]?) {
-        self.id = id; self.roomId = roomId; self.seq = seq; self.senderId = senderId; self.body = body; self.clientMsgId = clientMsgId
-        self.sentAt = sentAt; self.editedAt = editedAt; self.deleted = deleted; self.replyTo = replyTo; self.edits = edits
+    init(
+        id: String, roomId: String, seq: Int64, senderId: String, body: String?, clientMsgId: String?, sentAt: Date, editedAt: Date?,
+        deleted: Bool, replyTo: String?, edits: [MessageRecord.Edit]?
+    ) {
+        self.id = id
+        self.roomId = roomId
+        self.seq = seq
+        self.senderId = senderId
+        self.body = body
+        self.clientMsgId = clientMsgId
+        self.sentAt = sentAt
+        self.editedAt = editedAt
+        self.deleted = deleted
+        self.replyTo = replyTo
+        self.edits = edits
     }
 }
 
@@ -89,22 +111,36 @@ struct RoomJSON: Codable, Sendable {
     var myRole: Role?
 
     init(_ record: RoomRecord, members: [MemberJSON]? = nil) {
-        id = record.id; kind = record.kind; name = record.name; createdBy = record.createdBy; createdAt = record.createdAt
-        lastSeq = record.lastSeq; self.members = members
+        id = record.id
+        kind = record.kind
+        name = record.name
+        createdBy = record.createdBy
+        createdAt = record.createdAt
+        lastSeq = record.lastSeq
+        self.members = members
     }
 
     init(_ summary: RoomSummary) {
         self.init(summary.room)
-        lastMessage = summary.lastMessage; unreadCount = summary.unreadCount; myRole = summary.myRole
+        lastMessage = summary.lastMessage
+        unreadCount = summary.unreadCount
+        myRole = summary.myRole
     }
 
     /// A room from the events that created it (before any projector has seen them).
     init?(created events: [LoggedEvent]) {
         guard let first = events.first, case .roomCreated(let created) = first.event.data, let id = first.event.roomId else { return nil }
-        self.id = id; kind = created.kind; name = created.name; createdBy = first.event.actorId; createdAt = first.event.at; lastSeq = 0
+        self.id = id
+        kind = created.kind
+        name = created.name
+        createdBy = first.event.actorId
+        createdAt = first.event.at
+        lastSeq = 0
         var room = Rules.evolve(nil, first.event)
         for logged in events.dropFirst() { room = Rules.evolve(room, logged.event) }
-        members = (room?.members ?? [:]).sorted { $0.key < $1.key }.map { MemberJSON(userId: $0.key, role: $0.value.role, state: $0.value.state, lastReadSeq: 0) }
+        members = (room?.members ?? [:]).sorted { $0.key < $1.key }.map {
+            MemberJSON(userId: $0.key, role: $0.value.role, state: $0.value.state, lastReadSeq: 0)
+        }
     }
 }
 
@@ -124,7 +160,8 @@ struct Reply<T: Encodable & Sendable>: ResponseGenerator {
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
         let data = try EventCodec.makeEncoder().encode(value)
-        return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }
 
@@ -145,6 +182,8 @@ struct DeletedJSON: Codable, Sendable {
 
 extension RoomJSON {
     init(id: String, kind: RoomKind, members: [MemberJSON]) {
-        self.id = id; self.kind = kind; self.members = members
+        self.id = id
+        self.kind = kind
+        self.members = members
     }
 }

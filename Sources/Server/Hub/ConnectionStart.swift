@@ -32,7 +32,9 @@ struct ConnectionStart {
         let (rooms, snapshot) = try await log.joinedRooms(of: userId)
         var base = start
         if let since {
-            for p in base.entryIDs.indices where StreamID.less(since.entryIDs[p], start.entryIDs[p]) { base.entryIDs[p] = since.entryIDs[p] }
+            for p in base.entryIDs.indices where StreamID.less(since.entryIDs[p], start.entryIDs[p]) {
+                base.entryIDs[p] = since.entryIDs[p]
+            }
         }
         // The user's own membership events from `base` to the snapshot, oldest first.
         var mine: [LoggedEvent] = []

@@ -65,7 +65,9 @@ final class Hub: Service, Sendable {
                     }
                     for bad in page.unreadable {
                         self.unreadable.increment()
-                        self.logger.error("hub passes over an unreadable log entry", metadata: ["partition": "\(bad.partition)", "entry": "\(bad.entryID)", "error": "\(bad.reason)"])
+                        self.logger.error(
+                            "hub passes over an unreadable log entry",
+                            metadata: ["partition": "\(bad.partition)", "entry": "\(bad.entryID)", "error": "\(bad.reason)"])
                     }
                     if position != page.reached {
                         position = page.reached

@@ -63,42 +63,45 @@ struct WebSocketSession {
         let idleTimeout = self.idleTimeout
         // On SIGTERM the server waits for its connections: close this one at once (1001).
         try await withGracefulShutdownHandler {
-          try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {  // the server ends the connection: a client too slow or idle, or shutdown
-                switch await connection.waitForEnding() {
-                case .overflow?:
-                    logger.info("websocket closed: outbound queue overflowed", metadata: ["user": "\(userId)"])
-                    await closeOrDrop(ParleyCloseCode.slowConsumer, reason: "outbound queue full: client too slow", outbound: outbound, drop: drop)
-                case .idle?:
-                    await closeOrDrop(ParleyCloseCode.idle, reason: "idle timeout", outbound: outbound, drop: drop)
-                case .shutdown?:
-                    await closeOrDrop(.goingAway, reason: "server shutting down", outbound: outbound, drop: drop)
-                case nil:
-                    return
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {  // the server ends the connection: a client too slow or idle, or shutdown
+                    switch await connection.waitForEnding() {
+                    case .overflow?:
+                        logger.info("websocket closed: outbound queue overflowed", metadata: ["user": "\(userId)"])
+                        await closeOrDrop(
+                            ParleyCloseCode.slowConsumer, reason: "outbound queue full: client too slow", outbound: outbound, drop: drop)
+                    case .idle?:
+                        await closeOrDrop(ParleyCloseCode.idle, reason: "idle timeout", outbound: outbound, drop: drop)
+                    case .shutdown?:
+                        await closeOrDrop(.goingAway, reason: "server shutting down", outbound: outbound, drop: drop)
+                    case nil:
+                        return
+                    }
                 }
-            }
-            group.addTask {  // reader
-                for try await message in inbound.messages(maxSize: api.maxBodyBytes) {
-                    lastActivity.withLockedValue { $0 = .now }
-                    await handle(message, connection: connection)
+                group.addTask {  // reader
+                    for try await message in inbound.messages(maxSize: api.maxBodyBytes) {
+                        lastActivity.withLockedValue { $0 = .now }
+                        await handle(message, connection: connection)
+                    }
                 }
-            }
-            group.addTask {  // idle timeout: the task above closes; this one runs until cancelled
-                while true {
-                    try await Task.sleep(for: idleTimeout / 4)
-                    if ContinuousClock.now - lastActivity.withLockedValue({ $0 }) > idleTimeout { connection.end(.idle) }
+                group.addTask {  // idle timeout: the task above closes; this one runs until cancelled
+                    while true {
+                        try await Task.sleep(for: idleTimeout / 4)
+                        if ContinuousClock.now - lastActivity.withLockedValue({ $0 }) > idleTimeout { connection.end(.idle) }
+                    }
                 }
+                _ = try await group.next()
+                group.cancelAll()
             }
-            _ = try await group.next()
-            group.cancelAll()
-          }
         } onGracefulShutdown: {
             connection.end(.shutdown)
         }
     }
 
     /// Sends a close frame; drops the connection when that has not gone out in `closeGrace`.
-    private func closeOrDrop(_ code: WebSocketErrorCode, reason: String, outbound: WebSocketOutboundWriter, drop: @escaping @Sendable () -> Void) async {
+    private func closeOrDrop(
+        _ code: WebSocketErrorCode, reason: String, outbound: WebSocketOutboundWriter, drop: @escaping @Sendable () -> Void
+    ) async {
         let grace = closeGrace
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await outbound.close(code, reason: reason) }
@@ -141,7 +144,8 @@ struct WebSocketSession {
                 } else {
                     throw APIError.invalid("send needs a roomId or a toUserId")
                 }
-                let sent = try await api.commands.send(userId, to: destination, body: body, clientMsgId: frame.clientMsgId, replyTo: frame.replyTo)
+                let sent = try await api.commands.send(
+                    userId, to: destination, body: body, clientMsgId: frame.clientMsgId, replyTo: frame.replyTo)
                 connection.send(Frame.ack(ref: frame.clientMsgId, message: sent.message))
             case "typing":
                 guard let roomId = frame.roomId else { throw APIError.invalid("typing needs a roomId") }
