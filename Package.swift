@@ -104,7 +104,7 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]),
 
-        .target(name: "TestSupport", dependencies: ["Drivers", "Events", "EventLog"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Drivers", "Events", "EventLog", "Projections"], path: "Tests/TestSupport"),
         .testTarget(name: "DriversTests", dependencies: ["Drivers", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "Events", "TestSupport"]),

@@ -1,0 +1,109 @@
+import EventLog
+import Events
+import Foundation
+import Logging
+import Projections
+
+/// A log, a PostgreSQL schema and a MongoDB collection of a test's own on the shared
+/// servers (the namespace, the schema and the collection share one unique name), the two
+/// projectors over them, and the live runners a server's projectors role would run. The
+/// one store fixture of the projection and replay tests.
+public struct StoreFixture: Sendable {
+    public let redis: RedisClient
+    public let postgres: PostgresClient
+    public let mongo: MongoClient
+    public let log: EventLog
+    public let partitions: Int
+    /// The namespace, schema and collection name.
+    public let schema: String
+    public let metadata: MetadataProjector
+    public let messages: MessagesProjector
+    public let scheduler: PriorityScheduler
+    public let lag = ProjectionLag()
+
+    public init(_ prefix: String = "tfix", partitions: Int = 2, workers: Int = 2) async throws {
+        self.partitions = partitions
+        redis = try TestStores.redis(maxConnections: 16)
+        postgres = TestStores.postgres(maxConnections: 6)
+        mongo = try TestStores.mongo()
+        schema = TestStores.unique(prefix)
+        log = EventLog(redis: redis, partitions: partitions, namespace: schema)
+        // The public tables are the template of every schema: make sure they are migrated.
+        if let directory = Migrator.defaultDirectory() {
+            _ = try await Migrator(directory: directory).migrate(postgres, logger: Logger(label: "test"))
+        }
+        metadata = MetadataProjector(postgres: postgres, schema: schema)
+        messages = MessagesProjector(mongo: mongo, collection: schema)
+        scheduler = PriorityScheduler(workers: workers)
+        try await metadata.prepare()
+        try await messages.prepare()
+    }
+
+    public var read: MetadataReadModel { MetadataReadModel(postgres: postgres, schema: schema) }
+    public var history: MessagesReadModel { MessagesReadModel(mongo: mongo, collection: schema) }
+
+    /// A live runner of `projector` as `consumer`, quick to notice new events.
+    public func runner(_ projector: any Projector, consumer: String = "test-consumer", lease: Duration = PartitionLease.ttl)
+        -> ProjectorRunner
+    {
+        var options = ProjectorRunner.Options()
+        options.blockMs = 100
+        options.lease = lease
+        options.retryDelay = .milliseconds(5)
+        return ProjectorRunner(
+            projector, log: log, scheduler: scheduler, lag: lag, options: options, consumer: consumer, logger: Logger(label: "test"))
+    }
+
+    /// Runs both live projectors (as a server's projectors role does) until cancelled.
+    public func startLive(consumer: String = "live-test") -> Task<Void, any Error> {
+        let runners = [runner(metadata, consumer: consumer), runner(messages, consumer: consumer)]
+        return Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for runner in runners { group.addTask { try await runner.run() } }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    /// Waits until `projectors` (both by default) have applied everything in the log now.
+    public func waitUntilProjected(_ projectors: [any Projector]? = nil, seconds: Double = 90) async throws {
+        let head = try await log.head()
+        for projector in projectors ?? [metadata, messages] {
+            for partition in 0..<partitions where head.entryIDs[partition] != "0-0" {
+                _ = try await eventually(seconds: seconds) {
+                    let done = try await projector.checkpoint(partition: partition)
+                    if StreamID.less(done, head.entryIDs[partition]) {
+                        throw ProjectionError("\(projector.name) at \(done) in partition \(partition), the log at \(head.entryIDs[partition])")
+                    }
+                    return done
+                }
+            }
+        }
+    }
+
+    /// Runs the live projectors until the read models hold the whole log.
+    public func project() async throws {
+        let live = startLive()
+        try await waitUntilProjected()
+        live.cancel()
+        _ = try? await live.value
+    }
+
+    /// Drops everything the fixture made (and the shadow, scratch and retired copies a
+    /// rebuild leaves beside it), and closes the clients.
+    public func cleanUp() async throws {
+        for suffix in ["", "_shadow", "_verify"] {
+            try await postgres.query("DROP SCHEMA IF EXISTS \(schema)\(suffix) CASCADE")
+            try await mongo.collection(schema + suffix).drop()
+            try await mongo.collection(schema + suffix + "_checkpoints").drop()
+        }
+        for retired in try await postgres.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", [schema + "_retired_%"]) {
+            try await postgres.query("DROP SCHEMA \(retired.string("nspname")!) CASCADE")
+        }
+        try await redis.deleteKeys(matching: log.keys.everything)
+        log.shutdown()
+        await redis.shutdown()
+        await postgres.shutdown()
+        await mongo.shutdown()
+    }
+}
