@@ -16,12 +16,13 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from parley_tools import free_port, replace_section, wait_http  # noqa: E402
 
 
 def log(text):
@@ -58,12 +59,6 @@ def markdown_tables(text):
             out.append(line)
         previous = is_table
     return "\n".join(out)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def machine():
@@ -168,18 +163,6 @@ class Bench:
         plot(parley, synapse, os.path.join(ROOT, "docs", "latency-vs-rate.png"))
 
 
-def wait_http(url, seconds=60):
-    import urllib.request
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
-
-
 def sustained(run, p99_limit_ms):
     """The highest offered rate with every delivery made and p99 under the limit."""
     best = None
@@ -264,16 +247,7 @@ def plot(parley, synapse, path):
 
 
 def write_docs(path, body, key):
-    with open(path) as f:
-        text = f.read()
-    begin, end = f"<!-- bench:{key}:begin -->", f"<!-- bench:{key}:end -->"
-    block = f"{begin}\n{body}\n{end}"
-    if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    replace_section(path, f"<!-- bench:{key}:begin -->", f"<!-- bench:{key}:end -->", body)
 
 
 def main():

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,13 +30,10 @@ import urllib.request
 
 import websockets
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from parley_tools import Server, free_port, replace_section  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def log(text):
@@ -100,41 +96,11 @@ class Services:
                 time.sleep(0.05)
 
 
-class Parley:
-    """One parley-server process."""
+class Parley(Server):
+    """One parley-server process with the given roles."""
 
     def __init__(self, name, binary, roles, env):
-        self.name, self.binary, self.roles, self.env = name, binary, roles, env
-        self.port = free_port()
-        self.process = None
-        self.logfile = None
-
-    def start(self):
-        self.logfile = open(os.path.join(self.env["CHAOS_DATA"], f"{self.name}.log"), "a")
-        self.process = subprocess.Popen([self.binary, "--port", str(self.port), "--roles", self.roles],
-                                        env=self.env, cwd=ROOT, stdout=self.logfile, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.logfile.name}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer /healthz in 60 s")
-
-    def kill9(self):
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        super().__init__(binary, env, os.path.join(env["CHAOS_DATA"], f"{name}.log"), ["--roles", roles], name)
 
 
 def http(port, method, path, token=None, body=None, timeout=10):
@@ -532,18 +498,10 @@ FAULTS = {
 
 
 def write_docs(path, table, command, options):
-    with open(path) as f:
-        text = f.read()
-    begin, end = "<!-- chaos:begin -->", "<!-- chaos:end -->"
-    block = (f"{begin}\n{table}\n\nProduced by `{command}` on {time.strftime('%Y-%m-%d')}: {options.users} users on two "
-             f"API instances, {options.rate} messages/s for {options.seconds:g} s per fault, the killed process "
-             f"restarted {options.down:g} s later, Redis `appendfsync {options.appendfsync}`.\n{end}")
-    if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text += "\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    body = (f"{table}\n\nProduced by `{command}` on {time.strftime('%Y-%m-%d')}: {options.users} users on two "
+            f"API instances, {options.rate} messages/s for {options.seconds:g} s per fault, the killed process "
+            f"restarted {options.down:g} s later, Redis `appendfsync {options.appendfsync}`.")
+    replace_section(path, "<!-- chaos:begin -->", "<!-- chaos:end -->", body)
 
 
 async def main():

@@ -25,5 +25,10 @@ swift_build() {
 
 # free_port: a TCP port nothing listens on now.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 scripts/parley_tools.py free-port
+}
+
+# wait_http URL [SECONDS]: returns once URL answers (60 s at most by default).
+wait_http() {
+  python3 scripts/parley_tools.py wait-http "$@"
 }

@@ -10,6 +10,7 @@ public struct ConsumerGroup: Sendable {
     let redis: RedisClient
     /// The group's name: the projector's.
     public let name: String
+    /// The partition whose stream the group reads.
     public let partition: Int
     /// This process's consumer name in the group.
     public let consumer: String

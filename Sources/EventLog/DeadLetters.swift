@@ -12,18 +12,24 @@ import Foundation
 /// is alerted on (`parley.projector.dead_letters`).
 public struct DeadLetters: Sendable {
     let redis: RedisClient
+    /// The dead-letter stream (`<ns>:dead:<projector>`), for operators to inspect with redis-cli.
     public let key: String
+    /// The projector whose events these are.
     public let projector: String
 
     /// One parked event.
     public struct Letter: Sendable, Equatable {
         /// The id of the letter in the dead-letter stream.
         public var id: String
+        /// The log partition the event came from.
         public var partition: Int
         /// The event's entry id in the log.
         public var entryID: String
+        /// The event as the log stores it ("" when the entry had no event field).
         public var json: String
+        /// Why it could not be applied, as the projector saw it the last time.
         public var error: String
+        /// When it was parked (ISO 8601).
         public var at: String
     }
 

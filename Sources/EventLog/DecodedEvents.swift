@@ -12,6 +12,7 @@ import NIOConcurrencyHelpers
 /// a function of the JSON alone, so equal JSON is the same event). Bounded: the oldest
 /// entries make way for new ones.
 public final class DecodedEvents: Sendable {
+    /// The cache of the process: the hub and every projector read through it (4,096 events, a few MB).
     public static let shared = DecodedEvents(capacity: 4096)
 
     private struct State {

@@ -4,6 +4,7 @@ import Events
 extension EventLog {
     /// The result of checking one partition's hash chain.
     public struct ChainReport: Sendable, Equatable {
+        /// The partition checked.
         public var partition: Int
         /// Events checked (up to and including the first broken one).
         public var checked: Int
@@ -13,8 +14,10 @@ extension EventLog {
         /// different hash at that entry proves the log was rewritten).
         public var headHash: String
 
+        /// Whether every link checked out, up to the stored chain head.
         public var isIntact: Bool { firstBreak == nil }
 
+        /// Field by field (a tuple cannot be Equatable on its own).
         public static func == (a: ChainReport, b: ChainReport) -> Bool {
             a.partition == b.partition && a.checked == b.checked && a.headHash == b.headHash
                 && a.firstBreak?.entryID == b.firstBreak?.entryID && a.firstBreak?.failure == b.firstBreak?.failure

@@ -16,15 +16,18 @@ import ServiceLifecycle
 public final class EventLog: Service, Sendable {
     /// A failure of the log itself (not a rule refusal, which is a `RuleError`).
     public struct Failure: Error, CustomStringConvertible, Sendable {
+        /// What went wrong, in one line for the operator.
         public let description: String
     }
 
     let redis: RedisClient
+    /// How rooms map to partitions: the same count every reader and writer of the log must use.
     public let partitioning: Partitioning
     /// Every key and channel name of this log's namespace.
     public let keys: Keys
     /// Pages through the log.
     public let reader: LogReader
+    /// The largest message body the rules accept, in UTF-8 bytes (`PARLEY_MAX_MESSAGE_BYTES`).
     public let maxMessageBytes: Int
     /// How often a command is decided again when a fact it relied on changed under it.
     public let maxAttempts = 32
@@ -35,6 +38,7 @@ public final class EventLog: Service, Sendable {
     /// Appends of concurrent commands share pipelines (group commit).
     let appends: RedisBatcher
 
+    /// A log over `redis` in `namespace`; `partitions` must be the count the log was written with (`checkPartitionCount`).
     public init(
         redis: RedisClient, partitions: Int, namespace: String = "parley", maxMessageBytes: Int = 4000,
         logger: Logger = Logger(label: "parley.log")

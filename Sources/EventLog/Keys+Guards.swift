@@ -14,9 +14,12 @@ import Events
 ///   (the WebSocket hub reads it when the user connects)
 /// - `parley:g:{0}:usernames`: username → userId; `parley:g:{0}:users`: userId → username
 public struct GuardKeys: Sendable {
+    /// The partition whose hash tag every key carries.
     public let partition: Int
+    /// The first part of every key (`Keys.namespace`).
     public let namespace: String
 
+    /// The guard keys of `partition`; most code takes them from `Keys.guards(_:)`.
     public init(partition: Int, namespace: String = "parley") {
         self.partition = partition
         self.namespace = namespace
@@ -24,15 +27,25 @@ public struct GuardKeys: Sendable {
 
     var tag: String { "{\(partition)}" }
     var prefix: String { "\(namespace):g:\(tag)" }
+    /// The partition's stream, which the append script writes beside these keys.
     public var stream: String { Keys(namespace: namespace).stream(partition) }
+    /// The hash of the partition's last event: the next append chains to it.
     public var head: String { "\(prefix):head" }
+    /// A room's kind, last seq and membership version.
     public func room(_ id: String) -> String { "\(prefix):room:\(id)" }
+    /// A room's member records, `role:state:since` by user id.
     public func members(_ id: String) -> String { "\(prefix):members:\(id)" }
+    /// A room's messages, `senderId|deleted` by message id (who may edit or delete).
     public func messages(_ id: String) -> String { "\(prefix):msgs:\(id)" }
+    /// A room's client message ids: a repeated send finds its first message here.
     public func clientMessages(_ id: String) -> String { "\(prefix):cmid:\(id)" }
+    /// The direct-room index of the partition: one room per pair of users.
     public var direct: String { "\(prefix):direct" }
+    /// The rooms of this partition a user is joined to (the hub's start of a connection).
     public func joined(_ userId: String) -> String { "\(prefix):joined:\(userId)" }
+    /// Lowercased username to user id: uniqueness checked atomically (partition 0 only).
     public var usernames: String { "\(prefix):usernames" }
+    /// User id to username: whether a user exists (partition 0 only).
     public var users: String { "\(prefix):users" }
 
     /// The field of a client message id in `clientMessages`.

@@ -15,6 +15,7 @@ public struct Keys: Sendable, Equatable {
     /// The first part of every key (`parley`); tests and benchmarks use their own.
     public let namespace: String
 
+    /// The names of `namespace` (`PARLEY_NAMESPACE`, `parley` by default).
     public init(namespace: String) {
         self.namespace = namespace
     }
@@ -30,10 +31,16 @@ public struct Keys: Sendable, Equatable {
     /// Matches every key of the namespace (tests and benchmarks remove theirs with it).
     public var everything: String { "\(namespace):*" }
 
+    /// Who projects `partition` for `projector` (`PartitionLease`).
     public func lease(_ projector: String, partition: Int) -> String { "\(namespace):lease:\(projector):\(partition)" }
+    /// Set while a shadow swap stops `projector`'s live writes (`ProjectionHold`).
     public func hold(_ projector: String) -> String { "\(namespace):hold:\(projector)" }
+    /// A live runner's answer to a hold: it has paused `partition`.
     public func paused(_ projector: String, partition: Int) -> String { "\(namespace):paused:\(projector):\(partition)" }
+    /// Where `projector` parks events it cannot apply (`DeadLetters`).
     public func deadLetters(_ projector: String) -> String { "\(namespace):dead:\(projector)" }
+    /// Set while an in-place rebuild of `projector` is under way, so an interrupted one resumes.
     public func rebuildMarker(_ projector: String) -> String { "\(namespace):rebuild:\(projector)" }
+    /// The pub/sub channel of typing signals (`EphemeralSignals`).
     public var typingChannel: String { "\(namespace):typing" }
 }

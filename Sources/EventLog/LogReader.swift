@@ -13,17 +13,23 @@ public struct LogReader: Sendable {
 
     /// An entry the reader could not turn into an event, and why.
     public struct Unreadable: Sendable, Equatable {
+        /// The partition read.
         public var partition: Int
+        /// The entry's id in the stream.
         public var entryID: String
         /// The stored JSON ("" when the entry has no `event` field).
         public var json: String
+        /// Why it could not be decoded.
         public var reason: String
     }
 
     /// One page of one partition.
     public struct Page: Sendable {
+        /// The partition read.
         public var partition: Int
+        /// The decoded events, oldest first.
         public var events: [LoggedEvent]
+        /// The entries that could not be decoded, for the caller to report, skip or park.
         public var unreadable: [Unreadable]
         /// The id of the last entry read (nil when the page is empty): the next page starts after it.
         public var lastEntryID: String?
@@ -57,7 +63,9 @@ public struct LogReader: Sendable {
     /// per partition and none past `until`, merged by entry id (a room's events keep their
     /// order: a room lives in one partition).
     public struct MergedPage: Sendable {
+        /// The decoded events, oldest first.
         public var events: [LoggedEvent]
+        /// The entries that could not be decoded, for the caller to report, skip or park.
         public var unreadable: [Unreadable]
         /// The position after everything this page read, readable or not.
         public var reached: LogPosition
@@ -65,6 +73,7 @@ public struct LogReader: Sendable {
         public var isEmpty: Bool
     }
 
+    /// Reads one merged page (see `MergedPage`).
     public func merged(after position: LogPosition, until: LogPosition? = nil, count: Int) async throws -> MergedPage {
         var merged = MergedPage(events: [], unreadable: [], reached: position, isEmpty: true)
         for partition in 0..<partitions {

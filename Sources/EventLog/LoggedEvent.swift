@@ -3,11 +3,16 @@ import Events
 /// An event as the log holds it: its partition, its stream entry id (its position inside
 /// the partition), the decoded event and the exact JSON stored.
 public struct LoggedEvent: Sendable, Equatable {
+    /// The partition (the stream) the event is in.
     public var partition: Int
+    /// Its stream entry id: its position inside the partition.
     public var entryID: String
+    /// The decoded event.
     public var event: Event
+    /// The stored JSON, byte for byte: what the hash chain covers and the WebSocket frame carries.
     public var json: String
 
+    /// An event as read from `partition` at `entryID`.
     public init(partition: Int, entryID: String, event: Event, json: String) {
         self.partition = partition
         self.entryID = entryID
@@ -19,8 +24,10 @@ public struct LoggedEvent: Sendable, Equatable {
 /// A position in the whole log: one stream entry id per partition, written as one opaque
 /// string (`id.id.id`), which is what clients hold and send back (`since`).
 public struct LogPosition: Sendable, Equatable, CustomStringConvertible {
+    /// The last entry id taken into account in each partition ("0-0": none).
     public var entryIDs: [String]
 
+    /// A position from one entry id per partition, in partition order.
     public init(entryIDs: [String]) { self.entryIDs = entryIDs }
 
     /// The position before the first event of every partition.
@@ -35,6 +42,7 @@ public struct LogPosition: Sendable, Equatable, CustomStringConvertible {
         self.entryIDs = parts
     }
 
+    /// The opaque token clients hold (`id.id.id`).
     public var description: String { entryIDs.joined(separator: ".") }
 
     /// The position just after `event`.
@@ -50,6 +58,7 @@ public struct LogPosition: Sendable, Equatable, CustomStringConvertible {
 
 /// Redis stream entry ids, `milliseconds-sequence`.
 public enum StreamID {
+    /// Whether `id` is a stream entry id (`ms-seq`), as a `since` token must hold.
     public static func isValid(_ id: String) -> Bool { parse(id) != nil }
 
     /// The milliseconds part of an id (Redis' clock when it was appended).

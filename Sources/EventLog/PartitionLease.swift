@@ -11,8 +11,11 @@ public struct PartitionLease: Sendable {
     public static let ttl: Duration = .seconds(10)
 
     let redis: RedisClient
+    /// The lease key (`<ns>:lease:<projector>:<p>`).
     public let key: String
+    /// Who this handle acquires for (a consumer name, or `parley-replay-<pid>-<n>`).
     public let owner: String
+    /// How long an acquisition lasts unless renewed.
     public let ttl: Duration
 
     /// Takes the lease when nobody holds it, or renews it when we do; false when another
@@ -55,7 +58,9 @@ public struct PartitionLease: Sendable {
 
     /// A lease was found held by another process while we worked under it.
     public struct Lost: Error, CustomStringConvertible {
+        /// The lease that was lost.
         public let key: String
+        /// Names the lease, for the log line that reports it.
         public var description: String { "the lease \(key) was taken by another process" }
     }
 

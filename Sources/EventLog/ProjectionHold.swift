@@ -14,6 +14,7 @@ import Drivers
 public struct ProjectionHold: Sendable {
     let redis: RedisClient
     let keys: Keys
+    /// The projector whose live writes the hold stops.
     public let projector: String
 
     init(redis: RedisClient, keys: Keys, projector: String) {
@@ -97,7 +98,10 @@ public struct RebuildMarker: Sendable {
     let redis: RedisClient
     let key: String
 
+    /// Whether an earlier rebuild was interrupted (and is to be resumed, not started over).
     public func isSet() async throws -> Bool { try await redis.command(["EXISTS", key]).int == 1 }
+    /// Marks a rebuild by `owner` as started.
     public func set(owner: String) async throws { try await redis.command(["SET", key, owner]) }
+    /// Marks the rebuild as done.
     public func clear() async throws { try await redis.command(["DEL", key]) }
 }

@@ -9,60 +9,31 @@ own browser download is never used.
 
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "scripts"))
+import parley_tools  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARTIFACTS = os.path.join(ROOT, ".data", "web-artifacts")
 TIMEOUT = 15_000
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Server(parley_tools.Server):
+    """parley-server on a namespace of its own, serving web/."""
 
-
-class Server:
     def __init__(self, binary):
-        self.binary = binary
-        self.port = free_port()
         name = f"web_{int(time.time())}_{os.getpid()}"
-        self.env = dict(os.environ, PARLEY_DEV_MODE="1", PARLEY_NAMESPACE=name, PARLEY_POSTGRES_SCHEMA=name,
-                        PARLEY_MONGO_COLLECTION=name, PARLEY_BCRYPT_COST="4", PARLEY_WEB_DIR=os.path.join(ROOT, "web"),
-                        PARLEY_LOG_LEVEL="warning")
-        self.process = None
-        self.log = open(os.path.join(ARTIFACTS, "server.log"), "a")
-
-    def start(self):
-        self.process = subprocess.Popen([self.binary, "--port", str(self.port)], env=self.env, cwd=ROOT,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("parley-server did not start")
+        env = dict(os.environ, PARLEY_DEV_MODE="1", PARLEY_NAMESPACE=name, PARLEY_POSTGRES_SCHEMA=name,
+                   PARLEY_MONGO_COLLECTION=name, PARLEY_BCRYPT_COST="4", PARLEY_WEB_DIR=os.path.join(ROOT, "web"),
+                   PARLEY_LOG_LEVEL="warning")
+        super().__init__(binary, env, os.path.join(ARTIFACTS, "server.log"))
 
     def kill(self):
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}/"
+        self.kill9()
 
 
 step_number = 0
