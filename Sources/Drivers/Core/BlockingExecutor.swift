@@ -7,6 +7,8 @@ public final class BlockingExecutor: Sendable {
     private let threads: NIOThreadPool
     private let store: DriverError.Store
 
+    /// Starts `threads` threads at once (at least one; owners size it to their connection pool); `store` names the
+    /// `.closed` error that `run` throws after `shutdown()`.
     public init(threads: Int, store: DriverError.Store) {
         self.threads = NIOThreadPool(numberOfThreads: max(1, threads))
         self.store = store

@@ -25,17 +25,22 @@ public struct DriverError: Error, CustomStringConvertible, Sendable, Equatable {
         public static let invalid = Code(raw: "invalid")
         /// The client was shut down.
         public static let closed = Code(raw: "closed")
+        /// The stable word (`duplicate_key`, `timeout`, …) shown in `DriverError.description` and logs.
         public var description: String { raw }
     }
 
+    /// Which store failed; `sqlState` is only set for PostgreSQL, `redisErrorCode` only for Redis.
     public let store: Store
+    /// The kind of failure, the one thing to switch on; unlike `message`, its values are stable.
     public let code: Code
+    /// The store's (or the driver's) own words, for people and logs; only `redisErrorCode` parses it.
     public let message: String
     /// PostgreSQL's SQLSTATE (e.g. `23505`), when the error came from PostgreSQL.
     public let sqlState: String?
     /// The server's numeric error code (MongoDB), when it gave one.
     public let serverCode: Int?
 
+    /// `sqlState` and `serverCode` carry the store's own code when it gave one; leave them nil otherwise.
     public init(_ store: Store, _ code: Code, _ message: String, sqlState: String? = nil, serverCode: Int? = nil) {
         self.store = store
         self.code = code
@@ -57,6 +62,7 @@ public struct DriverError: Error, CustomStringConvertible, Sendable, Equatable {
         return word
     }
 
+    /// `<Store> <code>: <message>`, plus `(SQLSTATE …)` when there is one: the form logs and people see.
     public var description: String {
         var text = "\(store.rawValue) \(code): \(message)"
         if let sqlState { text += " (SQLSTATE \(sqlState))" }

@@ -5,14 +5,22 @@ import ServiceLifecycle
 /// the environment in one place (`init(environment:)`), with defaults that match
 /// `scripts/services`.
 public struct StoreConfiguration: Sendable {
+    /// Redis: the event log and everything else of Parley's kept there (only `EventLog` sends it commands).
     public var redis: RedisClient.Configuration
+    /// MongoDB: the `messages` read model (history), written only by `MessagesProjector`.
     public var mongo: MongoClient.Configuration
+    /// PostgreSQL: the metadata read model (users, rooms, members) and `schema_migrations`.
     public var postgres: PostgresClient.Configuration
 
+    /// The Redis of `scripts/services`, database 0: used when `PARLEY_REDIS_URL` is not set.
     public static let defaultRedisURL = "redis://127.0.0.1:6379/0"
+    /// The MongoDB of `scripts/services`, database `parley`: used when `PARLEY_MONGO_URI` is not set.
     public static let defaultMongoURI = "mongodb://127.0.0.1:27017/parley"
+    /// The PostgreSQL of `scripts/services` (user `postgres`, no password): used when `PARLEY_POSTGRES_URL` is not set.
     public static let defaultPostgresURL = "postgresql://postgres@127.0.0.1:5432/parley"
 
+    /// Every argument defaults to the local `scripts/services` store with the client's default pool size and timeouts;
+    /// `init(environment:)` is what the executables use.
     public init(
         redis: RedisClient.Configuration = .init(url: defaultRedisURL),
         mongo: MongoClient.Configuration = .init(uri: defaultMongoURI),
@@ -53,10 +61,15 @@ public struct StoreConfiguration: Sendable {
 
 /// The three store clients of one process, opened together and checked together.
 public final class Stores: Sendable {
+    /// The event log's store; only `EventLog` sends it commands (everything else reaches Redis through EventLog's types).
     public let redis: RedisClient
+    /// The store of the `messages` read model (history pages), written only by `MessagesProjector`.
     public let mongo: MongoClient
+    /// The store of the metadata read model (users, rooms, members), written only by `MetadataProjector`.
     public let postgres: PostgresClient
 
+    /// Creates the three clients without connecting (connections open on first use): it throws only for a Redis or MongoDB
+    /// URL that does not parse. Call `check()` to learn whether the stores answer.
     public init(_ configuration: StoreConfiguration) throws {
         self.redis = try RedisClient(configuration.redis)
         self.mongo = try MongoClient(configuration.mongo)
@@ -77,6 +90,7 @@ public final class Stores: Sendable {
         }
     }
 
+    /// Closes all three clients' connections and threads; `run()` does it at graceful shutdown, tools when they are done.
     public func shutdown() async {
         await redis.shutdown()
         await mongo.shutdown()

@@ -16,10 +16,15 @@ public indirect enum BSON: Sendable, Equatable {
     case objectID(String)
     case null
 
+    /// The text of a `.string`; nil for any other type (nothing is converted).
     public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
+    /// The value of a `.bool`; nil for any other type (0 and 1 are not booleans here).
     public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
+    /// The embedded document of a `.document`; nil for any other type.
     public var documentValue: BSONDocument? { if case .document(let d) = self { return d } else { return nil } }
+    /// The elements of an `.array` (e.g. a reply's `writeErrors`); nil for any other type.
     public var arrayValue: [BSON]? { if case .array(let a) = self { return a } else { return nil } }
+    /// A stored BSON null; a key that is absent is a nil `BSON?` instead.
     public var isNull: Bool { self == .null }
 
     /// Any integer or double as an `Int64` (MongoDB servers answer counts in either width).
@@ -32,34 +37,46 @@ public indirect enum BSON: Sendable, Equatable {
         }
     }
 
+    /// A `.date` as a `Date` (millisecond precision); nil for any other type.
     public var dateValue: Date? {
         if case .date(let ms) = self { return Date(timeIntervalSince1970: Double(ms) / 1000) }
         return nil
     }
 
+    /// A `Date` as BSON stores it, rounded to the millisecond: finer precision does not survive a round trip.
     public static func date(_ date: Date) -> BSON { .date(Int64((date.timeIntervalSince1970 * 1000).rounded())) }
 }
 
 extension BSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
     ExpressibleByFloatLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
 {
+    /// A string literal is a `.string`, so that filters and documents can be written as literals.
     public init(stringLiteral value: String) { self = .string(value) }
+    /// An integer literal is an `.int64`, never an `.int32`.
     public init(integerLiteral value: Int64) { self = .int64(value) }
+    /// `true` and `false` are `.bool`.
     public init(booleanLiteral value: Bool) { self = .bool(value) }
+    /// A floating-point literal is a `.double`.
     public init(floatLiteral value: Double) { self = .double(value) }
+    /// An array literal is an `.array`; its elements are BSON literals too.
     public init(arrayLiteral elements: BSON...) { self = .array(elements) }
+    /// A dictionary literal is an embedded `.document`, in the literal's key order.
     public init(dictionaryLiteral elements: (String, BSON)...) { self = .document(BSONDocument(elements)) }
+    /// `nil` is `.null`, a stored null (not an absent key).
     public init(nilLiteral: ()) { self = .null }
 }
 
 /// An ordered BSON document.
 public struct BSONDocument: Sendable, Equatable, ExpressibleByDictionaryLiteral, Sequence, CustomStringConvertible {
+    /// The key/value pairs in document order (MongoDB compares documents and index keys in it); changed through the subscript.
     public private(set) var elements: [(key: String, value: BSON)]
 
+    /// A document with the pairs in the given order; repeated keys are kept, and the subscript sees the first.
     public init(_ elements: [(String, BSON)] = []) {
         self.elements = elements.map { (key: $0.0, value: $0.1) }
     }
 
+    /// A literal keeps its key order (a Swift `Dictionary` would not), so sort and index specs can be literals.
     public init(dictionaryLiteral elements: (String, BSON)...) {
         self.init(elements)
     }
@@ -78,11 +95,15 @@ public struct BSONDocument: Sendable, Equatable, ExpressibleByDictionaryLiteral,
         }
     }
 
+    /// The keys in document order.
     public var keys: [String] { elements.map(\.key) }
+    /// True for `[:]`, which as a filter matches every document.
     public var isEmpty: Bool { elements.isEmpty }
 
+    /// The pairs in document order.
     public func makeIterator() -> IndexingIterator<[(key: String, value: BSON)]> { elements.makeIterator() }
 
+    /// The same keys with equal values in the same order: `["a": 1, "b": 2]` is not `["b": 2, "a": 1]`.
     public static func == (lhs: BSONDocument, rhs: BSONDocument) -> Bool {
         lhs.elements.count == rhs.elements.count
             && zip(lhs.elements, rhs.elements).allSatisfy { $0.key == $1.key && $0.value == $1.value }

@@ -16,13 +16,20 @@ private let mongocInitialized: Bool = {
 /// `@unchecked Sendable`: `mongoc_client_pool_t` is libmongoc's thread-safe type, and the
 /// `mongoc_uri_t` is only read after `init`.
 public final class MongoClient: @unchecked Sendable {
+    /// How to reach MongoDB and how long to wait for it; options written in the URI win over these timeouts.
     public struct Configuration: Sendable {
+        /// A `mongodb://` URI: its path names the database (`parley` when none); `init` throws `.invalid` for a bad one.
         public var uri: String
+        /// The size of libmongoc's client pool and of the driver's thread pool: at most this many operations run at once.
         public var maxConnections: Int
+        /// The server selection and connect timeout (`serverSelectionTimeoutMS`, `connectTimeoutMS`) unless the URI sets them.
         public var connectTimeout: Duration
+        /// The socket timeout (`socketTimeoutMS`) unless the URI sets it: an operation waiting longer for a reply fails.
         public var operationTimeout: Duration
+        /// How long a caller waits for one of the `maxConnections` slots when all are taken, then gets `.timeout`.
         public var acquireTimeout: Duration
 
+        /// The defaults suit a server; `StoreConfiguration(environment:)` sets the pool size and timeouts from the environment.
         public init(
             uri: String, maxConnections: Int = 8, connectTimeout: Duration = .seconds(3),
             operationTimeout: Duration = .seconds(30), acquireTimeout: Duration = .seconds(10)
@@ -37,12 +44,15 @@ public final class MongoClient: @unchecked Sendable {
 
     /// The database named in the URI (`parley` when it names none).
     public let databaseName: String
+    /// The configuration it was made with; `Stores.check()` names its URI (password hidden) in errors.
     public let configuration: Configuration
     private let pool: OpaquePointer
     private let uri: OpaquePointer
     private let executor: BlockingExecutor
     private let permits: AsyncSemaphore
 
+    /// Parses the URI and creates the pool (a failure of either throws `.invalid`) but connects lazily: a server that is down
+    /// shows on first use.
     public init(_ configuration: Configuration) throws {
         _ = mongocInitialized
         var error = bson_error_t()

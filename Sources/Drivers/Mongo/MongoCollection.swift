@@ -11,10 +11,15 @@ public enum MongoWrite: Sendable, Equatable {
 
 /// What a write did, as the server counted it.
 public struct MongoWriteResult: Sendable, Equatable {
+    /// Documents inserted by `insertOne` writes (upserts are counted in `upserted`).
     public var inserted: Int
+    /// Documents that matched the filter of an update or replace write, changed or not.
     public var matched: Int
+    /// Documents an update or replace actually changed: fewer than `matched` when a write left a document as it was.
     public var modified: Int
+    /// Documents inserted because an upsert's filter matched none.
     public var upserted: Int
+    /// Documents removed by delete writes.
     public var deleted: Int
 
     init(reply: BSONDocument) {
@@ -33,7 +38,9 @@ public struct MongoWriteResult: Sendable, Equatable {
 /// A collection of the client's database. Each method borrows a pooled client on the
 /// driver's threads and copies results into Swift values before returning.
 public struct MongoCollection: Sendable {
+    /// The client whose pool, threads and database every operation of the collection uses.
     public let client: MongoClient
+    /// The collection's name in the client's database (e.g. `messages`).
     public let name: String
 
     private func withCollection<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws -> T {

@@ -8,10 +8,14 @@ import Logging
 public struct Migrator: Sendable {
     /// One migration file.
     public struct Migration: Sendable, Equatable {
+        /// The `NNN` of `NNN_name.sql`: migrations run in ascending order and `schema_migrations` records it as applied.
         public var version: Int
+        /// The file name without `.sql` (e.g. `001_initial`), recorded in `schema_migrations` and named in errors.
         public var name: String
+        /// The file's text, run in one transaction; it may hold several statements separated by `;`.
         public var sql: String
 
+        /// A migration given in code rather than read from `migrations/` (the tests build their own).
         public init(version: Int, name: String, sql: String) {
             self.version = version
             self.name = name
@@ -22,8 +26,10 @@ public struct Migrator: Sendable {
     /// The advisory lock key every Parley migrator takes ("parley" in ASCII).
     static let lockKey: Int64 = 0x7061_726c_6579
 
+    /// Sorted by version: the order in which `migrate` applies those not applied yet.
     public let migrations: [Migration]
 
+    /// Sorts `migrations` by version; unlike `init(directory:)`, it does not refuse two with the same version.
     public init(migrations: [Migration]) {
         self.migrations = migrations.sorted { $0.version < $1.version }
     }

@@ -35,8 +35,10 @@ public final class PostgresConnection: PooledConnection, @unchecked Sendable {
 
     deinit { close() }
 
+    /// False once closed, after a lost connection or a class 08/57 error: the pool then closes it instead of reusing it.
     public var isUsable: Bool { !isClosed && !broken && PQstatus(connection) == CONNECTION_OK }
 
+    /// Frees the libpq connection; later calls do nothing. The pool calls it when it retires the connection.
     public func close() {
         guard !isClosed else { return }
         isClosed = true

@@ -14,26 +14,34 @@ extension Double: PostgresBindable { public var postgresText: String? { String(s
 extension Bool: PostgresBindable { public var postgresText: String? { self ? "t" : "f" } }
 extension UUID: PostgresBindable { public var postgresText: String? { uuidString.lowercased() } }
 extension Date: PostgresBindable {
+    /// The date as ISO 8601 in UTC with milliseconds, for `timestamptz` parameters.
     public var postgresText: String? {
         // ISO 8601 with milliseconds, in UTC: what timestamptz parses without ambiguity.
         formatISO8601Milliseconds(self)
     }
 }
 extension Optional: PostgresBindable where Wrapped: PostgresBindable {
+    /// The wrapped value's text, or nil (SQL NULL) when there is none.
     public var postgresText: String? { self?.postgresText }
 }
 
 /// The rows of a query, copied out of the `PGresult`: column names and text values.
 public struct PostgresRows: Sendable, Sequence {
+    /// The result's column names, in the order of `SELECT`; rows look their values up by these.
     public let columns: [String]
+    /// One array per row, a value per column in PostgreSQL's text format; nil is SQL NULL.
     public let values: [[String?]]
     /// The command tag's row count (e.g. rows inserted or updated).
     public let affectedRows: Int
 
+    /// How many rows the query returned (0 for a command such as UPDATE: see `affectedRows`).
     public var count: Int { values.count }
+    /// True when the query returned no rows, e.g. a lookup that found nothing.
     public var isEmpty: Bool { values.isEmpty }
+    /// The first row, or nil when there is none: for queries that expect at most one.
     public var first: PostgresRow? { values.first.map { PostgresRow(columns: columns, values: $0) } }
 
+    /// Rows in the order PostgreSQL returned them, each a `PostgresRow` sharing `columns`.
     public func makeIterator() -> AnyIterator<PostgresRow> {
         var index = 0
         return AnyIterator {
@@ -46,18 +54,26 @@ public struct PostgresRows: Sendable, Sequence {
 
 /// One row: values by column name or position, decoded from PostgreSQL's text format.
 public struct PostgresRow: Sendable {
+    /// The result's column names, shared by every row of one result.
     public let columns: [String]
+    /// This row's values in the text format, in the order of `columns`; nil is SQL NULL.
     public let values: [String?]
 
+    /// The text of `column`; nil when the value is NULL or the result has no such column.
     public subscript(_ column: String) -> String? {
         guard let index = columns.firstIndex(of: column) else { return nil }
         return values[index]
     }
 
+    /// The text of `column`; nil for NULL or a missing column.
     public func string(_ column: String) -> String? { self[column] }
+    /// `column` parsed as an integer; nil for NULL, a missing column or text that is not one.
     public func int(_ column: String) -> Int? { self[column].flatMap { Int($0) } }
+    /// `column` parsed as a 64-bit integer (`bigint`: seqs, counts); nil for NULL, a missing column or other text.
     public func int64(_ column: String) -> Int64? { self[column].flatMap { Int64($0) } }
+    /// `column` as a boolean: true for `t` or `true` (how PostgreSQL prints them); nil only for NULL or a missing column.
     public func bool(_ column: String) -> Bool? { self[column].map { $0 == "t" || $0 == "true" } }
+    /// A `timestamptz` column as PostgreSQL prints it; nil for NULL, a missing column or text it cannot parse.
     public func date(_ column: String) -> Date? { self[column].flatMap(parsePostgresTimestamp) }
 }
 

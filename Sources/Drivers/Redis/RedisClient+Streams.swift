@@ -1,8 +1,11 @@
 /// One entry of a Redis stream: its id and its field/value pairs in order.
 public struct StreamEntry: Sendable, Equatable {
+    /// The entry's stream id (`<ms>-<seq>`), as Redis returned it: what XACK, XRANGE and XREAD take.
     public var id: String
+    /// The pairs in the order they were written; a list, not a map, so repeated names and order survive.
     public var fields: [(String, String)]
 
+    /// Builds an entry as read from a reply; nothing checks that `id` is a valid stream id.
     public init(id: String, fields: [(String, String)]) {
         self.id = id
         self.fields = fields
@@ -13,6 +16,7 @@ public struct StreamEntry: Sendable, Equatable {
         fields.first(where: { $0.0 == name })?.1
     }
 
+    /// Same id and the same pairs in the same order (tuples are not `Equatable`, hence written out).
     public static func == (lhs: StreamEntry, rhs: StreamEntry) -> Bool {
         lhs.id == rhs.id && lhs.fields.elementsEqual(rhs.fields, by: { $0 == $1 })
     }
@@ -21,8 +25,11 @@ public struct StreamEntry: Sendable, Equatable {
 /// What `XAUTOCLAIM` returns: where to continue, the entries now owned by the caller, and
 /// the ids that were pending but no longer exist in the stream.
 public struct AutoClaimResult: Sendable, Equatable {
+    /// The cursor to pass as `start` to continue the scan; `0-0` when the whole pending list has been scanned.
     public var next: String
+    /// The claimed entries, now pending for the calling consumer; ack them once processed.
     public var entries: [StreamEntry]
+    /// Ids that were pending but have been trimmed from the stream: Redis dropped them from the pending list.
     public var deletedIDs: [String]
 }
 

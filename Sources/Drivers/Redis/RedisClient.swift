@@ -4,13 +4,21 @@ import Logging
 /// A pool of hiredis connections to one Redis server. Commands are argv arrays (never
 /// formatted strings); each runs on the client's own threads.
 public final class RedisClient: Sendable {
+    /// How to reach Redis and how long to wait for it; the pool is sized by `maxConnections`.
     public struct Configuration: Sendable {
+        /// A `redis://[[user]:password@]host[:port][/db]` URL (see `RedisEndpoint`); `init` throws `.invalid` for any other.
         public var url: String
+        /// The pool's size and its number of threads: a blocking read (`XREAD BLOCK`) holds one for its whole wait.
         public var maxConnections: Int
+        /// How long a connect may take before it fails as `.unavailable`.
         public var connectTimeout: Duration
+        /// How long one reply may take; longer throws `.timeout` and retires the connection. A blocking read waits its
+        /// `BLOCK` time plus this.
         public var commandTimeout: Duration
+        /// How long a caller waits for a free connection when all are leased, then gets `.timeout`.
         public var acquireTimeout: Duration
 
+        /// The defaults suit a server; `StoreConfiguration(environment:)` sets the pool size and timeouts from the environment.
         public init(
             url: String, maxConnections: Int = 16, connectTimeout: Duration = .seconds(3),
             commandTimeout: Duration = .seconds(5), acquireTimeout: Duration = .seconds(5)
@@ -23,10 +31,12 @@ public final class RedisClient: Sendable {
         }
     }
 
+    /// The configuration it was made with; the subscriber reuses its timeouts and `Stores.check()` names its URL.
     public let configuration: Configuration
     let endpoint: RedisEndpoint
     private let connections: BlockingConnections<RedisConnection>
 
+    /// Parses the URL (throws `.invalid` for a bad one) but connects lazily: a server that is down shows on first use.
     public init(_ configuration: Configuration) throws {
         let endpoint = try RedisEndpoint(url: configuration.url)
         let connectMs = configuration.connectTimeout.milliseconds

@@ -9,6 +9,7 @@ public final class RedisConnection: PooledConnection, @unchecked Sendable {
     private let context: UnsafeMutablePointer<redisContext>
     private let commandTimeoutMs: Int
     private var currentTimeoutMs: Int
+    /// False once a command got no reply (connection lost or timed out) or after `close()`: the pool then retires it.
     public private(set) var isUsable = true
     private var isClosed = false
 
@@ -44,6 +45,8 @@ public final class RedisConnection: PooledConnection, @unchecked Sendable {
 
     deinit { close() }
 
+    /// Frees the hiredis context; later calls do nothing. The pool calls it on retiring the connection, the subscriber on
+    /// the connections it opens itself.
     public func close() {
         guard !isClosed else { return }
         isClosed = true

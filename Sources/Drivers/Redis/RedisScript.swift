@@ -3,9 +3,12 @@ import NIOConcurrencyHelpers
 /// A Lua script run with EVALSHA. The script is loaded (SCRIPT LOAD) on first use and again
 /// whenever Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH), so callers never see it.
 public final class RedisScript: Sendable {
+    /// The Lua text, sent with SCRIPT LOAD whenever Redis does not know the script's SHA1 (yet, or any more).
     public let source: String
     private let sha = NIOLockedValueBox<String?>(nil)
 
+    /// Contacts nothing: the script is loaded on its first run. Keep one instance per script for the process's life (a
+    /// global or `static let`), so that its SHA1 is learnt once.
     public init(_ source: String) {
         self.source = source
     }

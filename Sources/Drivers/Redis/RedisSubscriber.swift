@@ -15,6 +15,7 @@ public final class RedisSubscriber: Sendable {
     private let wakeChannel: String
     private let stopped = NIOLockedValueBox(false)
 
+    /// Subscribes to `channels` (exact names, not patterns) once `run` is called; nothing connects before.
     public init(client: RedisClient, channels: [String]) {
         self.client = client
         self.channels = channels

@@ -31,8 +31,10 @@ public enum RedisValue: Sendable, Equatable, CustomStringConvertible {
         return nil
     }
 
+    /// A nil reply: a missing key's bulk string, or the null array of an `XREAD BLOCK` that timed out.
     public var isNull: Bool { self == .null }
 
+    /// Rendered the way redis-cli shows replies (`(integer) 3`, `(nil)`, quoted strings), for error messages.
     public var description: String {
         switch self {
         case .status(let s): return s

@@ -3,18 +3,29 @@ import Foundation
 /// One event of the log (CONTRACT section 5): the envelope and its typed data. The log
 /// assigns `seq` (messages), `prevHash` and `hash` when it appends; before that they are nil.
 public struct Event: Sendable, Equatable {
+    /// The event's own id (`DecisionContext.newID`, 32 hex digits in production); a message's id is in `MessageSent`.
     public var id: String
+    /// The schema version of `data` for this type; always `type.currentVersion` once read, older ones being upcast.
     public var v: Int
+    /// When the command was decided (`DecisionContext.now`), kept to the millisecond and written in UTC.
     public var at: Date
+    /// Who acted (sender, inviter, remover, …); for `user.registered`, the new user.
     public var actorId: String
+    /// The room the event belongs to, which picks its partition; nil for `user.registered`, kept in the user partition.
     public var roomId: String?
+    /// The message's number in its room (1, 2, 3 … with no gaps), set by the log for `message.sent` only; nil before.
     public var seq: Int64?
+    /// The typed payload; its case determines `type`.
     public var data: EventData
+    /// This event's link in its partition's chain (`HashChain.link`, 40 hex digits), set by the log; nil before the append.
     public var hash: String?
+    /// The `hash` of the event before it in its partition (`HashChain.genesis` for the first), set by the log; nil before.
     public var prevHash: String?
 
+    /// The wire type (`message.sent`, …), derived from `data` so that the two never disagree.
     public var type: EventType { data.type }
 
+    /// `v` defaults to the type's current version; leave `seq`, `hash` and `prevHash` nil for an event not appended yet.
     public init(
         id: String, at: Date, actorId: String, roomId: String? = nil, seq: Int64? = nil, data: EventData,
         v: Int? = nil, hash: String? = nil, prevHash: String? = nil
@@ -43,6 +54,8 @@ extension Event: Codable {
         let version: Int
     }
 
+    /// Reads an event of the type's current version; older versions are left to `EventCodec.decode`, which upcasts them,
+    /// and a version newer than this build knows is an error.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let type = try container.decode(EventType.self, forKey: .type)
@@ -78,6 +91,7 @@ extension Event: Codable {
         }
     }
 
+    /// Writes the stored layout: `seq`, `prevHash` and `hash` only when set (sorted keys come from `EventCodec`'s encoder).
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(id, forKey: .id)

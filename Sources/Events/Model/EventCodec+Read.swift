@@ -9,6 +9,7 @@ import Foundation
 /// caller then decodes with `JSONDecoder`, which upcasts or explains the error.
 /// `EventReaderTests` checks it against `JSONDecoder` for every event type.
 extension EventCodec {
+    /// The event, or nil where this reader gives up; callers use `decode(_:)`, which falls back to `JSONDecoder` then.
     public static func read(_ json: String) -> Event? {
         var json = json
         return json.withUTF8 { bytes in

@@ -22,9 +22,11 @@ public enum EventCodec {
 
     /// Why stored bytes are not a readable event.
     public struct DecodeError: Error, CustomStringConvertible {
+        /// What is wrong with the bytes (not an event object, no upcaster for its version, a decoding error), for logs.
         public let description: String
     }
 
+    /// The encoder of the stored form: sorted keys, unescaped slashes, `formatTimestamp` times, so bytes follow content.
     public static func makeEncoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -35,6 +37,7 @@ public enum EventCodec {
         return encoder
     }
 
+    /// A decoder reading times with `parseTimestamp`; it does not upcast, so read stored events with `decode(_:)`.
     public static func makeDecoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in

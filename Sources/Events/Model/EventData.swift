@@ -10,6 +10,7 @@ public enum Role: String, Codable, Sendable, Comparable, CaseIterable {
         case .member: return 0
         }
     }
+    /// Orders by authority, member < admin < owner, so that a rule can say `role >= .admin`.
     public static func < (lhs: Role, rhs: Role) -> Bool { lhs.rank < rhs.rank }
 }
 
@@ -26,11 +27,16 @@ public enum RoomKind: String, Codable, Sendable {
 
 /// `user.registered` (v2). The password hash is a secret: audit and export leave it out.
 public struct UserRegistered: Codable, Sendable, Equatable {
+    /// The new user's id (`newID()`), also the event's `actorId`.
     public var userId: String
+    /// Lowercased, 3 to 32 characters of a-z, 0-9, `_ . -`; unique among all users (checked in the user partition).
     public var username: String
+    /// The name shown to others, trimmed, 1 to 64 characters; v1 events had none and are upcast with the username.
     public var displayName: String
+    /// The bcrypt hash that logins check; a secret, which `export` and `audit` leave out.
     public var passwordHash: String
 
+    /// Checks nothing: `Rules.decide` normalises and validates the values before making one.
     public init(userId: String, username: String, displayName: String, passwordHash: String) {
         self.userId = userId
         self.username = username
@@ -41,10 +47,14 @@ public struct UserRegistered: Codable, Sendable, Equatable {
 
 /// `room.created`: a group room (with its creator as owner) or a direct room with its two members.
 public struct RoomCreated: Codable, Sendable, Equatable {
+    /// Group or direct: it decides who starts in the room and which commands the room allows.
     public var kind: RoomKind
+    /// The group's name (trimmed, 1 to `maxNameLength` characters); nil for a direct room.
     public var name: String?
+    /// The two users of a direct room, sorted, both joined from the start; nil for a group, whose owner is the actor.
     public var members: [String]?
 
+    /// A group passes `name`, a direct room `members`; `Rules.decide` makes both.
     public init(kind: RoomKind, name: String? = nil, members: [String]? = nil) {
         self.kind = kind
         self.name = name
@@ -54,9 +64,12 @@ public struct RoomCreated: Codable, Sendable, Equatable {
 
 /// Every membership event: the member concerned and, where it changes, their role.
 public struct MemberChange: Codable, Sendable, Equatable {
+    /// The member concerned (invitee, joiner, leaver, removed or promoted user), who need not be the event's actor.
     public var userId: String
+    /// The role the event gives (invites, joins, role changes); nil where it changes none (declines, leaves, removals).
     public var role: Role?
 
+    /// `role` stays nil for the events that change no role.
     public init(userId: String, role: Role? = nil) {
         self.userId = userId
         self.role = role
@@ -65,17 +78,24 @@ public struct MemberChange: Codable, Sendable, Equatable {
 
 /// `room.renamed`.
 public struct RoomRenamed: Codable, Sendable, Equatable {
+    /// The new name, trimmed, 1 to `maxNameLength` characters.
     public var name: String
+    /// Checks nothing: `Rules.decide` trims and validates the name first.
     public init(name: String) { self.name = name }
 }
 
 /// `message.sent`. `clientMsgId` is always written (null when the client gave none).
 public struct MessageSent: Codable, Sendable, Equatable {
+    /// The message's id, made by the server (not the client); edits, deletions and `replyTo` refer to it.
     public var messageId: String
+    /// The text as sent: not blank, at most `maxMessageBytes` UTF-8 bytes (4,000 by default).
     public var body: String
+    /// The client's idempotency key (one message per room, sender and key); nil when the client gave none.
     public var clientMsgId: String?
+    /// The `messageId` of the message of the same room this one answers; nil for none (and then left out of the JSON).
     public var replyTo: String?
 
+    /// Checks nothing: `Rules.decide` validates the body, the client id and the reply target first.
     public init(messageId: String, body: String, clientMsgId: String? = nil, replyTo: String? = nil) {
         self.messageId = messageId
         self.body = body
@@ -83,6 +103,7 @@ public struct MessageSent: Codable, Sendable, Equatable {
         self.replyTo = replyTo
     }
 
+    /// Writes `clientMsgId` even when nil (as null, as the contract wants) and `replyTo` only when set.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(messageId, forKey: .messageId)
@@ -94,8 +115,11 @@ public struct MessageSent: Codable, Sendable, Equatable {
 
 /// `message.edited`.
 public struct MessageEdited: Codable, Sendable, Equatable {
+    /// The message edited: only its sender may edit it, and not once it is deleted.
     public var messageId: String
+    /// The text replacing the previous one (the messages read model keeps the history); limited like a sent body.
     public var body: String
+    /// Checks nothing: `Rules.decide` validates the body and the editor first.
     public init(messageId: String, body: String) {
         self.messageId = messageId
         self.body = body
@@ -104,13 +128,17 @@ public struct MessageEdited: Codable, Sendable, Equatable {
 
 /// `message.deleted`.
 public struct MessageDeleted: Codable, Sendable, Equatable {
+    /// The message deleted, by its sender or an admin or owner; its `body` reads as null from then on.
     public var messageId: String
+    /// Checks nothing: `Rules.decide` checks who may delete first.
     public init(messageId: String) { self.messageId = messageId }
 }
 
 /// `room.read`: the reader has read everything up to `seq`.
 public struct RoomRead: Codable, Sendable, Equatable {
+    /// The last message read (0 up to the room's `lastSeq`): the unread count is the messages after it.
     public var seq: Int64
+    /// Checks nothing: `Rules.decide` refuses a negative seq or one beyond the room's last message.
     public init(seq: Int64) { self.seq = seq }
 }
 
@@ -130,6 +158,7 @@ public enum EventData: Sendable, Equatable {
     case messageDeleted(MessageDeleted)
     case roomRead(RoomRead)
 
+    /// The wire type of this case; `Event.type` reads it.
     public var type: EventType {
         switch self {
         case .userRegistered: return .userRegistered

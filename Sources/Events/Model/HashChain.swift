@@ -53,6 +53,7 @@ public enum HashChain {
         case wrongHash(expected: String, found: String)
         case notCanonical
 
+        /// One line naming what broke and the hashes involved, for the report of a chain check.
         public var description: String {
             switch self {
             case .unreadable(let why): return "unreadable event: \(why)"

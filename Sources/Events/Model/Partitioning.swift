@@ -4,8 +4,10 @@ import Foundation
 /// Maps rooms to log partitions by a stable hash and derives direct-room ids from the
 /// pair of users. (The Redis names of a partition are the event log's: `Keys`.)
 public struct Partitioning: Sendable, Equatable {
+    /// How many partitions the log has; it must stay what the log was written with, since changing it re-homes rooms.
     public let count: Int
 
+    /// Traps on a count below 1; pass the count the log was written with.
     public init(count: Int) {
         precondition(count >= 1, "at least one partition")
         self.count = count

@@ -76,10 +76,12 @@ public enum Audience {
 /// One user's side of the rule: the rooms they are a joined member of, folded event by
 /// event, and whether each event reaches them.
 public struct Viewer: Sendable, Equatable {
+    /// The user whose view this is; `rooms` changes as events are folded, this never does.
     public let userId: String
     /// The rooms the user is a joined member of (after the events folded so far).
     public var rooms: Set<String>
 
+    /// `rooms` must be the user's joined rooms at the point the events to fold start (empty at the start of the log).
     public init(userId: String, rooms: Set<String>) {
         self.userId = userId
         self.rooms = rooms

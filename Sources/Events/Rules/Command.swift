@@ -34,6 +34,7 @@ public enum Command: Sendable, Equatable {
 
 /// A refusal, with the contract's error code (CONTRACT section 3).
 public struct RuleError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The contract's refusal codes (CONTRACT section 3); the server maps each to its HTTP status (400, 403, 404, 409, 413).
     public enum Code: String, Sendable {
         case invalidRequest = "invalid_request"
         case notFound = "not_found"
@@ -44,20 +45,25 @@ public struct RuleError: Error, Sendable, Equatable, CustomStringConvertible {
         case usernameTaken = "username_taken"
     }
 
+    /// The contract's code, sent to the client as `error.code`; the HTTP status follows from it.
     public let code: Code
+    /// Why, in words for people (sent as `error.message`); not stable, so never match on it.
     public let message: String
 
+    /// `message` should say what was refused and why, in words a user can act on.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
+    /// `code: message`, for logs and test failures.
     public var description: String { "\(code.rawValue): \(message)" }
 }
 
 /// A fact the decision relied on: a guard-state value as the rules saw it (nil: absent).
 /// The log appends the decision's events only if every fact still holds, atomically.
 public struct Fact: Sendable, Equatable, Hashable {
+    /// Which guard value a fact is about; `GuardKeys` in EventLog maps each case to a Redis hash and field.
     public enum Subject: Sendable, Equatable, Hashable {
         /// A room's kind (its existence) or its membership version (`ver`).
         case room(roomId: String, field: String)
@@ -66,9 +72,12 @@ public struct Fact: Sendable, Equatable, Hashable {
         case username(String)
     }
 
+    /// The guard value the decision read.
     public var subject: Subject
+    /// Its value as the rules saw it (an encoded member or message record, a kind, a version); nil: it was absent.
     public var expected: String?
 
+    /// A fact that `subject` still holds `expected` (or, for nil, is still absent) when the events are appended.
     public init(_ subject: Subject, _ expected: String?) {
         self.subject = subject
         self.expected = expected
@@ -78,11 +87,14 @@ public struct Fact: Sendable, Equatable, Hashable {
 /// What `decide` returns: the events to append (the log adds `seq` and the hashes), the
 /// facts they depend on, and for sends the client's idempotency key.
 public struct Decision: Sendable, Equatable {
+    /// The events to append, in order, without `seq` or hashes; empty when the command changes nothing.
     public var events: [Event]
+    /// The guard values the decision relied on: if one has changed at append time, the log decides again on fresh state.
     public var facts: [Fact]
     /// `(roomId, userId, clientMsgId)`: a second send with it returns the first message.
     public var clientMessageKey: ClientMessageKey?
 
+    /// `facts` and `clientMessageKey` default to none: a decision that relies on no guard value and is not a send.
     public init(events: [Event], facts: [Fact] = [], clientMessageKey: ClientMessageKey? = nil) {
         self.events = events
         self.facts = facts
@@ -90,11 +102,16 @@ public struct Decision: Sendable, Equatable {
     }
 }
 
+/// The idempotency key of a send: at most one message per room, sender and `clientMsgId`.
 public struct ClientMessageKey: Sendable, Equatable, Hashable {
+    /// The room sent to (for a private message, the direct room).
     public var roomId: String
+    /// The sender: two users may use the same `clientMsgId` in a room without clashing.
     public var userId: String
+    /// The client's id of the send, 1 to `maxClientMsgIdLength` characters.
     public var clientMsgId: String
 
+    /// Checks nothing: `Rules.decide` validates `clientMsgId` before making the key.
     public init(roomId: String, userId: String, clientMsgId: String) {
         self.roomId = roomId
         self.userId = userId
@@ -104,15 +121,22 @@ public struct ClientMessageKey: Sendable, Equatable, Hashable {
 
 /// Everything `decide` may know besides the room: no clocks, no I/O.
 public struct DecisionContext: Sendable {
+    /// The user the command is for: every event's `actorId`, except `register`'s, whose actor is the new user.
     public var actorId: String
+    /// The time every event of the decision carries as `at`; the log passes it rounded to the millisecond.
     public var now: Date
     /// Makes event ids (random in production, counted in tests).
     public var newID: @Sendable () -> String
+    /// The most UTF-8 bytes a message body may have (`PARLEY_MAX_MESSAGE_BYTES`, 4,000 by default); more is `too_large`.
     public var maxMessageBytes: Int
+    /// The most characters a room name may have once trimmed; more is `invalid_request`.
     public var maxNameLength = 100
+    /// The most users `createGroup` may invite at once (repeats and the creator left out); more is `invalid_request`.
     public var maxInvitesPerCommand = 100
+    /// The most Unicode scalars a `clientMsgId` may have, as JSON Schema's maxLength counts them (the OpenAPI document's 128).
     public var maxClientMsgIdLength = 128
 
+    /// `newID` makes the event ids (`Events.newID` in production, counted in tests); limits not passed keep their defaults.
     public init(actorId: String, now: Date, maxMessageBytes: Int = 4000, newID: @escaping @Sendable () -> String) {
         self.actorId = actorId
         self.now = now
@@ -130,6 +154,7 @@ public struct DecisionState: Sendable, Equatable {
     /// For `register`: whether the username is taken.
     public var usernameTaken: Bool
 
+    /// The defaults know nothing: no room, no known users, the username free.
     public init(room: RoomState? = nil, knownUsers: Set<String> = [], usernameTaken: Bool = false) {
         self.room = room
         self.knownUsers = knownUsers

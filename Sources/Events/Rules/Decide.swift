@@ -3,6 +3,8 @@ import Foundation
 /// The chat rules as pure code: `decide(command, state, context)` returns the events a
 /// command produces, or throws the refusal. It reads nothing but its arguments.
 public enum Rules {
+    /// Decides `command` against `state`: the events to append and the facts they rely on, or the `RuleError` refusal.
+    /// No events means nothing to do (deleting a deleted message, giving a role someone has).
     public static func decide(_ command: Command, _ state: DecisionState, _ context: DecisionContext) throws(RuleError)
         -> Decision
     {

@@ -5,10 +5,14 @@ public struct RoomState: Sendable, Equatable {
     /// One member record. `since` is the membership version at which they joined (the
     /// order used to pick the next owner).
     public struct Member: Sendable, Equatable {
+        /// The role in the room; an invitee's is the role they will join with.
         public var role: Role
+        /// Where the member stands; only a `.joined` member may send, mark read or use their role's rights.
         public var state: MemberState
+        /// The room's membership `version` at their latest join (0 if they never joined): the lowest goes first in `successor`.
         public var since: Int64
 
+        /// Checks nothing: records come from `evolve` or from the guard state.
         public init(role: Role, state: MemberState, since: Int64) {
             self.role = role
             self.state = state
@@ -18,6 +22,7 @@ public struct RoomState: Sendable, Equatable {
         /// The guard-state encoding, `role:state:since`, compared byte for byte by the log.
         public var encoded: String { "\(role.rawValue):\(state.rawValue):\(since)" }
 
+        /// Parses `role:state:since` as the guard state stores it; nil for anything else.
         public init?(encoded: String) {
             let parts = encoded.split(separator: ":")
             guard parts.count == 3, let role = Role(rawValue: String(parts[0])),
@@ -29,9 +34,12 @@ public struct RoomState: Sendable, Equatable {
 
     /// One message record: who sent it and whether it was deleted.
     public struct MessageRecord: Sendable, Equatable {
+        /// Who sent the message: the only user who may edit it, and one of those who may delete it.
         public var senderId: String
+        /// Whether it was deleted: it cannot be edited any more, and deleting it again appends nothing.
         public var deleted: Bool
 
+        /// Checks nothing: records come from `evolve` or from the guard state.
         public init(senderId: String, deleted: Bool) {
             self.senderId = senderId
             self.deleted = deleted
@@ -40,23 +48,29 @@ public struct RoomState: Sendable, Equatable {
         /// The guard-state encoding, `senderId|0` or `senderId|1`.
         public var encoded: String { "\(senderId)|\(deleted ? 1 : 0)" }
 
+        /// Parses `senderId|0` or `senderId|1` (split at the last `|`); nil when there is no `|`.
         public init?(encoded: String) {
             guard let bar = encoded.lastIndex(of: "|") else { return nil }
             self.init(senderId: String(encoded[..<bar]), deleted: encoded[encoded.index(after: bar)...] == "1")
         }
     }
 
+    /// The room's id: `r-…` for a group, `Partitioning.directRoomId` (`d-…`) for a direct room.
     public var id: String
+    /// Group or direct: a direct room has no invites, roles, names or leaving.
     public var kind: RoomKind
+    /// The group's current name; nil for a direct room.
     public var name: String?
     /// The members loaded for the command (all of them after `evolve`).
     public var members: [String: Member]
     /// Bumped by every membership event.
     public var version: Int64
+    /// The seq of the room's last message (0 before any): the next send gets lastSeq + 1.
     public var lastSeq: Int64
     /// The messages loaded for the command (all of them after `evolve`).
     public var messages: [String: MessageRecord]
 
+    /// Loaded state may hold only some `members` and `messages`: those the command needs.
     public init(
         id: String, kind: RoomKind, name: String? = nil, members: [String: Member] = [:], version: Int64 = 0,
         lastSeq: Int64 = 0, messages: [String: MessageRecord] = [:]

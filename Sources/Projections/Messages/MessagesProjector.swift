@@ -13,12 +13,18 @@ import Foundation
 /// upsert that only inserts, and an edit or deletion applies only if the document's `pos`
 /// is older than the event. One ordered bulk write per batch, then the checkpoint.
 public struct MessagesProjector: Projector {
+    /// `messages` by default: the consumer group, the checkpoint ids (`<name>:<partition>`), the metrics label; a shadow
+    /// keeps the live projector's name.
     public let name: String
+    /// The scheduler priority of its batches: `.live` for the server, `.rebuild` for the replayer's shadow and verify copies.
     public let priority: ProjectionPriority
+    /// Only message events change the collection; the others only move the checkpoint.
     public let eventTypes: Set<EventType> = [.messageSent, .messageEdited, .messageDeleted]
+    /// The collection written: `messages`, or `<live>_<suffix>` for the replayer's shadow or verify copy.
     public let collection: MongoCollection
     let checkpoints: MongoCollection
 
+    /// `collection` also names the checkpoints' collection (`<collection>_checkpoints`); nothing is created before `prepare()`.
     public init(mongo: MongoClient, collection: String = "messages", name: String = "messages", priority: ProjectionPriority = .live) {
         self.collection = mongo.collection(collection)
         self.checkpoints = mongo.collection(collection + "_checkpoints")
@@ -26,10 +32,12 @@ public struct MessagesProjector: Projector {
         self.priority = priority
     }
 
+    /// Creates the unique index on `roomId` + `seq` that history pages sort by; run at every start, so it must stay idempotent.
     public func prepare() async throws {
         try await collection.createIndex(["roomId": 1, "seq": 1], unique: true)
     }
 
+    /// The entry id recorded in `<collection>_checkpoints` under `<name>:<partition>` after each batch; `0-0` when none yet.
     public func checkpoint(partition: Int) async throws -> String {
         try await checkpoints.findOne(["_id": .string("\(name):\(partition)")])?["position"]?.stringValue ?? "0-0"
     }
@@ -42,6 +50,8 @@ public struct MessagesProjector: Projector {
         return String(repeating: "0", count: max(0, 15 - ms.count)) + ms + "-" + String(repeating: "0", count: max(0, 10 - seq.count)) + seq
     }
 
+    /// One ordered bulk write for the batch, then the checkpoint. A send only inserts and an edit or deletion applies only
+    /// over an older `pos`, so a batch delivered twice changes nothing the second time.
     public func apply(_ events: [LoggedEvent], partition: Int) async throws {
         var writes: [MongoWrite] = []
         for logged in events {
@@ -93,22 +103,34 @@ public struct MessagesProjector: Projector {
 
 /// A message as readers get it (CONTRACT section 3).
 public struct MessageRecord: Codable, Sendable, Equatable {
+    /// The message's id (`MessageSent.messageId`), the document's `_id`.
     public var id: String
+    /// The room it was sent to.
     public var roomId: String
+    /// Its number in the room (1, 2, 3 … with no gaps): history pages are cut by it (`before`, `after`).
     public var seq: Int64
+    /// Who sent it.
     public var senderId: String
     /// nil once deleted.
     public var body: String?
+    /// The sender's idempotency key; nil when the client gave none.
     public var clientMsgId: String?
+    /// When it was sent (the `message.sent` event's `at`, to the millisecond).
     public var sentAt: Date
+    /// When it was last edited; nil if never.
     public var editedAt: Date?
+    /// Whether it was deleted: then `body` is nil and `edits` empty (the log keeps the texts for audits).
     public var deleted: Bool
+    /// The id of the message of the same room it answers; nil for none.
     public var replyTo: String?
     /// Every edit, oldest first (empty when never edited, or once deleted).
     public var edits: [Edit]
 
+    /// One edit of a message: the text it set and when.
     public struct Edit: Codable, Sendable, Equatable {
+        /// The text this edit set.
         public var body: String
+        /// When the edit was made (the `message.edited` event's `at`).
         public var at: Date
     }
 
@@ -161,6 +183,7 @@ public struct MessageRecord: Codable, Sendable, Equatable {
 public struct MessagesReadModel: Sendable {
     let collection: MongoCollection
 
+    /// Reads `collection`, the one the messages projector writes (`PARLEY_MONGO_COLLECTION`, `messages` by default).
     public init(mongo: MongoClient, collection: String = "messages") {
         self.collection = mongo.collection(collection)
     }
@@ -177,6 +200,7 @@ public struct MessagesReadModel: Sendable {
         return (documents.prefix(limit).map(MessageRecord.init), documents.count > limit)
     }
 
+    /// One message by id; nil when the read model has none (no such message, or not projected yet).
     public func message(id: String) async throws -> MessageRecord? {
         try await collection.findOne(["_id": .string(id)]).map(MessageRecord.init)
     }

@@ -9,15 +9,20 @@ import Foundation
 /// twice changes nothing. Message sends and read receipts, the bulk of any log, are folded
 /// into two array statements per batch.
 public struct MetadataProjector: Projector {
+    /// `metadata` by default: the consumer group, its `projector_checkpoints` rows, the metrics label; a shadow keeps the
+    /// live projector's name.
     public let name: String
     /// The PostgreSQL schema written to: `public` live, another for shadow rebuilds.
     public let schema: String
+    /// The scheduler priority of its batches: `.live` for the server, `.rebuild` for the replayer's shadow and verify copies.
     public let priority: ProjectionPriority
+    /// Every type: users, rooms, members, last messages and read receipts all live in these tables.
     public let eventTypes = Set(EventType.allCases)
     /// The schema whose tables (made by the migrations) a new schema copies.
     public let template: String
     let postgres: PostgresClient
 
+    /// `schema` and `template` must be bare identifiers (letters, digits, `_`): they are written into SQL, so anything else traps.
     public init(
         postgres: PostgresClient, schema: String = "public", name: String = "metadata", priority: ProjectionPriority = .live,
         template: String = "public"
@@ -32,6 +37,7 @@ public struct MetadataProjector: Projector {
         self.template = template
     }
 
+    /// The read model's tables, the same in every schema: what `prepare` copies from the template and `swap` moves.
     public static let tables = ["users", "rooms", "room_members", "projector_checkpoints"]
 
     /// A schema other than the template gets the template's tables (made by the migrations).
@@ -48,12 +54,15 @@ public struct MetadataProjector: Projector {
         }
     }
 
+    /// This projector's row of `<schema>.projector_checkpoints` for `partition`, committed with each batch; `0-0` when none.
     public func checkpoint(partition: Int) async throws -> String {
         try await postgres.query(
             "SELECT position FROM \(schema).projector_checkpoints WHERE projector = $1 AND partition = $2", [name, partition]
         ).first?.string("position") ?? "0-0"
     }
 
+    /// One transaction: the events after the stored checkpoint (older ones are skipped), folded into array statements, then
+    /// the new checkpoint. A batch delivered twice changes nothing the second time.
     public func apply(_ events: [LoggedEvent], partition: Int) async throws {
         guard !events.isEmpty else { return }
         let s = schema

@@ -4,18 +4,27 @@ import Foundation
 
 /// A user as others see them (never the password hash).
 public struct UserRecord: Codable, Sendable, Equatable {
+    /// The user's id (`UserRegistered.userId`).
     public var id: String
+    /// Lowercased and unique: what logins and lookups by name use.
     public var username: String
+    /// The name shown to others.
     public var displayName: String
+    /// When they registered (the `user.registered` event's `at`).
     public var createdAt: Date
 }
 
 /// A room's own fields.
 public struct RoomRecord: Codable, Sendable, Equatable {
+    /// The room's id: `r-…` for a group, `d-…` for a direct room.
     public var id: String
+    /// Group or direct; a direct room has no name and has its two members from the start.
     public var kind: RoomKind
+    /// The group's current name; nil for a direct room.
     public var name: String?
+    /// Who created it: a group's first owner (ownership may have passed on since), or a direct room's first sender.
     public var createdBy: String
+    /// When it was created (the `room.created` event's `at`).
     public var createdAt: Date
     /// The seq of its last message (0: none yet).
     public var lastSeq: Int64
@@ -23,36 +32,53 @@ public struct RoomRecord: Codable, Sendable, Equatable {
 
 /// A member of a room as the read model holds them.
 public struct MemberRecord: Codable, Sendable, Equatable {
+    /// The member's user id.
     public var userId: String
+    /// Their role in the room (both users of a direct room are `member`).
     public var role: Role
+    /// Where they stand; only a joined member may read the room.
     public var state: MemberState
+    /// The highest seq they have read (a receipt, or a message they sent); 0 before any.
     public var lastReadSeq: Int64
 }
 
 /// The last message of a room, for room lists.
 public struct LastMessage: Codable, Sendable, Equatable {
+    /// The message's id, to fetch it whole from the messages read model.
     public var id: String
+    /// Its seq, the room's `lastSeq`.
     public var seq: Int64
+    /// Who sent it.
     public var senderId: String
     /// nil once the message was deleted.
     public var body: String?
+    /// When it was sent; "my rooms" lists the most recently active first by it.
     public var sentAt: Date
+    /// Whether it was deleted since it was sent; `body` is nil then.
     public var deleted: Bool
 }
 
 /// One line of "my rooms".
 public struct RoomSummary: Codable, Sendable, Equatable {
+    /// The room's own fields.
     public var room: RoomRecord
+    /// Nil while the room has no message.
     public var lastMessage: LastMessage?
+    /// Messages after the user's last read one (`lastSeq - lastReadSeq`, never below 0).
     public var unreadCount: Int64
+    /// The asking user's role in the room.
     public var myRole: Role
 }
 
 /// A pending invite of a user.
 public struct InviteRecord: Codable, Sendable, Equatable {
+    /// The room the user is invited to; they join or decline it by this id.
     public var roomId: String
+    /// The group's current name.
     public var roomName: String?
+    /// Who invited them (the `member.invited` event's actor).
     public var invitedBy: String?
+    /// When; nil only for rows projected before migration 002 added `invited_at` and not rebuilt since.
     public var invitedAt: Date?
 }
 
@@ -61,15 +87,18 @@ public struct MetadataReadModel: Sendable {
     let postgres: PostgresClient
     let schema: String
 
+    /// Queries `schema` (`PARLEY_POSTGRES_SCHEMA`, `public` by default), the one the metadata projector writes.
     public init(postgres: PostgresClient, schema: String = "public") {
         self.postgres = postgres
         self.schema = schema
     }
 
+    /// The user with that id; nil when there is none (or their registration is not projected yet).
     public func user(id: String) async throws -> UserRecord? {
         try await postgres.query("SELECT * FROM \(schema).users WHERE id = $1", [id]).first.map(Self.user)
     }
 
+    /// Looks the name up lowercased, as usernames are stored; nil when nobody has it (or not projected yet).
     public func user(username: String) async throws -> UserRecord? {
         try await postgres.query("SELECT * FROM \(schema).users WHERE username = $1", [username.lowercased()]).first.map(Self.user)
     }
@@ -107,6 +136,7 @@ public struct MetadataReadModel: Sendable {
         }
     }
 
+    /// The room's own fields; nil when there is no such room (or it is not projected yet).
     public func room(id: String) async throws -> RoomRecord? {
         try await postgres.query("SELECT * FROM \(schema).rooms WHERE id = $1", [id]).first.map(Self.room)
     }

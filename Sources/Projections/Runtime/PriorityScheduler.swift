@@ -20,9 +20,13 @@ public final class PriorityScheduler: Sendable {
     /// One started job: its priority and label, and how many less urgent jobs started
     /// while it waited (always 0 unless the scheduler is wrong).
     public struct TraceEntry: Sendable {
+        /// The priority the job ran at.
         public var priority: ProjectionPriority
+        /// The caller's label: `<projector>:<partition>` for projection work, empty when none was given.
         public var label: String
+        /// False when the job started at once on a free worker; true when it queued first.
         public var waited: Bool
+        /// Less urgent jobs that started while this one waited: always 0 unless the scheduler is wrong (what tests check).
         public var overtakenByLessUrgent: Int
     }
 
@@ -36,11 +40,13 @@ public final class PriorityScheduler: Sendable {
         var tracing = false
     }
 
+    /// Jobs that run at once across all groups (at least 1): the server uses 2, the replayer's tools 1.
     public let workers: Int
     /// Workers one group may hold at once.
     public let perGroup: Int
     private let state = NIOLockedValueBox(State())
 
+    /// `workers` below 1 counts as 1; one group may hold `workers - 1` of them (at least 1).
     public init(workers: Int = 2) {
         self.workers = max(1, workers)
         self.perGroup = max(1, self.workers - 1)
@@ -64,6 +70,7 @@ public final class PriorityScheduler: Sendable {
         }
     }
 
+    /// The jobs started since `startTracing()`, in start order; empty unless tracing is on.
     public var trace: [TraceEntry] { state.withLockedValue { $0.trace } }
 
     /// Jobs waiting for a worker, by priority.

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 /// How far each projector is behind the log, per partition: what `/readyz` and `/metrics`
 /// read.
 public final class ProjectionLag: Sendable {
+    /// One projector's distance behind one partition of the log, as its runner last measured it.
     public struct Lag: Sendable, Equatable {
         /// Events in the log not yet applied.
         public var events: Int
@@ -13,6 +14,7 @@ public final class ProjectionLag: Sendable {
 
     private let values = NIOLockedValueBox<[String: [Int: Lag]]>([:])
 
+    /// One per process, shared by its `ProjectorRunner`s, which write it, and `/readyz` and `/metrics`, which read it.
     public init() {}
 
     func set(_ projector: String, partition: Int, _ lag: Lag) {

@@ -7,11 +7,16 @@ import Events
 /// projection and at rebuild priority on the shared scheduler, so that live work runs
 /// first. Stopping it (task cancellation) is safe: a later run resumes at the checkpoint.
 public struct ProjectionRebuild: Sendable {
+    /// The log read, page by page straight from the streams (not through a consumer group), up to `run`'s `head`.
     public let log: EventLog
+    /// Where batches are applied; sharing the server's puts rebuild batches behind live ones (the replayer has its own).
     public let scheduler: PriorityScheduler
+    /// Entries read and applied per batch (5,000 by default); the next batch is read while one is applied.
     public let batchSize: Int
+    /// The scheduler priority of its batches: `.rebuild` unless told otherwise, below live projection either way.
     public let priority: ProjectionPriority
 
+    /// A batch holds a scheduler worker while it is applied: a smaller `batchSize` shortens live work's wait behind it.
     public init(log: EventLog, scheduler: PriorityScheduler, batchSize: Int = 5000, priority: ProjectionPriority = .rebuild) {
         self.log = log
         self.scheduler = scheduler

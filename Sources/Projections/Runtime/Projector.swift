@@ -8,7 +8,9 @@ public enum ProjectionPriority: Int, Sendable, Comparable, CustomStringConvertib
     case backfill = 1
     case live = 2
 
+    /// Orders by urgency, rebuild < backfill < live: the scheduler starts the greatest pending first.
     public static func < (a: ProjectionPriority, b: ProjectionPriority) -> Bool { a.rawValue < b.rawValue }
+    /// The priority's name (`live`, `backfill`, `rebuild`), for logs.
     public var description: String {
         switch self {
         case .rebuild: return "rebuild"
@@ -40,9 +42,12 @@ public protocol Projector: Sendable {
     func checkpoint(partition: Int) async throws -> String
 }
 
-/// Why an event could not be applied. `transient` failures (a store down) are retried
-/// until they pass; any other failure makes the event a poison candidate.
+/// Why a projection step failed, for a person to read. The runner waits out a store
+/// outage (a transient `DriverError`) however long it lasts; this error, like any other,
+/// makes the event a poison candidate that is retried and then parked.
 public struct ProjectionError: Error, CustomStringConvertible, Sendable {
+    /// What failed, in one line: the error text a dead letter records if the failure reaches the runner.
     public let description: String
+    /// Not transient: only a transient `DriverError` is waited out, so one thrown from `apply` can get the event parked.
     public init(_ description: String) { self.description = description }
 }

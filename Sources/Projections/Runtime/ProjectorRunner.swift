@@ -19,9 +19,13 @@ import ServiceLifecycle
 /// then parked in the dead-letter stream `<ns>:dead:<projector>` with its error, counted
 /// (`parley.projector.dead_letters`) and logged once; the projector goes on with the next.
 public struct ProjectorRunner: Service {
+    /// How the runner reads and retries; the server keeps the defaults but `lingerMs` (`PARLEY_PROJECTOR_LINGER_MS`).
     public struct Options: Sendable {
+        /// The most entries read, applied and acknowledged together (also the batch of the takeover's claim).
         public var batchSize = 1000
+        /// How long one read of new entries waits in Redis (`XREADGROUP BLOCK`) before the loop goes round (lease, lag).
         public var blockMs = 1000
+        /// The partition lease's time to live (`PartitionLease.ttl`, 10 s): how long a dead holder keeps its partitions.
         public var lease = PartitionLease.ttl
         /// After a batch smaller than `batchSize`, wait this long before reading the next:
         /// under load the next batch is then larger, and every store round trip (the read,
@@ -35,9 +39,11 @@ public struct ProjectorRunner: Service {
         public var poisonAttempts = 3
         /// First retry delay; it doubles on each attempt (capped at 5 s for outages).
         public var retryDelay: Duration = .milliseconds(50)
+        /// The defaults; change single fields afterwards (`var options = Options(); options.lingerMs = 0`).
         public init() {}
     }
 
+    /// The projector fed; its `name` names the consumer group, the leases and the dead-letter stream.
     public let projector: any Projector
     let log: EventLog
     let scheduler: PriorityScheduler
@@ -46,6 +52,8 @@ public struct ProjectorRunner: Service {
     let consumer: String
     let logger: Logger
 
+    /// `consumer` names this process in the consumer groups and as lease owner (unique per process by default); `lag`
+    /// receives the runner's measurements.
     public init(
         _ projector: any Projector, log: EventLog, scheduler: PriorityScheduler, lag: ProjectionLag,
         options: Options = Options(), consumer: String = ProjectorRunner.defaultConsumerName(), logger: Logger

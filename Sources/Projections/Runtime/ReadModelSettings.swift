@@ -16,11 +16,15 @@ public struct ReadModelSettings: Sendable, Equatable {
 
     /// A setting that cannot be used, named in one line.
     public struct Invalid: Error, CustomStringConvertible, Sendable {
+        /// Names the variable, its value and what it must be (e.g. `PARLEY_LOG_PARTITIONS=0 is not a number in 1...1024`).
         public let description: String
     }
 
+    /// The defaults, as an empty environment gives them.
     public init() {}
 
+    /// Reads the four variables (an empty one keeps its default); throws `Invalid` for partitions outside 1...1024 or a
+    /// name longer than `maxNameLength` or with other characters. The schema is lowercased.
     public init(environment: [String: String]) throws(Invalid) {
         if let text = environment["PARLEY_LOG_PARTITIONS"], !text.isEmpty {
             guard let value = Int(text), (1...1024).contains(value) else {

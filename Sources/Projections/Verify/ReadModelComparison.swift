@@ -5,6 +5,7 @@ import Foundation
 
 /// One row or document that differs between a live read model and one rebuilt from the log.
 public struct ReadModelDifference: Sendable, Equatable, CustomStringConvertible {
+    /// Which side has the row or document: only the rebuilt one, only the live one, or both with other values.
     public enum Kind: String, Sendable {
         /// In the rebuilt model only: the live one lost it.
         case missing
@@ -18,10 +19,12 @@ public struct ReadModelDifference: Sendable, Equatable, CustomStringConvertible 
     public var model: String
     /// The row's key (`id`, or `room_id/user_id`) or the document's `_id`.
     public var key: String
+    /// Whether the live model lacks it, has it extra, or has other values; only `.changed` has `fields`.
     public var kind: Kind
     /// Each differing field: its name, the live value and the rebuilt value.
     public var fields: [(name: String, live: String, rebuilt: String)]
 
+    /// One line for `parley-replay verify`'s report, naming the live value and what the log makes.
     public var description: String {
         switch kind {
         case .missing: return "\(model) \(key): missing from the live read model"
@@ -31,6 +34,7 @@ public struct ReadModelDifference: Sendable, Equatable, CustomStringConvertible 
         }
     }
 
+    /// Same model, key, kind and fields in the same order (tuples are not `Equatable`, hence written out).
     public static func == (a: Self, b: Self) -> Bool {
         a.model == b.model && a.key == b.key && a.kind == b.kind && a.fields.map(\.name) == b.fields.map(\.name)
             && a.fields.map(\.live) == b.fields.map(\.live) && a.fields.map(\.rebuilt) == b.fields.map(\.rebuilt)
@@ -39,8 +43,11 @@ public struct ReadModelDifference: Sendable, Equatable, CustomStringConvertible 
 
 /// The comparison of one table or collection.
 public struct ReadModelReport: Sendable {
+    /// The table or collection compared: `users`, `rooms`, `room_members` or `messages`.
     public var model: String
+    /// Rows or documents in the live model, all of them (skipped ones included).
     public var liveCount: Int
+    /// Rows or documents in the model rebuilt from the log, all of them (skipped ones included).
     public var rebuiltCount: Int
     /// Every difference found, in key order.
     public var differences: [ReadModelDifference]
@@ -51,9 +58,12 @@ public struct ReadModelReport: Sendable {
 /// What changed in the log after the position a scratch rebuild stopped at: rows and
 /// documents these events touch may differ for that reason alone, so they are skipped.
 public struct ChangedSince: Sendable {
+    /// Rooms that events after the rebuilt position belong to: their rows, members and messages are skipped.
     public var rooms: Set<String> = []
+    /// Users registered after the rebuilt position: their `users` rows are skipped.
     public var users: Set<String> = []
 
+    /// Collects the rooms and registered users of `events`, the log's events after the rebuilt position.
     public init(_ events: [LoggedEvent]) {
         for logged in events {
             if let room = logged.event.roomId { rooms.insert(room) }
