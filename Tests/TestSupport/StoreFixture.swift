@@ -72,9 +72,8 @@ public struct StoreFixture: Sendable {
             for partition in 0..<partitions where head.entryIDs[partition] != "0-0" {
                 _ = try await eventually(seconds: seconds) {
                     let done = try await projector.checkpoint(partition: partition)
-                    if StreamID.less(done, head.entryIDs[partition]) {
-                        throw ProjectionError("\(projector.name) at \(done) in partition \(partition), the log at \(head.entryIDs[partition])")
-                    }
+                    let end = head.entryIDs[partition]
+                    if StreamID.less(done, end) { throw ProjectionError("\(projector.name) at \(done) in partition \(partition), the log at \(end)") }
                     return done
                 }
             }
