@@ -73,7 +73,9 @@ public struct StoreFixture: Sendable {
                 _ = try await eventually(seconds: seconds) {
                     let done = try await projector.checkpoint(partition: partition)
                     let end = head.entryIDs[partition]
-                    if StreamID.less(done, end) { throw ProjectionError("\(projector.name) at \(done) in partition \(partition), the log at \(end)") }
+                    guard !StreamID.less(done, end) else {
+                        throw ProjectionError("\(projector.name) at \(done) in partition \(partition), the log at \(end)")
+                    }
                     return done
                 }
             }
