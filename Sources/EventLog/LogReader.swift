@@ -121,10 +121,17 @@ public struct LogReader: Sendable {
     public func lostEntries(after position: LogPosition) async throws -> Bool {
         let oldest = try await oldest()
         for partition in 0..<partitions where StreamID.less(position.entryIDs[partition], oldest[partition]) {
-            let info = try await redis.xinfoStream(keys.stream(partition))
-            if let added = info["entries-added"]?.int, let length = info["length"]?.int, added > length { return true }
+            if try await wasTrimmed(partition: partition) { return true }
         }
         return false
+    }
+
+    /// Whether entries were ever trimmed or deleted from the partition's stream (Redis
+    /// counts every entry added: more than it holds means some are gone).
+    public func wasTrimmed(partition: Int) async throws -> Bool {
+        let info = try await redis.xinfoStream(keys.stream(partition))
+        guard let added = info["entries-added"]?.int, let length = info["length"]?.int else { return false }
+        return added > length
     }
 
     static func firstID(_ reply: RedisValue) -> String {
@@ -146,10 +153,12 @@ public struct LogReader: Sendable {
 }
 
 extension LogReader {
-    /// The entries of `partition` before `before` (exclusive), newest first, at most `count`.
-    public func page(partition: Int, before: String, count: Int) async throws -> Page {
+    /// The entries of `partition` before `before` (and `before` itself when `inclusive`: a
+    /// position's own entry is part of what came up to it), newest first, at most `count`.
+    public func page(partition: Int, before: String, inclusive: Bool = false, count: Int) async throws -> Page {
         guard before != "0-0" else { return Page(partition: partition, events: [], unreadable: [], lastEntryID: nil, entries: 0) }
-        let reply = try await redis.command(["XREVRANGE", keys.stream(partition), "(" + before, "-", "COUNT", String(count)])
+        let end = inclusive ? before : "(" + before
+        let reply = try await redis.command(["XREVRANGE", keys.stream(partition), end, "-", "COUNT", String(count)])
         return Self.decode(try RedisClient.entries(reply), partition: partition, cache: nil)
     }
 }

@@ -24,6 +24,12 @@ public struct PartitionLease: Sendable {
         try await Self.acquireScript.run(redis, keys: [key], arguments: [owner, String(ttl.milliseconds)]).orThrow().int == 1
     }
 
+    /// Extends the lease if it is still ours; false when it expired or another holder has
+    /// it (then whatever was done under it may have overlapped another holder's work).
+    public func renew() async throws -> Bool {
+        try await Self.renewScript.run(redis, keys: [key], arguments: [owner, String(ttl.milliseconds)]).orThrow().int == 1
+    }
+
     /// Gives the lease up if it is still ours (a no-op otherwise).
     public func release() async throws {
         _ = try await Self.releaseScript.run(redis, keys: [key], arguments: [owner]).orThrow()
@@ -36,16 +42,23 @@ public struct PartitionLease: Sendable {
 
     /// Runs `body` while renewing `leases` every third of their `ttl`, so that work longer
     /// than a lease never lets another process in; throws `Lost` (cancelling `body`) when a
-    /// renewal finds a lease taken by someone else.
+    /// renewal finds a lease expired or taken by someone else. A renewal that fails for a
+    /// store outage is tried again at the next tick while the lease may still be valid.
     public static func renewing<T: Sendable>(_ leases: [PartitionLease], _ body: @escaping @Sendable () async throws -> T) async throws -> T
     {
         guard let interval = leases.map(\.ttl).min().map({ $0 / 3 }) else { return try await body() }
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }
             group.addTask {
+                var renewed = ContinuousClock.now
                 while true {
                     try await Task.sleep(for: interval)
-                    for lease in leases where !(try await lease.acquire()) { throw Lost(key: lease.key) }
+                    do {
+                        for lease in leases where !(try await lease.renew()) { throw Lost(key: lease.key) }
+                        renewed = .now
+                    } catch let error as DriverError where error.isTransient && ContinuousClock.now - renewed < interval * 2 {
+                        continue
+                    }
                 }
             }
             defer { group.cancelAll() }
@@ -67,6 +80,15 @@ public struct PartitionLease: Sendable {
     private static let acquireScript = RedisScript(
         """
         if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          return 1
+        end
+        return 0
+        """)
+
+    private static let renewScript = RedisScript(
+        """
         if redis.call('GET', KEYS[1]) == ARGV[1] then
           redis.call('PEXPIRE', KEYS[1], ARGV[2])
           return 1

@@ -126,7 +126,8 @@ struct EventLogTests {
             try await group.waitForAll()
         }
         let events = try await t.all()
-        let removal = try #require(events.lastIndex { $0.event.data == .memberRemoved(MemberChange(userId: u["other"]!)) })
+        let removal = try #require(
+            events.lastIndex { $0.event.data == .memberRemoved(MemberChange(userId: u["other"]!, previousState: .joined)) })
         #expect(!events[removal...].contains { $0.event.type == .messageSent && $0.event.actorId == u["other"]! })
         try await t.cleanUp()
     }

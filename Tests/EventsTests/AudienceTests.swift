@@ -42,19 +42,35 @@ struct AudienceTests {
     @Test func aMemberRemovedWhileOfflineIsWoundBackToJoinedAndReplayedWhatCameBeforeTheRemoval() throws {
         let (_, after) = try Self.club()
         let now = Viewer(userId: "bob", rooms: [])
-        // A removal alone does not tell: the conservative answer is "not joined", and it says so.
-        let unsure = now.rewound(over: after)
-        #expect(unsure.viewer.rooms.isEmpty && unsure.unresolved == ["club"])
-        // Told (from the log before `since`) that bob had joined, the replay is what he missed.
-        var atSince = now.rewound(over: after) { _ in true }.viewer
-        #expect(atSince.rooms == ["club"])
+        // The removal records that bob had joined: wound back, he is a member at `since`.
+        let back = now.rewound(over: after)
+        #expect(back.viewer.rooms == ["club"] && back.unresolved.isEmpty)
+        var atSince = back.viewer
         #expect(Self.labels(after, for: &atSince) == ["m2", "member.removed:bob"])
         #expect(atSince == now)
     }
 
+    @Test func aRemovalLoggedWithoutItsPreviousStateIsAskedAboutAndUnknownCountsAsNotJoined() throws {
+        let (_, after) = try Self.club()
+        let legacy = after.map { event in
+            var event = event
+            if case .memberRemoved(let m) = event.data { event.data = .memberRemoved(MemberChange(userId: m.userId)) }
+            return event
+        }
+        let now = Viewer(userId: "bob", rooms: [])
+        let unsure = now.rewound(over: legacy)
+        #expect(unsure.viewer.rooms.isEmpty && unsure.unresolved == ["club"])
+        var told = now.rewound(over: legacy) { _ in true }.viewer
+        #expect(Self.labels(legacy, for: &told) == ["m2", "member.removed:bob"])
+        var unknown = unsure.viewer
+        #expect(Self.labels(legacy, for: &unknown) == ["member.removed:bob"])
+    }
+
     @Test func anInviteeRemovedWhileOfflineIsReplayedTheRemovalOnly() throws {
         let (_, after) = try Self.club()
-        var atSince = Viewer(userId: "carol", rooms: []).rewound(over: after) { _ in false }.viewer
+        let back = Viewer(userId: "carol", rooms: []).rewound(over: after)
+        #expect(back.unresolved.isEmpty)
+        var atSince = back.viewer
         #expect(Self.labels(after, for: &atSince) == ["member.removed:carol"])
     }
 

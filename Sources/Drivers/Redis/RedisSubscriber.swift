@@ -23,19 +23,31 @@ public final class RedisSubscriber: Sendable {
     }
 
     /// Receives messages until the calling task is cancelled; connection failures are
-    /// logged and retried every second.
+    /// logged and retried every second. Returns as soon as it is cancelled: the thread
+    /// ends once the wake-up message (or the connection's end) reaches its blocked read,
+    /// and a Redis that cannot be reached for that never holds up a shutdown.
     public func run(logger: Logger, onMessage: @escaping @Sendable (_ channel: String, _ payload: String) -> Void) async {
+        let waiting = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
+        let resume = { @Sendable in
+            waiting.withLockedValue { continuation in
+                continuation?.resume()
+                continuation = nil
+            }
+        }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+                waiting.withLockedValue { $0 = finished }
+                guard !isStopped else { return resume() }
                 let thread = Thread { [self] in
                     self.loop(logger: logger, onMessage: onMessage)
-                    finished.resume()
+                    resume()
                 }
                 thread.name = "parley-redis-subscriber"
                 thread.start()
             }
         } onCancel: {
             stopped.withLockedValue { $0 = true }
+            resume()
             // Wakes the blocked read; a subscriber that is between connections sees the flag itself.
             let client = self.client
             let wake = self.wakeChannel

@@ -29,6 +29,7 @@ extension EventCodec {
             add("name", d.name)
         case .memberInvited(let m), .inviteDeclined(let m), .memberJoined(let m), .memberLeft(let m), .memberRemoved(let m),
             .memberRoleChanged(let m):
+            add("previousState", m.previousState?.rawValue)
             add("role", m.role?.rawValue)
             add("userId", m.userId)
         case .roomRenamed(let d):

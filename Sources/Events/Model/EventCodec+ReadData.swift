@@ -45,13 +45,20 @@ extension JSONReader {
             }
             data = .roomCreated(RoomCreated(kind: kind, name: name, members: members))
         case .memberInvited, .inviteDeclined, .memberJoined, .memberLeft, .memberRemoved, .memberRoleChanged:
-            guard let userId = text("userId"), let roleText = optional("role") else { return nil }
+            guard let userId = text("userId"), let roleText = optional("role"), let previousText = optional("previousState") else {
+                return nil
+            }
             var role: Role?
             if let roleText {
                 guard let known = Role(rawValue: roleText) else { return nil }
                 role = known
             }
-            let change = MemberChange(userId: userId, role: role)
+            var previous: MemberState?
+            if let previousText {
+                guard let known = MemberState(rawValue: previousText) else { return nil }
+                previous = known
+            }
+            let change = MemberChange(userId: userId, role: role, previousState: previous)
             switch type {
             case .memberInvited: data = .memberInvited(change)
             case .inviteDeclined: data = .inviteDeclined(change)

@@ -68,11 +68,16 @@ public struct MemberChange: Codable, Sendable, Equatable {
     public var userId: String
     /// The role the event gives (invites, joins, role changes); nil where it changes none (declines, leaves, removals).
     public var role: Role?
+    /// On `member.removed`: whether the removed user had joined or was only invited. Who may
+    /// read the room up to the removal depends on it (the WebSocket replay after `since`
+    /// reads it); nil on other events and on removals logged before it was recorded.
+    public var previousState: MemberState?
 
-    /// `role` stays nil for the events that change no role.
-    public init(userId: String, role: Role? = nil) {
+    /// `role` and `previousState` stay nil for the events that do not carry them.
+    public init(userId: String, role: Role? = nil, previousState: MemberState? = nil) {
         self.userId = userId
         self.role = role
+        self.previousState = previousState
     }
 }
 

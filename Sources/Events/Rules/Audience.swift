@@ -61,10 +61,12 @@ public enum Audience {
     }
 
     /// Whether `userId` was a joined member of the event's room just before `event`, told
-    /// by the event alone; nil when the event does not tell (a removal: the removed user
-    /// may have been a joined member or an invitee), or does not concern the user.
+    /// by the event alone; nil when it does not concern the user, or does not tell (a
+    /// removal logged before removals recorded `previousState`: the removed user may have
+    /// been a joined member or an invitee).
     public static func joinedBefore(_ userId: String, _ event: Event) -> Bool? {
         switch event.data {
+        case .memberRemoved(let m): return m.userId == userId ? m.previousState.map { $0 == .joined } : nil
         case .roomCreated: return membershipChanges(event).contains { $0.userId == userId } ? false : nil
         case .memberInvited(let m), .memberJoined(let m), .inviteDeclined(let m): return m.userId == userId ? false : nil
         case .memberLeft(let m), .memberRoleChanged(let m): return m.userId == userId ? true : nil

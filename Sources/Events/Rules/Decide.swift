@@ -150,7 +150,7 @@ public enum Rules {
             }
             guard target.role < me.role else { throw RuleError(.forbidden, "an admin removes members only, not admins or the owner") }
             return Decision(
-                events: [event(.memberRemoved(MemberChange(userId: userId)), room: roomId)],
+                events: [event(.memberRemoved(MemberChange(userId: userId, previousState: target.state)), room: roomId)],
                 facts: [memberFact(room, actor, me), memberFact(room, userId, target)])
 
         case .setRole(let roomId, let userId, let role):

@@ -3,7 +3,7 @@ import Events
 import Foundation
 
 /// Every command a client can give, whichever way it comes (an HTTP route or a WebSocket
-/// frame): each checks the caller's limits, goes through the log's rules and returns the
+/// frame): each goes through the caller's limits and the log's rules and returns the
 /// wire value both ways send. A refusal is the rules' `RuleError` (or an `APIError` for a
 /// limit), which both ways turn into the same code and message.
 struct ChatCommands: Sendable {
@@ -26,8 +26,14 @@ struct ChatCommands: Sendable {
         let duplicate: Bool
     }
 
-    func send(_ actor: String, to destination: Destination, body: String, clientMsgId: String?, replyTo: String?) async throws -> Sent {
+    /// Takes a token of `actor`'s send bucket (429 `rate_limited` when it is empty). Both
+    /// ways call it before anything else about a send, then `send`.
+    func admitSend(_ actor: String) throws {
         try sendLimiter.check(actor)
+    }
+
+    /// Sends a message (admitted by `admitSend` first).
+    func send(_ actor: String, to destination: Destination, body: String, clientMsgId: String?, replyTo: String?) async throws -> Sent {
         let command: Command
         switch destination {
         case .room(let roomId):

@@ -21,6 +21,7 @@ extension API {
 
     func registerMessages(_ routes: RouterGroup<ParleyContext>) {
         routes.post("users/:userId/messages") { request, context in
+            try self.commands.admitSend(try context.user())
             let body = try await request.json(SendBody.self, limit: self.maxBodyBytes)
             let sent = try await self.commands.send(
                 try context.user(), to: .user(try context.parameter("userId")), body: body.body, clientMsgId: body.clientMsgId, replyTo: nil
@@ -28,6 +29,7 @@ extension API {
             return Reply(sent.duplicate ? .ok : .created, DirectJSON(message: sent.message, room: sent.room!))
         }
         routes.post("rooms/:roomId/messages") { request, context in
+            try self.commands.admitSend(try context.user())
             let body = try await request.json(SendBody.self, limit: self.maxBodyBytes)
             let sent = try await self.commands.send(
                 try context.user(), to: .room(try context.parameter("roomId")), body: body.body, clientMsgId: body.clientMsgId,

@@ -20,6 +20,9 @@ struct ConnectionStart {
     let maxReplay: Int
     var lookBack = 20_000
     var pageSize = 1000
+    /// A replay window of at most this many events is read once and kept; a larger one is
+    /// read again for the frames.
+    var keepInMemory = 5000
 
     struct Result {
         /// The user's membership at `start`.
@@ -36,14 +39,21 @@ struct ConnectionStart {
                 base.entryIDs[p] = since.entryIDs[p]
             }
         }
-        // The user's own membership events from `base` to the snapshot, oldest first.
+        // The user's own membership events from `base` to the snapshot, oldest first; the
+        // replay window's events are kept too while they are few, so that a short replay
+        // reads the log once.
         var mine: [LoggedEvent] = []
+        var window: [LoggedEvent]? = since == nil ? nil : []
         var cursor = base
         while true {
             let page = try await log.reader.merged(after: cursor, until: snapshot, count: pageSize)
             if page.isEmpty { break }
             cursor = page.reached
             mine += page.events.filter { Audience.concerns(userId, $0.event) }
+            if window != nil {
+                window! += page.events.filter { !start.isBefore($0) }
+                if window!.count > keepInMemory { window = nil }
+            }
         }
         let now = Viewer(userId: userId, rooms: rooms)
         var (atBase, unresolved) = now.rewound(over: mine.map(\.event))
@@ -58,26 +68,47 @@ struct ConnectionStart {
 
         var recovered = unresolved.isEmpty
         if try await log.reader.lostEntries(after: since) { recovered = false }
-        var frames: [String] = []
-        var viewer = atBase
-        var position = base
-        cursor = base
-        replay: while true {
-            let page = try await log.reader.merged(after: cursor, until: start, count: pageSize)
-            if page.isEmpty { break }
-            cursor = page.reached
-            for logged in page.events {
-                position.advance(past: logged)
-                guard viewer.receives(logged.event), since.isBefore(logged) else { continue }
-                frames.append(Frame.event(logged, position: position))
-                if frames.count > maxReplay {
-                    frames = []
-                    recovered = false
-                    break replay
-                }
+        var replay = Replay(viewer: atBase, since: since, maxFrames: maxReplay)
+        if let window {
+            replay.take(window)
+        } else {
+            cursor = base
+            while replay.frames != nil {
+                let page = try await log.reader.merged(after: cursor, until: start, count: pageSize)
+                if page.isEmpty { break }
+                cursor = page.reached
+                replay.take(page.events)
             }
         }
-        return Result(viewer: atStart, frames: frames, recovered: recovered)
+        return Result(viewer: atStart, frames: replay.frames ?? [], recovered: recovered && replay.frames != nil)
+    }
+
+    /// The replay's frames, event by event, oldest first.
+    private struct Replay {
+        var viewer: Viewer
+        /// Positions in the frames never go back from the client's own (where `since` is
+        /// ahead of this instance's hub, it stays as it was).
+        var position: LogPosition
+        let since: LogPosition
+        let maxFrames: Int
+        /// nil once there are more than `maxFrames`: none are sent, the client refetches.
+        var frames: [String]? = []
+
+        init(viewer: Viewer, since: LogPosition, maxFrames: Int) {
+            self.viewer = viewer
+            self.position = since
+            self.since = since
+            self.maxFrames = maxFrames
+        }
+
+        mutating func take(_ events: [LoggedEvent]) {
+            for logged in events where frames != nil {
+                position.advance(past: logged)
+                guard viewer.receives(logged.event), since.isBefore(logged) else { continue }
+                frames!.append(Frame.event(logged, position: position))
+                if frames!.count > maxFrames { frames = nil }
+            }
+        }
     }
 
     /// Whether the user was a joined member of `roomId` at `position`, from their last
@@ -87,11 +118,14 @@ struct ConnectionStart {
         var before = position.entryIDs[partition]
         var read = 0
         while read < lookBack {
-            let page = try await log.reader.page(partition: partition, before: before, count: pageSize)
+            let page = try await log.reader.page(partition: partition, before: before, inclusive: read == 0, count: pageSize)
             for logged in page.events where logged.event.roomId == roomId {
                 if let joined = Audience.joinedAfter(userId, logged.event) { return joined }
             }
-            guard page.entries == pageSize, let last = page.lastEntryID else { return false }  // the start of the log: never a member
+            guard page.entries == pageSize, let last = page.lastEntryID else {
+                // The start of the stream: never a member, unless its oldest entries are gone.
+                return try await log.reader.wasTrimmed(partition: partition) ? nil : false
+            }
             before = last
             read += page.entries
         }

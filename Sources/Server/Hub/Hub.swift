@@ -1,3 +1,4 @@
+import Drivers
 import EventLog
 import Events
 import Logging
@@ -25,7 +26,9 @@ final class Hub: Service, Sendable {
         var state: HubState
         var connections: [HubState.ConnectionID: HubConnection] = [:]
         /// Connections waiting for the hub to read the log's head.
-        var waiting: [CheckedContinuation<Void, Never>] = []
+        var waiting: [CheckedContinuation<Bool, Never>] = []
+        /// The hub stopped (or never started): nothing more is let in.
+        var stopped = false
     }
 
     let log: EventLog
@@ -43,7 +46,8 @@ final class Hub: Service, Sendable {
         self.logger = logger
         self.queueCapacity = queueCapacity
         self.maxReplay = maxReplay
-        self.locked = NIOLockedValueBox(Locked(state: HubState(maxConnectionsPerUser: maxConnectionsPerUser, maxHeld: maxReplay)))
+        self.locked = NIOLockedValueBox(
+            Locked(state: HubState(maxConnectionsPerUser: maxConnectionsPerUser, maxHeld: max(50_000, maxReplay * 5))))
     }
 
     /// A user already has `maxConnectionsPerUser` WebSockets open here.
@@ -81,7 +85,12 @@ final class Hub: Service, Sendable {
                 }
             }
         }
-        let connections = locked.withLockedValue { Array($0.connections.values) }
+        let (connections, waiting) = locked.withLockedValue { locked in
+            locked.stopped = true
+            defer { locked.waiting = [] }
+            return (Array(locked.connections.values), locked.waiting)
+        }
+        for waiter in waiting { waiter.resume(returning: false) }
         for connection in connections { connection.end(.shutdown) }
     }
 
@@ -95,7 +104,7 @@ final class Hub: Service, Sendable {
                     defer { locked.waiting = [] }
                     return locked.waiting
                 }
-                for waiter in waiting { waiter.resume() }
+                for waiter in waiting { waiter.resume(returning: true) }
                 return head
             } catch {
                 logger.warning("hub cannot read the log's head", metadata: ["error": "\(error)"])
@@ -105,15 +114,16 @@ final class Hub: Service, Sendable {
         return nil
     }
 
-    /// Returns once the hub has read the log's head.
-    private func ready() async {
-        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
-            let now = locked.withLockedValue { locked -> Bool in
+    /// Returns once the hub has read the log's head: true, or false when it stopped first.
+    private func ready() async -> Bool {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Bool, Never>) in
+            let now = locked.withLockedValue { locked -> Bool? in
+                if locked.stopped { return false }
                 if locked.state.position != nil { return true }
                 locked.waiting.append(waiter)
-                return false
+                return nil
             }
-            if now { waiter.resume() }
+            if let now { waiter.resume(returning: now) }
         }
     }
 
@@ -137,7 +147,7 @@ final class Hub: Service, Sendable {
     /// `activate`, which the session calls once hello and replay are written: no gap and
     /// no duplicate at the seam.
     func connect(userId: String, channel: any Channel, since: LogPosition?, sinceGiven: Bool) async throws -> Session {
-        await ready()
+        guard await ready() else { throw DriverError(.redis, .unavailable, "the hub is not reading the log (shutting down)") }
         let (connection, start) = try locked.withLockedValue { locked -> (HubConnection, LogPosition) in
             switch locked.state.open(userId: userId) {
             case .tooMany(let limit): throw TooManyConnections(limit: limit)
@@ -165,12 +175,18 @@ final class Hub: Service, Sendable {
     /// live event it may see.
     func activate(_ session: Session) {
         let connection = session.connection
-        let activation = locked.withLockedValue { $0.state.activate(connection.id, viewer: session.viewer, since: session.since) }
-        switch activation {
-        case .deliver(let held): for delivery in held { connection.send(Frame.event(delivery.event, position: delivery.position)) }
-        case .overflowed: connection.end(.overflow)
-        case .gone: break
+        // The held frames are handed to the connection's event loop under the lock: a live
+        // event tailed after this cannot overtake them (the loop runs its jobs in order).
+        let overflowed = locked.withLockedValue { locked -> Bool in
+            switch locked.state.activate(connection.id, viewer: session.viewer, since: session.since) {
+            case .deliver(let held):
+                for delivery in held { connection.send(Frame.event(delivery.event, position: delivery.position)) }
+                return false
+            case .overflowed: return true
+            case .gone: return false
+            }
         }
+        if overflowed { connection.end(.overflow) }
     }
 
     func disconnect(_ connection: HubConnection) {

@@ -36,6 +36,10 @@ struct HubState: Sendable {
     private var live: [String: Set<ConnectionID>] = [:]
     private var viewers: [String: Viewer] = [:]
     private var joinedHere: [String: Set<String>] = [:]
+    /// Live connections whose client's `since` is ahead of the hub in some partition (it
+    /// was connected to an instance further ahead): what they already have is not sent
+    /// again, until the hub has passed their `since`.
+    private var ahead: [ConnectionID: LogPosition] = [:]
 
     init(maxConnectionsPerUser: Int, maxHeld: Int) {
         self.maxConnectionsPerUser = maxConnectionsPerUser
@@ -80,17 +84,29 @@ struct HubState: Sendable {
     mutating func tailed(_ event: LoggedEvent, position: LogPosition) -> Fanout {
         self.position = position
         var fanout = Fanout()
-        for id in held.keys {
-            held[id]!.append(Delivery(event: event, position: position))
-            if held[id]!.count > maxHeld {
+        if !held.isEmpty {
+            // Through the values' indices: mutating while iterating `held.keys` would copy the
+            // whole dictionary for every event.
+            var index = held.startIndex
+            while index != held.endIndex {
+                held.values[index].append(Delivery(event: event, position: position))
+                if held.values[index].count > maxHeld { fanout.overflowed.append(held.keys[index]) }
+                held.formIndex(after: &index)
+            }
+            for id in fanout.overflowed {
                 held[id] = nil
                 overflowed.insert(id)
-                fanout.overflowed.append(id)
             }
         }
         guard let roomId = event.event.roomId else { return fanout }
         let recipients = Audience.recipients(of: event.event, joinedBefore: joinedHere[roomId] ?? [])
         for userId in recipients { fanout.deliver += live[userId] ?? [] }
+        if !ahead.isEmpty {
+            fanout.deliver.removeAll { ahead[$0].map { !$0.isBefore(event) } ?? false }
+            ahead = ahead.filter { _, since in
+                (0..<since.entryIDs.count).contains { StreamID.less(position.entryIDs[$0], since.entryIDs[$0]) }
+            }
+        }
         for (userId, _) in Audience.membershipChanges(event.event) where viewers[userId] != nil {
             _ = viewers[userId]!.receives(event.event)
             setJoined(userId, roomId, viewers[userId]!.rooms.contains(roomId))
@@ -128,6 +144,10 @@ struct HubState: Sendable {
         for roomId in viewer.rooms { setJoined(userId, roomId, true) }
         viewers[userId] = viewer
         live[userId, default: []].insert(id)
+        if let since, let position, (0..<since.entryIDs.count).contains(where: { StreamID.less(position.entryIDs[$0], since.entryIDs[$0]) })
+        {
+            ahead[id] = since
+        }
         return .deliver(send)
     }
 
@@ -136,6 +156,7 @@ struct HubState: Sendable {
     mutating func close(_ id: ConnectionID) -> Bool {
         overflowed.remove(id)
         held[id] = nil
+        ahead[id] = nil
         guard let userId = userOf.removeValue(forKey: id) else { return false }
         connectionsOf[userId]?.remove(id)
         if connectionsOf[userId]?.isEmpty == true { connectionsOf[userId] = nil }

@@ -56,8 +56,10 @@ struct WebSocketSession {
         defer { hub.disconnect(connection) }
         // Hello and the replay go through the writer, which waits while the client is
         // behind (a replay may be far larger than the live queue); then the live events.
-        try await outbound.write(.text(session.hello))
-        for frame in session.replay { try await outbound.write(.text(frame)) }
+        // A client that does not take them within the idle timeout, or whose held live
+        // events overflow meanwhile, is dropped: a stalled setup must not hold its task,
+        // its socket and its held events forever.
+        guard try await writeSetup(session, outbound: outbound, drop: drop) else { return }
         hub.activate(session)
         let lastActivity = NIOLockedValueBox(ContinuousClock.now)
         let idleTimeout = self.idleTimeout
@@ -95,6 +97,32 @@ struct WebSocketSession {
             }
         } onGracefulShutdown: {
             connection.end(.shutdown)
+        }
+    }
+
+    /// Writes hello and the replay; false (and the TCP connection dropped, which fails a
+    /// write still waiting) when the connection ended or the idle timeout passed first.
+    private func writeSetup(_ session: Hub.Session, outbound: WebSocketOutboundWriter, drop: @Sendable () -> Void) async throws -> Bool {
+        let connection = session.connection
+        let idleTimeout = self.idleTimeout
+        return try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await outbound.write(.text(session.hello))
+                for frame in session.replay { try await outbound.write(.text(frame)) }
+                return true
+            }
+            group.addTask {
+                _ = await connection.waitForEnding()
+                return false
+            }
+            group.addTask {
+                try await Task.sleep(for: idleTimeout)
+                return false
+            }
+            let written = try await group.next() ?? false
+            if !written { drop() }
+            group.cancelAll()
+            return written
         }
     }
 
@@ -136,6 +164,7 @@ struct WebSocketSession {
                 connection.send(Frame.pong)
             case "send":
                 guard let body = frame.body else { throw APIError.invalid("send needs a body") }
+                try api.commands.admitSend(userId)
                 let destination: ChatCommands.Destination
                 if let roomId = frame.roomId {
                     destination = .room(roomId)
