@@ -75,6 +75,23 @@ struct RulesTests {
         #expect(s.rooms[roomId]?.members.count == 2)
     }
 
+    /// PostgreSQL cannot hold U+0000: 69baa50 accepted it, and the metadata projector then
+    /// failed on the event, retried, split and parked it, while projection lag grew.
+    @Test func textWithNULIsRefusedBeforeAnythingIsAppended() throws {
+        var s = Script()
+        try s.run("alice", .createGroup(roomId: "r", name: "room", invite: []))
+        try s.run("alice", .send(roomId: "r", messageId: "m", body: "fine", clientMsgId: nil, replyTo: nil))
+        s.refuse("alice", .send(roomId: "r", messageId: "n", body: "a\u{0}b", clientMsgId: nil, replyTo: nil), .invalidRequest)
+        s.refuse("alice", .send(roomId: "r", messageId: "n", body: "ok", clientMsgId: "c\u{0}", replyTo: nil), .invalidRequest)
+        s.refuse("alice", .sendDirect(to: "bob", messageId: "n", body: "\u{0}", clientMsgId: nil), .invalidRequest)
+        s.refuse("alice", .edit(roomId: "r", messageId: "m", body: "x\u{0}"), .invalidRequest)
+        s.refuse("alice", .rename(roomId: "r", name: "n\u{0}ame"), .invalidRequest)
+        s.refuse("alice", .createGroup(roomId: "r2", name: "\u{0}", invite: []), .invalidRequest)
+        s.refuse("dave", .register(userId: "dave", username: "dave", displayName: "D\u{0}", passwordHash: "h"), .invalidRequest)
+        // Every other control, and text from the astral planes, combining marks and RTL, is fine.
+        try s.run("alice", .send(roomId: "r", messageId: "o", body: "\u{1}\u{1F}\u{7F} 𝄞 é ש\u{200F}", clientMsgId: nil, replyTo: nil))
+    }
+
     @Test func privateMessageRefusals() {
         var s = Script()
         s.refuse("alice", .sendDirect(to: "alice", messageId: "m", body: "me", clientMsgId: nil), .conflict)

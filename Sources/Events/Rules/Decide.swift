@@ -20,6 +20,7 @@ public enum Rules {
             guard !display.isEmpty, display.count <= 64 else {
                 throw RuleError(.invalidRequest, "displayName must be 1 to 64 characters")
             }
+            try refuseNUL(display, "displayName")
             guard !state.usernameTaken else { throw RuleError(.usernameTaken, "the username \(name) is taken") }
             let registered = UserRegistered(userId: userId, username: name, displayName: display, passwordHash: passwordHash)
             return Decision(
@@ -206,10 +207,18 @@ public enum Rules {
         Fact(.member(roomId: room.id, userId: userId), member?.encoded)
     }
 
+    /// U+0000 cannot be stored in a PostgreSQL text value (libpq's parameters end at it, and
+    /// the server refuses it), so a text that contains it could never reach the read models
+    /// byte for byte: it is refused at the door, before anything is appended.
+    static func refuseNUL(_ text: String, _ field: String) throws(RuleError) {
+        guard !text.utf8.contains(0) else { throw RuleError(.invalidRequest, "\(field) must not contain U+0000 (NUL)") }
+    }
+
     static func validateBody(_ body: String, _ context: DecisionContext) throws(RuleError) {
         guard body.contains(where: { !$0.isWhitespace }) else {
             throw RuleError(.invalidRequest, "the message body is empty")
         }
+        try refuseNUL(body, "the message body")
         guard body.utf8.count <= context.maxMessageBytes else {
             throw RuleError(.tooLarge, "the message body is \(body.utf8.count) bytes, over the limit of \(context.maxMessageBytes)")
         }
@@ -221,6 +230,7 @@ public enum Rules {
         guard !id.isEmpty, id.unicodeScalars.count <= context.maxClientMsgIdLength else {
             throw RuleError(.invalidRequest, "clientMsgId must be 1 to \(context.maxClientMsgIdLength) characters")
         }
+        try refuseNUL(id, "clientMsgId")
         return id
     }
 
@@ -229,6 +239,7 @@ public enum Rules {
         guard !trimmed.isEmpty, trimmed.count <= context.maxNameLength else {
             throw RuleError(.invalidRequest, "a room name is 1 to \(context.maxNameLength) characters")
         }
+        try refuseNUL(trimmed, "a room name")
         return trimmed
     }
 
