@@ -145,16 +145,10 @@ public final class EventLog: Service, Sendable {
     public func tail(after position: LogPosition, count: Int = 1000, blockMs: Int = 1000) async throws -> LogReader.MergedPage {
         let streams = (0..<partitioning.count).map { (key: keys.stream($0), after: position.entryIDs[$0]) }
         let batches = try await redis.xread(streams, count: count, blockMs: blockMs)
-        var merged = LogReader.MergedPage(events: [], unreadable: [], reached: position, isEmpty: batches.isEmpty)
-        for batch in batches {
-            guard let partition = streams.firstIndex(where: { $0.key == batch.key }) else { continue }
-            let page = LogReader.decode(batch.entries, partition: partition, cache: .shared)
-            merged.events += page.events
-            merged.unreadable += page.unreadable
-            if let last = page.lastEntryID { merged.reached.entryIDs[partition] = last }
+        let pages = batches.compactMap { batch in
+            streams.firstIndex { $0.key == batch.key }.map { LogReader.decode(batch.entries, partition: $0, cache: .shared) }
         }
-        merged.events.sort { StreamID.less($0.entryID, $1.entryID) }
-        return merged
+        return LogReader.MergedPage(pages, after: position)
     }
 
     /// The position of the last event of every partition now.

@@ -71,24 +71,31 @@ public struct LogReader: Sendable {
         public var reached: LogPosition
         /// Whether nothing was read (the log holds nothing more up to `until`).
         public var isEmpty: Bool
+
+        /// The pages of several partitions read after `position`, merged by entry id.
+        init(_ pages: [Page], after position: LogPosition) {
+            events = pages.flatMap(\.events)
+            unreadable = pages.flatMap(\.unreadable)
+            reached = position
+            isEmpty = true
+            for page in pages {
+                guard let last = page.lastEntryID else { continue }
+                reached.entryIDs[page.partition] = last
+                isEmpty = false
+            }
+            events.sort { StreamID.less($0.entryID, $1.entryID) || ($0.entryID == $1.entryID && $0.partition < $1.partition) }
+        }
     }
 
     /// Reads one merged page (see `MergedPage`).
     public func merged(after position: LogPosition, until: LogPosition? = nil, count: Int) async throws -> MergedPage {
-        var merged = MergedPage(events: [], unreadable: [], reached: position, isEmpty: true)
+        var pages: [Page] = []
         for partition in 0..<partitions {
             let end = until?.entryIDs[partition] ?? "+"
             if end != "+", !StreamID.less(position.entryIDs[partition], end) { continue }
-            let page = try await page(partition: partition, after: position.entryIDs[partition], until: end, count: count)
-            merged.events += page.events
-            merged.unreadable += page.unreadable
-            if let last = page.lastEntryID {
-                merged.reached.entryIDs[partition] = last
-                merged.isEmpty = false
-            }
+            pages.append(try await page(partition: partition, after: position.entryIDs[partition], until: end, count: count))
         }
-        merged.events.sort { StreamID.less($0.entryID, $1.entryID) || ($0.entryID == $1.entryID && $0.partition < $1.partition) }
-        return merged
+        return MergedPage(pages, after: position)
     }
 
     /// The position of the last entry of every partition now.

@@ -21,13 +21,13 @@ public struct PartitionLease: Sendable {
     /// Takes the lease when nobody holds it, or renews it when we do; false when another
     /// holder has it.
     public func acquire() async throws -> Bool {
-        try await Self.acquireScript.run(redis, keys: [key], arguments: [owner, String(ttl.milliseconds)]).orThrow().int == 1
+        try await Self.leaseScript.run(redis, keys: [key], arguments: [owner, String(ttl.milliseconds), "take"]).orThrow().int == 1
     }
 
     /// Extends the lease if it is still ours; false when it expired or another holder has
     /// it (then whatever was done under it may have overlapped another holder's work).
     public func renew() async throws -> Bool {
-        try await Self.renewScript.run(redis, keys: [key], arguments: [owner, String(ttl.milliseconds)]).orThrow().int == 1
+        try await Self.leaseScript.run(redis, keys: [key], arguments: [owner, String(ttl.milliseconds), "renew"]).orThrow().int == 1
     }
 
     /// Gives the lease up if it is still ours (a no-op otherwise).
@@ -77,18 +77,10 @@ public struct PartitionLease: Sendable {
         public var description: String { "the lease \(key) was taken by another process" }
     }
 
-    private static let acquireScript = RedisScript(
+    /// ARGV: owner, ttl ms, `take` (take a free lease or renew ours) or `renew` (ours only).
+    private static let leaseScript = RedisScript(
         """
-        if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-        if redis.call('GET', KEYS[1]) == ARGV[1] then
-          redis.call('PEXPIRE', KEYS[1], ARGV[2])
-          return 1
-        end
-        return 0
-        """)
-
-    private static let renewScript = RedisScript(
-        """
+        if ARGV[3] == 'take' and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
         if redis.call('GET', KEYS[1]) == ARGV[1] then
           redis.call('PEXPIRE', KEYS[1], ARGV[2])
           return 1

@@ -25,34 +25,37 @@ public enum Audience {
         }
     }
 
+    /// The users an event is about as members, whether or not they were joined before it:
+    /// the member a membership event concerns, the members a room starts with. The second
+    /// half of the rule; the joined members are the first.
+    public static func addressed(_ event: Event) -> [String] {
+        if case .roomCreated = event.data { return membershipChanges(event).map(\.userId) }
+        return event.data.member.map { [$0.userId] } ?? []
+    }
+
     /// Whether the event is about `userId` as a member: it invites, admits, removes or
     /// promotes them, or starts a room with them in it.
     public static func concerns(_ userId: String, _ event: Event) -> Bool {
-        event.data.member?.userId == userId || membershipChanges(event).contains { $0.userId == userId }
+        addressed(event).contains(userId)
     }
 
     /// The users who receive `event`, given the joined members of its room before it.
     public static func recipients(of event: Event, joinedBefore members: Set<String>) -> Set<String> {
         guard event.roomId != nil else { return [] }
-        var users = members
-        if let concerned = event.data.member?.userId { users.insert(concerned) }
-        if case .roomCreated = event.data { users.formUnion(membershipChanges(event).map(\.userId)) }
-        return users
+        return members.union(addressed(event))
     }
 
-    /// Whether `userId` receives `event`, given whether they were a joined member of its room before it.
+    /// Whether `userId` receives `event`, given whether they were a joined member of its
+    /// room before it (`recipients` for one user).
     public static func reaches(_ userId: String, _ event: Event, joinedBefore: Bool) -> Bool {
-        guard event.roomId != nil else { return false }
-        if joinedBefore || event.data.member?.userId == userId { return true }
-        if case .roomCreated = event.data { return membershipChanges(event).contains { $0.userId == userId } }
-        return false
+        event.roomId != nil && (joinedBefore || concerns(userId, event))
     }
 
     /// Whether `userId` is a joined member of the event's room just after `event`; nil when
     /// the event does not concern the user's membership.
     public static func joinedAfter(_ userId: String, _ event: Event) -> Bool? {
         switch event.data {
-        case .roomCreated: return membershipChanges(event).contains { $0.userId == userId } ? true : nil
+        case .roomCreated: return concerns(userId, event) ? true : nil
         case .memberJoined(let m), .memberRoleChanged(let m): return m.userId == userId ? true : nil
         case .memberInvited(let m), .inviteDeclined(let m), .memberLeft(let m), .memberRemoved(let m):
             return m.userId == userId ? false : nil
@@ -67,7 +70,7 @@ public enum Audience {
     public static func joinedBefore(_ userId: String, _ event: Event) -> Bool? {
         switch event.data {
         case .memberRemoved(let m): return m.userId == userId ? m.previousState.map { $0 == .joined } : nil
-        case .roomCreated: return membershipChanges(event).contains { $0.userId == userId } ? false : nil
+        case .roomCreated: return concerns(userId, event) ? false : nil
         case .memberInvited(let m), .memberJoined(let m), .inviteDeclined(let m): return m.userId == userId ? false : nil
         case .memberLeft(let m), .memberRoleChanged(let m): return m.userId == userId ? true : nil
         default: return nil
