@@ -83,7 +83,7 @@ func makeLogger() -> Logger {
 func openStores(_ configuration: ServerConfiguration, logger: Logger) async throws -> Stores {
     let stores = try Stores(configuration.stores)
     do {
-        try await stores.check()
+        try await stores.check(waiting: configuration.stores.startWait)
     } catch {
         await stores.shutdown()
         throw error

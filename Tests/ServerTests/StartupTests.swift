@@ -70,6 +70,22 @@ struct StartupTests {
             "cannot start: MongoDB", "No suitable servers")
     }
 
+    /// A server started together with its stores (a container platform starts them at once) waits for one that does not
+    /// answer yet instead of exiting; under load a slow store's first answer can take longer than one connect timeout.
+    @Test func aStoreThatComesUpAMomentAfterTheServerIsWaitedFor() async throws {
+        let mongo = try PrivateServer.mongo("mongo-late")
+        async let server = ServerProcess(environment: [
+            "PARLEY_MONGO_URI": "mongodb://127.0.0.1:\(mongo.port)/parley", "PARLEY_STORE_TIMEOUT_MS": "500",
+            "PARLEY_STORE_START_WAIT_MS": "20000",
+        ])
+        try await Task.sleep(for: .seconds(2))
+        try await mongo.start()
+        let s = try await server
+        #expect(try await s.request("GET", "/readyz", timeout: 15).status == 200)
+        await s.stop()
+        await mongo.kill()
+    }
+
     @Test func malformedSettingsAreNamed() async throws {
         try await expectRefusal(["PARLEY_JWT_SECRET": Self.secret, "PARLEY_LOG_PARTITIONS": "many"], "PARLEY_LOG_PARTITIONS=many")
         try await expectRefusal(["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_URL": "localhost:6379"], "not a redis:// URL")

@@ -71,10 +71,7 @@ struct StoreOutageTests {
 @Suite("A MongoDB outage under a running server")
 struct MongoOutageTests {
     @Test func historyAnswers503SendsGoOnAndTheProjectorCatchesUpWithNothingLost() async throws {
-        let venv = repositoryRoot.appendingPathComponent(".data/venv/bin/nx-27017").path
-        let mongo = try PrivateServer("mongo-outage") { port, dir in
-            (venv, ["--host", "127.0.0.1", "-p", "\(port)", "--db", dir.appendingPathComponent("db.sqlite").path], nil)
-        }
+        let mongo = try PrivateServer.mongo("mongo-outage")
         try await mongo.start()
         let s = try await ServerProcess(environment: [
             "PARLEY_MONGO_URI": "mongodb://127.0.0.1:\(mongo.port)/parley", "PARLEY_STORE_TIMEOUT_MS": "500",

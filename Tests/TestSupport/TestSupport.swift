@@ -230,3 +230,21 @@ extension PrivateServer {
         return server
     }
 }
+
+extension PrivateServer {
+    /// A MongoDB-protocol server (nx-27017) of the test's own with a file database in its directory, not started.
+    /// Its PID file lives there too: nx-27017 refuses to start while another one's PID file (by default one path shared
+    /// by every instance) names a running process.
+    public static func mongo(_ name: String) throws -> PrivateServer {
+        let executable = repositoryRoot.appendingPathComponent(".data/venv/bin/nx-27017").path
+        return try PrivateServer(name) { port, dir in
+            (
+                executable,
+                [
+                    "--host", "127.0.0.1", "-p", "\(port)", "--db", dir.appendingPathComponent("db.sqlite").path,
+                    "--pid-file", dir.appendingPathComponent("nx.pid").path,
+                ], nil
+            )
+        }
+    }
+}

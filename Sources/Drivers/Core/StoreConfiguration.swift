@@ -11,6 +11,10 @@ public struct StoreConfiguration: Sendable {
     public var mongo: MongoClient.Configuration
     /// PostgreSQL: the metadata read model (users, rooms, members) and `schema_migrations`.
     public var postgres: PostgresClient.Configuration
+    /// How long `Stores.check` keeps trying a store that does not answer yet (refused or timed out) before the process gives
+    /// up: a server started together with its stores waits for them instead of exiting. An answer that is an error (a wrong
+    /// password, an unknown role) stops it at once. `PARLEY_STORE_START_WAIT_MS`, 5 s by default; 0 tries once.
+    public var startWait: Duration = .seconds(5)
 
     /// The Redis of `scripts/services`, database 0: used when `PARLEY_REDIS_URL` is not set.
     public static let defaultRedisURL = "redis://127.0.0.1:6379/0"
@@ -33,11 +37,11 @@ public struct StoreConfiguration: Sendable {
 
     /// Reads `PARLEY_REDIS_URL`, `PARLEY_MONGO_URI`, `PARLEY_POSTGRES_URL`, the pool sizes
     /// `PARLEY_{REDIS,MONGO,POSTGRES}_POOL` and `PARLEY_STORE_TIMEOUT_MS` (connect and
-    /// acquire timeouts). A value that is not a number is an error naming the variable.
+    /// acquire timeouts), `PARLEY_STORE_START_WAIT_MS`. A value that is not a number is an error naming the variable.
     public init(environment: [String: String]) throws {
-        func number(_ name: String, _ fallback: Int) throws -> Int {
+        func number(_ name: String, _ fallback: Int, least: Int = 1) throws -> Int {
             guard let text = environment[name], !text.isEmpty else { return fallback }
-            guard let value = Int(text), value > 0 else {
+            guard let value = Int(text), value >= least else {
                 throw DriverError(.redis, .invalid, "\(name)=\(text) is not a positive number")
             }
             return value
@@ -56,6 +60,7 @@ public struct StoreConfiguration: Sendable {
                 url: environment["PARLEY_POSTGRES_URL"] ?? Self.defaultPostgresURL,
                 maxConnections: try number("PARLEY_POSTGRES_POOL", 8), connectTimeout: timeout,
                 acquireTimeout: timeout * 3))
+        startWait = .milliseconds(try number("PARLEY_STORE_START_WAIT_MS", 5000, least: 0))
     }
 }
 
@@ -77,15 +82,26 @@ public final class Stores: Sendable {
     }
 
     /// Pings each store; the first failure is thrown with the store's URL (password hidden).
-    public func check() async throws {
-        do { try await redis.ping() } catch let error as DriverError {
+    /// A store that is not reachable yet (a transient error) is tried again until `waiting` has passed since the call.
+    public func check(waiting: Duration = .zero) async throws {
+        let deadline = ContinuousClock.now + waiting
+        func untilAnswered(_ ping: () async throws -> Void) async throws {
+            while true {
+                do {
+                    return try await ping()
+                } catch let error as DriverError where error.isTransient && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+            }
+        }
+        do { try await untilAnswered(redis.ping) } catch let error as DriverError {
             throw DriverError(.redis, error.code, "\(redactingPassword(redis.configuration.url)): \(error.message)")
         }
-        do { try await postgres.ping() } catch let error as DriverError {
+        do { try await untilAnswered(postgres.ping) } catch let error as DriverError {
             throw DriverError(
                 .postgres, error.code, "\(redactingPassword(postgres.configuration.url)): \(error.message)", sqlState: error.sqlState)
         }
-        do { try await mongo.ping() } catch let error as DriverError {
+        do { try await untilAnswered(mongo.ping) } catch let error as DriverError {
             throw DriverError(.mongo, error.code, "\(redactingPassword(mongo.configuration.uri)): \(error.message)")
         }
     }
