@@ -141,7 +141,9 @@ class Bench:
         name = f"bench_peer_{int(time.time())}"
         env = dict(os.environ, PARLEY_DEV_MODE="1", PARLEY_NAMESPACE=name, PARLEY_POSTGRES_SCHEMA=name, PARLEY_MONGO_COLLECTION=name,
                    PARLEY_BCRYPT_COST="4", PARLEY_RATE_SENDS_PER_SECOND="1000000", PARLEY_RATE_SEND_BURST="1000000",
-                   PARLEY_RATE_REGISTRATIONS_PER_MINUTE="1000000", PARLEY_WS_IDLE_SECONDS="3600", PARLEY_LOG_LEVEL="warning")
+                   PARLEY_RATE_REGISTRATIONS_PER_MINUTE="1000000", PARLEY_WS_IDLE_SECONDS="3600", PARLEY_LOG_LEVEL="warning",
+                   **{f"PARLEY_RATE_{kind}_{what}": "1000000" for kind in ("EDITS", "RECEIPTS", "ROOMS", "MEMBERSHIP", "TYPING")
+                      for what in ("PER_MINUTE", "BURST")})
         server = subprocess.Popen([os.path.join(self.bin, "parley-server"), "--port", str(port)], env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

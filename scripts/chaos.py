@@ -232,6 +232,8 @@ class Chaos:
             "PARLEY_BCRYPT_COST": "4",
             "PARLEY_RATE_SENDS_PER_SECOND": "100000", "PARLEY_RATE_SEND_BURST": "100000",
             "PARLEY_RATE_REGISTRATIONS_PER_MINUTE": "100000",
+            **{f"PARLEY_RATE_{kind}_{what}": "1000000" for kind in ("EDITS", "RECEIPTS", "ROOMS", "MEMBERSHIP", "TYPING")
+               for what in ("PER_MINUTE", "BURST")},
             "PARLEY_LOG_LEVEL": "info",
         })
         return env
@@ -251,6 +253,7 @@ class Chaos:
         binary = os.path.join(self.options.bin, "parley-server")
         self.api = [Parley("api-a", binary, "api", env), Parley("api-b", binary, "api", env)]
         self.projector = Parley("projector", binary, "projectors", env)
+        self.second_projector = None  # started by the pause fault
         for process in self.api + [self.projector]:
             process.start()
         ports = [p.port for p in self.api]
@@ -288,7 +291,7 @@ class Chaos:
                 await client.socket.close()
         for task in self.client_tasks:
             task.cancel()
-        for process in self.api + [self.projector]:
+        for process in self.api + [self.projector] + ([self.second_projector] if self.second_projector else []):
             process.stop()
         if not self.options.keep:
             self.services.down()
@@ -434,6 +437,22 @@ class Chaos:
         await asyncio.sleep(self.options.down)
         await asyncio.to_thread(self.projector.start)
 
+    async def pause_projector(self):
+        """SIGSTOP of the projector process for longer than its leases last (10 s), with a
+        second projector process running: the second takes the partitions over; when the
+        first is continued, it wakes up holding a batch and writes on as if nothing had
+        happened. The read models must not lose or reorder anything (verify checks them)."""
+        if self.second_projector is None:
+            self.second_projector = Parley("projector-b", os.path.join(self.options.bin, "parley-server"), "projectors",
+                                           self.parley_env())
+            await asyncio.to_thread(self.second_projector.start)
+        pid = self.projector.process.pid
+        log(f"SIGSTOP the projector process (pid {pid}) for {self.options.pause:g} s; projector-b is running")
+        os.kill(pid, signal.SIGSTOP)
+        await asyncio.sleep(self.options.pause)
+        os.kill(pid, signal.SIGCONT)
+        log("SIGCONT: the first projector process wakes up")
+
     def store_fault(self, name):
         async def fault():
             log(f"kill -9 {name}; restarted {self.options.down} s later")
@@ -462,7 +481,9 @@ class Chaos:
         log(f"{title}: {self.options.rate} msg/s for {self.options.seconds} s")
         reconnects = sum(c.reconnects for c in self.clients)
         errors = sum(sum(c.errors.values()) for c in self.clients)
-        sent = await self.load(tag, self.options.seconds, self.options.seconds / 3, fault)
+        # A pause must end while the load goes on: the woken process then reads new entries beside the new holder.
+        seconds = max(self.options.seconds, self.options.pause + 12) if tag == "pause" else self.options.seconds
+        sent = await self.load(tag, seconds, self.options.seconds / 3, fault)
         settled = await self.settle(sent)
         row = self.check(tag, sent)
         row["fault"] = title
@@ -489,6 +510,8 @@ class Chaos:
 FAULTS = {
     "server": ("kill -9 of a parley-server (API + hub)", lambda c: c.kill_api),
     "projector": ("kill -9 of the projector process", lambda c: c.kill_projector),
+    "pause": ("SIGSTOP of the projector process past its lease (14 s; a second one takes over), then SIGCONT",
+              lambda c: c.pause_projector),
     "redis": ("kill -9 of Redis (restart from its AOF)", lambda c: c.store_fault("redis")),
     "postgresql": ("kill -9 of PostgreSQL", lambda c: c.store_fault("postgresql")),
     "mongodb": ("kill -9 of the MongoDB server (nx-27017)", lambda c: c.store_fault("mongodb")),
@@ -512,6 +535,7 @@ async def main():
     parser.add_argument("--rate", type=float, default=50, help="messages/s offered in total")
     parser.add_argument("--seconds", type=float, default=9, help="load per fault")
     parser.add_argument("--down", type=float, default=2, help="seconds the killed process stays down")
+    parser.add_argument("--pause", type=float, default=14, help="seconds the paused projector stays stopped (its lease: 10 s)")
     parser.add_argument("--appendfsync", default=os.environ.get("PARLEY_REDIS_APPENDFSYNC", "everysec"))
     parser.add_argument("--write", help="write the table into this markdown file")
     parser.add_argument("--command", default="scripts/chaos", help="the command named beside the table")

@@ -70,7 +70,11 @@ final class BenchServer: Sendable {
             "PARLEY_BCRYPT_COST": "4", "PARLEY_RATE_SENDS_PER_SECOND": "1000000", "PARLEY_RATE_SEND_BURST": "1000000",
             "PARLEY_RATE_REGISTRATIONS_PER_MINUTE": "1000000", "PARLEY_WS_IDLE_SECONDS": "3600",
             "PARLEY_WS_MAX_CONNECTIONS_PER_USER": "100000", "PARLEY_LOG_LEVEL": "warning",
-        ]) { $1 }
+        ]) { $1 }.merging(
+            ["EDITS", "RECEIPTS", "ROOMS", "MEMBERSHIP", "TYPING"].flatMap {
+                [("PARLEY_RATE_\($0)_PER_MINUTE", "1000000"), ("PARLEY_RATE_\($0)_BURST", "1000000")]
+            }
+        ) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.standardError
         if separateProjectors { process.arguments = ["--port", "\(port)", "--roles", "api"] }

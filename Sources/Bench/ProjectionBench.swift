@@ -137,20 +137,15 @@ struct ProjectionBench: AsyncParsableCommand {
 
 /// Wraps a projector and records, for each message it applies, the time from the event's
 /// own time (set when it was decided, just before its append) until the apply returned.
-struct TimedProjector: Projector {
+struct TimedProjector: WrappingProjector {
     let inner: any Projector
     let recorder: LatencyRecorder
     init(_ inner: any Projector, _ recorder: LatencyRecorder) {
         self.inner = inner
         self.recorder = recorder
     }
-    var name: String { inner.name }
-    var eventTypes: Set<EventType> { inner.eventTypes }
-    var priority: ProjectionPriority { inner.priority }
-    func prepare() async throws { try await inner.prepare() }
-    func checkpoint(partition: Int) async throws -> String { try await inner.checkpoint(partition: partition) }
-    func apply(_ events: [LoggedEvent], partition: Int) async throws {
-        try await inner.apply(events, partition: partition)
+    func apply(_ events: [LoggedEvent], partition: Int, epoch: Int64) async throws {
+        try await inner.apply(events, partition: partition, epoch: epoch)
         let now = Date()
         for event in events where event.event.type == .messageSent {
             recorder.record(.milliseconds(Int64(now.timeIntervalSince(event.event.at) * 1000)))

@@ -72,7 +72,8 @@ struct AppendRequest {
     }
 
     func parse(_ reply: RedisValue, partition: Int) throws -> Result {
-        if case .error(let text) = reply { throw EventLog.Failure(description: "append script failed: \(text)") }
+        // An error reply stays a Redis error: a refusal for Redis's state (`OOM`, `READONLY`, …) is then transient.
+        if case .error = reply { _ = try reply.orThrow() }
         guard let items = reply.array, let kind = items.first?.string else {
             throw EventLog.Failure(description: "append script answered \(reply)")
         }

@@ -67,6 +67,18 @@ public struct ConsumerGroup: Sendable {
         } while start != "0-0"
     }
 
+    /// Whether a consumer other than this one has entries pending (`XPENDING`'s summary). A holder that lost its lease
+    /// without knowing it may still read new entries for a moment; the new holder, seeing them pending with the old
+    /// one after its own read, claims them so that the partition is still applied in log order.
+    public func othersHavePending() async throws -> Bool {
+        let reply = try await redis.command(["XPENDING", stream, name])
+        guard let summary = reply.array, summary.count == 4 else { return false }
+        return (summary[3].array ?? []).contains { pair in
+            guard let fields = pair.array, fields.count == 2 else { return false }
+            return fields[0].string != consumer && (fields[1].string.flatMap(Int64.init) ?? fields[1].int ?? 0) > 0
+        }
+    }
+
     /// Deletes the group's consumers, other than this one, that have nothing pending and
     /// have been idle longer than `idleMs`. Each process joins under a name of its own, so
     /// without this the group's consumer list grows by one with every restart, forever.

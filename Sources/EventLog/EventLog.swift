@@ -163,7 +163,9 @@ public final class EventLog: Service, Sendable {
 
     /// The lease on `partition` for projector `projector`, as `owner` would hold it.
     public func lease(_ projector: String, partition: Int, owner: String, ttl: Duration = PartitionLease.ttl) -> PartitionLease {
-        PartitionLease(redis: redis, key: keys.lease(projector, partition: partition), owner: owner, ttl: ttl)
+        PartitionLease(
+            redis: redis, key: keys.lease(projector, partition: partition), epochKey: keys.leaseEpoch(projector, partition: partition),
+            owner: owner, ttl: ttl)
     }
 
     /// Projector `projector`'s dead-letter stream.

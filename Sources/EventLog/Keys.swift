@@ -33,6 +33,9 @@ public struct Keys: Sendable, Equatable {
 
     /// Who projects `partition` for `projector` (`PartitionLease`).
     public func lease(_ projector: String, partition: Int) -> String { "\(namespace):lease:\(projector):\(partition)" }
+    /// The lease's epoch counter: raised at each takeover, never expires (one per projector and partition). Its hash tag is
+    /// the whole lease key, so that both are in one Redis Cluster slot.
+    public func leaseEpoch(_ projector: String, partition: Int) -> String { "{\(lease(projector, partition: partition))}:epoch" }
     /// Set while a shadow swap stops `projector`'s live writes (`ProjectionHold`).
     public func hold(_ projector: String) -> String { "\(namespace):hold:\(projector)" }
     /// A live runner's answer to a hold: it has paused `partition`.

@@ -133,6 +133,29 @@ public struct LogReader: Sendable {
         return false
     }
 
+    /// The newest entry id the partition's stream ever had (`last-generated-id`, kept even when that entry is deleted);
+    /// "0-0" for a stream that does not exist. A read model that has applied past it holds events the log has lost: Redis
+    /// came back from an older snapshot or AOF, or its stream was deleted and written again.
+    public func lastGenerated(partition: Int) async throws -> String {
+        do {
+            return try await redis.xinfoStream(keys.stream(partition))["last-generated-id"]?.string ?? "0-0"
+        } catch let error as DriverError where error.code == .server {
+            return "0-0"  // no such key
+        }
+    }
+
+    /// Whether the partition's stream lacks the entry `entryID`, one a read model applied: true means the log lost it
+    /// (Redis came back from an older snapshot, or the entry was deleted), also once newer entries have been appended
+    /// since. "0-0" is never missing; an entry older than a stream that was trimmed cannot be told and counts as there.
+    public func lacks(partition: Int, entryID: String) async throws -> Bool {
+        guard entryID != "0-0" else { return false }
+        let stream = keys.stream(partition)
+        if try await !redis.xrange(stream, from: entryID, to: entryID, count: 1).isEmpty { return false }
+        let first = try await redis.xrange(stream, count: 1).first?.id ?? "0-0"
+        if StreamID.less(entryID, first), try await wasTrimmed(partition: partition) { return false }
+        return true
+    }
+
     /// Whether entries were ever trimmed or deleted from the partition's stream (Redis
     /// counts every entry added: more than it holds means some are gone).
     public func wasTrimmed(partition: Int) async throws -> Bool {

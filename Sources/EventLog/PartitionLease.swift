@@ -6,6 +6,12 @@ import Drivers
 /// partition on after `ttl`. Taking, renewing and releasing are each one atomic step
 /// (a script): a renewal never extends a lease another process took meanwhile, and a
 /// release never deletes one that is no longer ours.
+///
+/// Each takeover raises the lease's **epoch** (a counter kept beside the lease that never
+/// expires), and a holder writes its epoch with everything it projects: a read model
+/// refuses a write of an older epoch than one it has seen. A holder that froze past its
+/// lease (a GC pause, a SIGSTOP, a store call that hung) and wakes up still thinking it
+/// holds the partition is thereby fenced off: its first write fails, and it stops.
 public struct PartitionLease: Sendable {
     /// How long a lease lasts unless renewed; holders renew at a third of it.
     public static let ttl: Duration = .seconds(10)
@@ -13,6 +19,8 @@ public struct PartitionLease: Sendable {
     let redis: RedisClient
     /// The lease key (`<ns>:lease:<projector>:<p>`).
     public let key: String
+    /// The epoch counter's key (`{<lease key>}:epoch`).
+    let epochKey: String
     /// Who this handle acquires for (a consumer name, or `parley-replay-<pid>-<n>`).
     public let owner: String
     /// How long an acquisition lasts unless renewed.
@@ -20,14 +28,28 @@ public struct PartitionLease: Sendable {
 
     /// Takes the lease when nobody holds it, or renews it when we do; false when another
     /// holder has it.
-    public func acquire() async throws -> Bool {
-        try await Self.leaseScript.run(redis, keys: [key], arguments: [owner, String(ttl.milliseconds), "take"]).orThrow().int == 1
+    public func acquire() async throws -> Bool { try await take() != nil }
+
+    /// Takes the lease when nobody holds it (raising the epoch) or renews it when we do, and returns the epoch we hold it
+    /// at; nil when another holder has it.
+    public func take() async throws -> Int64? {
+        let epoch = try await Self.leaseScript.run(redis, keys: [key, epochKey], arguments: [owner, String(ttl.milliseconds), "take"])
+            .orThrow().int
+        return epoch.flatMap { $0 > 0 ? $0 : nil }
     }
 
     /// Extends the lease if it is still ours; false when it expired or another holder has
     /// it (then whatever was done under it may have overlapped another holder's work).
     public func renew() async throws -> Bool {
-        try await Self.leaseScript.run(redis, keys: [key], arguments: [owner, String(ttl.milliseconds), "renew"]).orThrow().int == 1
+        (try await Self.leaseScript.run(redis, keys: [key, epochKey], arguments: [owner, String(ttl.milliseconds), "renew"]).orThrow()
+            .int ?? 0) > 0
+    }
+
+    /// While the lease is ours, raises its epoch above `seen` (an epoch a read model holds: the counter was lost, say
+    /// with a Redis restored from an older backup) and returns the new one; nil when the lease is not ours.
+    public func raiseEpoch(above seen: Int64) async throws -> Int64? {
+        let epoch = try await Self.raiseScript.run(redis, keys: [key, epochKey], arguments: [owner, String(seen)]).orThrow().int
+        return epoch.flatMap { $0 > 0 ? $0 : nil }
     }
 
     /// Gives the lease up if it is still ours (a no-op otherwise).
@@ -77,15 +99,32 @@ public struct PartitionLease: Sendable {
         public var description: String { "the lease \(key) was taken by another process" }
     }
 
-    /// ARGV: owner, ttl ms, `take` (take a free lease or renew ours) or `renew` (ours only).
+    /// KEYS: the lease, its epoch. ARGV: owner, ttl ms, `take` (take a free lease or renew ours) or `renew` (ours only).
+    /// Returns the epoch held at, 0 when the lease is another's.
     private static let leaseScript = RedisScript(
         """
-        if ARGV[3] == 'take' and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+        if ARGV[3] == 'take' and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+          return redis.call('INCR', KEYS[2])
+        end
         if redis.call('GET', KEYS[1]) == ARGV[1] then
           redis.call('PEXPIRE', KEYS[1], ARGV[2])
-          return 1
+          local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
+          if epoch < 1 then epoch = redis.call('INCR', KEYS[2]) end
+          return epoch
         end
         return 0
+        """)
+
+    /// KEYS: the lease, its epoch. ARGV: owner, the epoch to exceed. Returns the new epoch, 0 when the lease is another's.
+    private static let raiseScript = RedisScript(
+        """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
+        if epoch <= tonumber(ARGV[2]) then
+          epoch = tonumber(ARGV[2]) + 1
+          redis.call('SET', KEYS[2], epoch)
+        end
+        return epoch
         """)
 
     private static let releaseScript = RedisScript(

@@ -37,8 +37,19 @@ struct ServerConfiguration: Sendable {
     /// Message sends a user may make per second, and the burst above that rate.
     var sendsPerSecond = 20
     var sendBurst = 40
+    /// The other appending commands' rates per user (`PARLEY_RATE_<CLASS>_PER_MINUTE`, `PARLEY_RATE_<CLASS>_BURST`).
+    var commandRates: [CommandLimits.Class: (perMinute: Int, burst: Int)] = [:]
     /// Accounts one client address may create per minute.
     var registrationsPerMinute = 10
+    /// Login attempts one client address may make per minute.
+    var loginsPerMinute = 30
+    /// Failed logins one username may have per hour (from any address), and at once.
+    var loginFailuresPerHour = 20
+    var loginFailureBurst = 5
+    /// Password hashes and checks that may wait for the thread pool at once (more get 503).
+    var maxQueuedPasswordChecks = 64
+    /// Proxies whose `X-Forwarded-For` names the client (`PARLEY_TRUSTED_PROXIES`, comma-separated addresses).
+    var trustedProxies: Set<String> = []
     /// Frames a WebSocket may have queued before it is closed as too slow (4001).
     var wsQueueFrames = 1024
     /// Seconds without a frame from a client before its WebSocket is closed (4002).
@@ -97,7 +108,21 @@ struct ServerConfiguration: Sendable {
         self.maxBodyBytes = try int("max-body-bytes", flag: nil, default: 64 * 1024, range: 1024...16 * 1024 * 1024)
         self.sendsPerSecond = try int("rate-sends-per-second", flag: nil, default: 20, range: 1...1_000_000)
         self.sendBurst = try int("rate-send-burst", flag: nil, default: 40, range: 1...1_000_000)
+        for kind in CommandLimits.Class.allCases where kind != .sends {
+            commandRates[kind] = (
+                try int("rate-\(kind.rawValue)-per-minute", flag: nil, default: kind.defaults.perMinute, range: 1...1_000_000),
+                try int("rate-\(kind.rawValue)-burst", flag: nil, default: kind.defaults.burst, range: 1...1_000_000)
+            )
+        }
+        commandRates[.sends] = (sendsPerSecond * 60, sendBurst)
         self.registrationsPerMinute = try int("rate-registrations-per-minute", flag: nil, default: 10, range: 1...1_000_000)
+        self.loginsPerMinute = try int("rate-logins-per-minute", flag: nil, default: 30, range: 1...1_000_000)
+        self.loginFailuresPerHour = try int("rate-login-failures-per-hour", flag: nil, default: 20, range: 1...1_000_000)
+        self.loginFailureBurst = try int("rate-login-failure-burst", flag: nil, default: 5, range: 1...1_000_000)
+        self.maxQueuedPasswordChecks = try int("max-queued-password-checks", flag: nil, default: 64, range: 1...100_000)
+        self.trustedProxies = Set(
+            (environment["PARLEY_TRUSTED_PROXIES"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty })
         self.wsQueueFrames = try int("ws-queue-frames", flag: nil, default: 1024, range: 8...1_000_000)
         self.wsIdleSeconds = try int("ws-idle-seconds", flag: nil, default: 120, range: 1...86_400)
         self.wsMaxConnectionsPerUser = try int("ws-max-connections-per-user", flag: nil, default: 32, range: 1...100_000)

@@ -68,6 +68,38 @@ struct ProjectionFaultTests {
         try await f.cleanUp()
     }
 
+    /// Redis restored from an older snapshot: the read models hold events the log no longer has, and the rooms' numbers
+    /// went back with it. The projectors must notice and stop, not project new events over the old ones.
+    @Test func aLogThatLostItsNewestEntriesIsNoticedAndNothingIsProjectedOverThem() async throws {
+        let f = try await ProjectionFixture(partitions: 1)
+        let ids = try await f.workload()
+        try await sendMany(f, ids, count: 10, prefix: "kept")
+        try await f.project()
+        // The restore: the stream as it was five entries ago (its consumer groups are gone with it).
+        let stream = f.log.keys.stream(0)
+        let entries = try await f.redis.xrange(stream)
+        try await f.redis.command("DEL", stream)
+        for entry in entries.dropLast(5) {
+            _ = try await f.redis.command(["XADD", stream, entry.id, "event", entry["event"] ?? ""])
+        }
+        let seqBefore = try #require(try await f.read.room(id: "club")?.lastSeq)
+        let live = f.startLive()
+        _ = try await eventually(seconds: 30) {
+            let lost = Set(f.lag.lostTail.map(\.projector))
+            guard lost == [f.metadata.name, f.messages.name] else { throw ProjectionError("lost tail reported for \(lost)") }
+            return lost
+        }
+        #expect(f.lag.lostTail.allSatisfy { $0.logEnds == entries.dropLast(5).last?.id && $0.applied == entries.last?.id })
+        try await f.log.execute(
+            .send(roomId: "club", messageId: "after-the-loss", body: "new", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await f.history.message(id: "after-the-loss") == nil)
+        #expect(try await f.read.room(id: "club")?.lastSeq == seqBefore)
+        live.cancel()
+        _ = try? await live.value
+        try await f.cleanUp()
+    }
+
     @Test func poisonEventsAreParkedAndLaterEventsStillArrive() async throws {
         let f = try await ProjectionFixture(partitions: 1)
         let ids = try await f.workload()

@@ -44,6 +44,24 @@ struct ConnectionStartTests {
         try await redis.command(["SREM", log.keys.guards(partition).joined(bob), "club"])
     }
 
+    /// A `since` from long ago costs a bounded read: past `maxScan` entries nothing is replayed, the client is told to
+    /// refetch, and the connection starts where a new one would, with the rooms the user is in now.
+    @Test func aSinceFurtherBackThanTheScanBoundIsNotReplayedButTheConnectionStarts() async throws {
+        let (log, _, ann, bob, since) = try await Self.club()
+        for n in 0..<30 {
+            try await log.execute(.send(roomId: "club", messageId: "far\(n)", body: "far \(n)", clientMsgId: nil, replyTo: nil), actor: ann)
+        }
+        let start = try await log.head()
+        var begin = ConnectionStart(log: log, userId: bob, maxReplay: 1000)
+        begin.pageSize = 5
+        let within = try await begin.run(start: start, since: since)
+        #expect(within.frames.count == 30 && within.recovered)
+        begin.maxScan = 20
+        let beyond = try await begin.run(start: start, since: since)
+        #expect(beyond.frames.isEmpty && !beyond.recovered)
+        #expect(beyond.viewer.rooms == within.viewer.rooms && beyond.viewer.rooms.contains("club"))
+    }
+
     @Test func anOldRemovalIsResolvedFromTheUsersEarlierMembershipEvents() async throws {
         let (log, redis, ann, bob, since) = try await Self.club()
         try await log.execute(.send(roomId: "club", messageId: "m2", body: "two", clientMsgId: nil, replyTo: nil), actor: ann)

@@ -36,6 +36,82 @@ struct LimitsAndMetricsTests {
         try await s.cleanUp()
     }
 
+    /// Not only sends: every command that appends to the log has a budget per user, so no
+    /// one user can grow the log (or everyone's room lists) with edits, rooms or invites.
+    @Test func everyAppendingCommandHasABudgetAndReceiptsThatDoNotMoveAppendNothing() async throws {
+        var limits: [String: String] = [:]
+        for kind in ["EDITS", "ROOMS", "MEMBERSHIP", "RECEIPTS"] {
+            limits["PARLEY_RATE_\(kind)_PER_MINUTE"] = "1"
+            limits["PARLEY_RATE_\(kind)_BURST"] = "2"
+        }
+        let s = try await ServerProcess(environment: limits)
+        let ann = try await s.register("budgetann")
+        let bob = try await s.register("budgetbob")
+        func over(_ method: String, _ path: String, _ body: [String: Any]) async throws -> ServerProcess.HTTPResult {
+            var last = try await s.request(method, path, token: ann.token, body: body)
+            for _ in 0..<2 where last.status != 429 { last = try await s.request(method, path, token: ann.token, body: body) }
+            return last
+        }
+        // Rooms: two, then 429.
+        let room = try await s.request("POST", "/v1/rooms", token: ann.token, body: ["name": "first"])
+        let roomId = try #require(room["room", "id"] as? String)
+        let rooms = try await over("POST", "/v1/rooms", ["name": "more"])
+        #expect(rooms.status == 429 && rooms.error == "rate_limited", "\(rooms.text)")
+        // Edits (and deletions, the same budget): two, then 429.
+        let sent = try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "v0"])
+        let messageId = try #require(sent["message", "id"] as? String)
+        let edits = try await over("PATCH", "/v1/rooms/\(roomId)/messages/\(messageId)", ["body": "again"])
+        #expect(edits.status == 429 && edits.error == "rate_limited", "\(edits.text)")
+        // Invites, renames, joins and leaves share one budget.
+        #expect(try await s.request("POST", "/v1/rooms/\(roomId)/invites", token: ann.token, body: ["userId": bob.id]).status < 300)
+        let renames = try await over("PATCH", "/v1/rooms/\(roomId)", ["name": "renamed"])
+        #expect(renames.status == 429 && renames.error == "rate_limited", "\(renames.text)")
+
+        // A receipt that does not move appends nothing (and takes no token): twenty of them, then the log is as it was.
+        let redis = try TestStores.redis()
+        let stream = "\(s.namespace):log:{0}"
+        #expect(try await s.request("POST", "/v1/rooms/\(roomId)/read", token: ann.token, body: ["seq": 1]).status == 200)
+        _ = try await s.until("/v1/rooms/\(roomId)", token: ann.token) { reply in
+            ((reply.json["room"] as? [String: Any])?["members"] as? [[String: Any]])?.first { $0["userId"] as? String == ann.id }?[
+                "lastReadSeq"] as? Int == 1
+        }
+        let length = try await redis.command("XLEN", stream).int
+        for _ in 0..<20 {
+            #expect(try await s.request("POST", "/v1/rooms/\(roomId)/read", token: ann.token, body: ["seq": 1]).status == 200)
+        }
+        #expect(try await redis.command("XLEN", stream).int == length)
+        await redis.shutdown()
+        try await s.cleanUp()
+    }
+
+    /// Password guessing: failures count against the username from any address, and a
+    /// username out of failures is refused before its password is checked; the address
+    /// behind a trusted proxy is the one in `X-Forwarded-For`, which others cannot forge.
+    @Test func failedLoginsThrottleTheUsernameAndAddressesBehindATrustedProxyAreTheirOwn() async throws {
+        let s = try await ServerProcess(environment: [
+            "PARLEY_RATE_LOGIN_FAILURES_PER_HOUR": "1", "PARLEY_RATE_LOGIN_FAILURE_BURST": "3",
+            "PARLEY_RATE_LOGINS_PER_MINUTE": "4", "PARLEY_TRUSTED_PROXIES": "127.0.0.1",
+        ])
+        _ = try await s.register("guessann")
+        _ = try await s.register("guessbob")
+        func login(_ name: String, _ password: String, from address: String) async throws -> ServerProcess.HTTPResult {
+            try await s.request(
+                "POST", "/v1/auth/login", body: ["username": name, "password": password], headers: ["X-Forwarded-For": address])
+        }
+        for n in 0..<3 { #expect(try await login("guessann", "wrong \(n) password", from: "10.0.0.\(n)").status == 401) }
+        // Out of failures: even the right password waits, wherever it comes from; bob is not affected.
+        let refused = try await login("GuessAnn", "long enough password", from: "10.0.0.9")
+        #expect(refused.status == 429 && refused.error == "rate_limited", "\(refused.text)")
+        #expect(((refused.json["error"] as? [String: Any])?["retryAfterMs"] as? Int ?? 0) > 0)
+        #expect(try await login("guessbob", "long enough password", from: "10.0.0.9").status == 200)
+        // Per address: 4 attempts a minute from 10.0.0.9 (one was ann's, one bob's), then 429; another address is fine.
+        #expect(try await login("guessbob", "long enough password", from: "10.0.0.9").status == 200)
+        #expect(try await login("guessbob", "long enough password", from: "10.0.0.9").status == 200)
+        #expect(try await login("guessbob", "long enough password", from: "10.0.0.9").status == 429)
+        #expect(try await login("guessbob", "long enough password", from: "192.0.2.1, 10.0.0.8").status == 200)
+        try await s.cleanUp()
+    }
+
     @Test func accountCreationIsLimitedPerAddress() async throws {
         let s = try await ServerProcess(environment: ["PARLEY_RATE_REGISTRATIONS_PER_MINUTE": "2"])
         _ = try await s.register("first1")

@@ -18,6 +18,12 @@ final class ServerProcess: @unchecked Sendable {
     /// collection (API and WebSocket only: the first one runs the projectors).
     /// With `namespace` and `schema`, a server (both roles) on the log and read models an
     /// earlier one left.
+    /// Every command class's rate limit out of the way of the flows (the limits have tests of their own).
+    static let generousRates = Dictionary(
+        uniqueKeysWithValues: ["EDITS", "RECEIPTS", "ROOMS", "MEMBERSHIP", "TYPING"].flatMap {
+            [("PARLEY_RATE_\($0)_PER_MINUTE", "1000000"), ("PARLEY_RATE_\($0)_BURST", "100000")]
+        } + [("PARLEY_RATE_LOGINS_PER_MINUTE", "1000000"), ("PARLEY_RATE_LOGIN_FAILURES_PER_HOUR", "1000000")])
+
     init(sharing other: ServerProcess? = nil, environment extra: [String: String] = [:], namespace: String? = nil, schema: String? = nil)
         async throws
     {
@@ -32,7 +38,7 @@ final class ServerProcess: @unchecked Sendable {
                 "PARLEY_MONGO_COLLECTION": self.schema, "PARLEY_BCRYPT_COST": "4",
                 // Flows send fast; the limits have tests of their own.
                 "PARLEY_RATE_SENDS_PER_SECOND": "100000", "PARLEY_RATE_SEND_BURST": "100000",
-            ].merging(extra) { $1 }
+            ].merging(Self.generousRates) { $1 }.merging(extra) { $1 }
         ) { $1 }
         process.standardOutput = FileHandle.nullDevice
         // Kept so that a server that stops at start says why in the test's failure.
@@ -88,10 +94,12 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Sends a request; `body` is JSON-encoded unless it is raw `Data`.
     @discardableResult
-    func request(_ method: String, _ path: String, token: String? = nil, body: Any? = nil, timeout: Double = 60) async throws -> HTTPResult
-    {
+    func request(
+        _ method: String, _ path: String, token: String? = nil, body: Any? = nil, headers: [String: String] = [:], timeout: Double = 60
+    ) async throws -> HTTPResult {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         request.timeoutInterval = timeout
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpMethod = method
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         if let data = body as? Data {

@@ -67,6 +67,53 @@ struct StoreOutageTests {
     }
 }
 
+/// A Redis that is up but refuses writes: full under `maxmemory` with `noeviction` (the
+/// setting a log needs), or a replica after a failover. Users are told to come back, the
+/// operator sees a metric, and nothing already stored is lost.
+@Suite("A Redis that refuses writes")
+struct RedisRefusalTests {
+    @Test func aFullRedisGives503AndACountedRefusalAndServiceResumesWhenThereIsRoom() async throws {
+        let redis = try PrivateServer("redis-full") { port, dir in
+            (
+                "/usr/bin/redis-server",
+                [
+                    "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir.path,
+                    "--maxmemory-policy", "noeviction",
+                ], nil
+            )
+        }
+        try await redis.start()
+        let s = try await ServerProcess(environment: ["PARLEY_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0"])
+        let ann = try await s.register("fullann")
+        let bob = try await s.register("fullbob")
+        let before = try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "before"])
+        #expect(before.status == 201)
+        let roomId = try #require(before["room", "id"] as? String)
+        let bobWS = WSTestClient(port: s.port, token: bob.token)
+        _ = try await bobWS.next(type: "hello")
+
+        // Redis is full: its memory limit is set below what it holds.
+        let cli = "/usr/bin/redis-cli"
+        _ = try await runProcess(cli, ["-p", "\(redis.port)", "CONFIG", "SET", "maxmemory", "1"])
+        let full = try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "while full"])
+        #expect(full.status == 503 && full.error == "service_unavailable", "\(full.text)")
+        try bobWS.send(["type": "send", "roomId": roomId, "body": "ws while full", "clientMsgId": "w1"])
+        let error = try await bobWS.next(type: "error", seconds: 15)
+        #expect(error["code"] as? String == "service_unavailable" && error["ref"] as? String == "w1", "\(error)")
+        let metrics = try await s.request("GET", "/metrics", token: ann.token)
+        #expect(metrics.text.contains("parley_redis_refusals{reason=\"OOM\"} 2"), "\(metrics.text.prefix(3000))")
+
+        _ = try await runProcess(cli, ["-p", "\(redis.port)", "CONFIG", "SET", "maxmemory", "0"])
+        let after = try await s.request("POST", "/v1/rooms/\(roomId)/messages", token: ann.token, body: ["body": "after"])
+        #expect(after.status == 201 && after["message", "seq"] as? Int == 2, "\(after.text)")
+        let history = try await s.until("/v1/rooms/\(roomId)/messages", token: bob.token) { ($0.json["messages"] as? [Any])?.count == 2 }
+        #expect((history.json["messages"] as? [[String: Any]])?.compactMap { $0["body"] as? String } == ["after", "before"])
+        bobWS.close()
+        try await s.cleanUp()
+        await redis.kill()
+    }
+}
+
 /// The messages read model's store going down: history is unavailable, the chat is not.
 @Suite("A MongoDB outage under a running server")
 struct MongoOutageTests {

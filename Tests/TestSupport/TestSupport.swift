@@ -175,8 +175,18 @@ public func runParley(
     _ executable: String, _ arguments: [String] = [], environment: [String: String] = [:], removing: [String] = [],
     timeout: Double = 60
 ) async throws -> ProcessResult {
+    try await runProcess(
+        repositoryRoot.appendingPathComponent(".build/debug/\(executable)").path, arguments, environment: environment,
+        removing: removing, timeout: timeout)
+}
+
+/// Runs the program at `path` as `runParley` does (`redis-cli`, say).
+public func runProcess(
+    _ path: String, _ arguments: [String] = [], environment: [String: String] = [:], removing: [String] = [],
+    timeout: Double = 60
+) async throws -> ProcessResult {
     let process = Process()
-    process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/\(executable)")
+    process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     for name in removing { env[name] = nil }

@@ -49,9 +49,23 @@ public struct DriverError: Error, CustomStringConvertible, Sendable, Equatable {
         self.serverCode = serverCode
     }
 
-    /// Whether the failure is of the connection rather than of the command: the caller may
-    /// retry once the store is back.
-    public var isTransient: Bool { code == .unavailable || code == .timeout }
+    /// Whether the failure is of the store's state rather than of the command: the connection failed or timed out, or
+    /// Redis refused the command for a while (`refusedByRedis`). The caller may retry once the store is back.
+    public var isTransient: Bool { code == .unavailable || code == .timeout || refusedByRedis != nil }
+
+    /// The reply's code word when Redis refused a command for its state, not for the command: out of memory under
+    /// `maxmemory` (`OOM`), a failed background save (`MISCONF`), a replica or a failed-over primary (`READONLY`), loading
+    /// its data (`LOADING`), a script running too long (`BUSY`), a cluster not serving the slot (`CLUSTERDOWN`,
+    /// `TRYAGAIN`, `MASTERDOWN`), too few replicas (`NOREPLICAS`). A script refused so wrote nothing: Redis refuses at its
+    /// first write. Operators should hear of every one (`parley_redis_refusals`).
+    public var refusedByRedis: Substring? {
+        guard let word = redisErrorCode, Self.refusalCodes.contains(String(word)) else { return nil }
+        return word
+    }
+
+    static let refusalCodes: Set<String> = [
+        "OOM", "MISCONF", "READONLY", "LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "NOREPLICAS",
+    ]
 
     /// The error's code word when Redis answered with an error reply (`NOGROUP`, `OOM`,
     /// `READONLY`, …): by the protocol's convention an error reply starts with it.

@@ -169,8 +169,9 @@ extension bson_error_t {
     }
 }
 
-/// A counting semaphore for async callers, with a timeout.
-final class AsyncSemaphore: Sendable {
+/// A counting semaphore for async callers, with a timeout: the MongoDB client's connection permits, the hub's
+/// concurrent replays.
+public final class AsyncSemaphore: Sendable {
     private struct State {
         var permits: Int
         var waiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
@@ -178,11 +179,13 @@ final class AsyncSemaphore: Sendable {
     }
     private let state: NIOLockedValueBox<State>
 
-    init(permits: Int) {
+    /// `permits` holders at once (at least 1).
+    public init(permits: Int) {
         state = NIOLockedValueBox(State(permits: max(1, permits)))
     }
 
-    func acquire(timeout: Duration, store: DriverError.Store) async throws {
+    /// Waits for a permit; after `timeout`, throws a `.timeout` `DriverError` of `store` (transient: try again later).
+    public func acquire(timeout: Duration, store: DriverError.Store) async throws {
         let id: UInt64? = state.withLockedValue { state in
             if state.permits > 0 {
                 state.permits -= 1
@@ -211,7 +214,8 @@ final class AsyncSemaphore: Sendable {
         }
     }
 
-    func release() {
+    /// Gives a permit back (to the longest waiter, if any).
+    public func release() {
         let next = state.withLockedValue { state -> CheckedContinuation<Void, any Error>? in
             if state.waiters.isEmpty {
                 state.permits += 1

@@ -50,9 +50,27 @@ public struct MessagesProjector: Projector {
         return String(repeating: "0", count: max(0, 15 - ms.count)) + ms + "-" + String(repeating: "0", count: max(0, 10 - seq.count)) + seq
     }
 
+    /// Records that lease epoch `epoch` now writes `partition` (the checkpoint document keeps the highest epoch seen);
+    /// throws `ProjectionFenced` when a newer one already does.
+    public func fence(partition: Int, epoch: Int64) async throws {
+        let id = BSON.string("\(name):\(partition)")
+        try await checkpoints.updateOne(filter: ["_id": id], update: ["$max": ["epoch": .int64(epoch)]], upsert: true)
+        try await refuseOlder(than: try await checkpoints.findOne(["_id": id]), partition: partition, epoch: epoch)
+    }
+
+    private func refuseOlder(than checkpoint: BSONDocument?, partition: Int, epoch: Int64) throws {
+        let seen = checkpoint?["epoch"]?.int64Value ?? 0
+        if seen > epoch { throw ProjectionFenced(partition: partition, epoch: epoch, seen: seen) }
+    }
+
     /// One ordered bulk write for the batch, then the checkpoint. A send only inserts and an edit or deletion applies only
-    /// over an older `pos`, so a batch delivered twice changes nothing the second time.
-    public func apply(_ events: [LoggedEvent], partition: Int) async throws {
+    /// over an older `pos`, so a batch delivered twice changes nothing the second time. MongoDB has no transaction here
+    /// to hold the epoch with the writes: the checkpoint's epoch is checked before them, and the checkpoint itself is
+    /// written only under an epoch no newer than ours (a write that slips in between is one a newer holder has also
+    /// read and applies again: each is idempotent).
+    public func apply(_ events: [LoggedEvent], partition: Int, epoch: Int64) async throws {
+        let id = BSON.string("\(name):\(partition)")
+        if epoch > 0 { try refuseOlder(than: try await checkpoints.findOne(["_id": id]), partition: partition, epoch: epoch) }
         var writes: [MongoWrite] = []
         for logged in events {
             let event = logged.event
@@ -95,8 +113,15 @@ public struct MessagesProjector: Projector {
         }
         try await collection.bulkWrite(writes, ordered: true)
         if let last = events.last {
-            try await checkpoints.updateOne(
-                filter: ["_id": .string("\(name):\(partition)")], update: ["$set": ["position": .string(last.entryID)]], upsert: true)
+            do {
+                try await checkpoints.updateOne(
+                    filter: ["_id": id, "epoch": ["$lte": .int64(epoch)]],
+                    update: ["$set": ["position": .string(last.entryID)], "$max": ["epoch": .int64(epoch)]], upsert: true)
+            } catch let error as DriverError where error.code == .duplicateKey {
+                // The filter missed an existing document: its epoch is newer than ours.
+                try refuseOlder(than: try await checkpoints.findOne(["_id": id]), partition: partition, epoch: epoch)
+                throw error
+            }
         }
     }
 }

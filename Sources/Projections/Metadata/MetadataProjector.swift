@@ -61,17 +61,37 @@ public struct MetadataProjector: Projector {
         ).first?.string("position") ?? "0-0"
     }
 
+    /// Records that lease epoch `epoch` now writes `partition` (the checkpoint row keeps the highest epoch seen): from
+    /// then on a transaction of an older epoch is refused. Throws `ProjectionFenced` when a newer one already writes.
+    public func fence(partition: Int, epoch: Int64) async throws {
+        let seen =
+            try await postgres.query(
+                """
+                INSERT INTO \(schema).projector_checkpoints AS c (projector, partition, position, epoch, updated_at)
+                VALUES ($1, $2, '0-0', $3, now())
+                ON CONFLICT (projector, partition) DO UPDATE SET epoch = greatest(c.epoch, EXCLUDED.epoch)
+                RETURNING epoch
+                """, [name, partition, epoch]
+            ).first?.int("epoch").map(Int64.init) ?? 0
+        if seen > epoch { throw ProjectionFenced(partition: partition, epoch: epoch, seen: seen) }
+    }
+
     /// One transaction: the events after the stored checkpoint (older ones are skipped), folded into array statements, then
-    /// the new checkpoint. A batch delivered twice changes nothing the second time.
-    public func apply(_ events: [LoggedEvent], partition: Int) async throws {
+    /// the new checkpoint. A batch delivered twice changes nothing the second time. The checkpoint row is locked first
+    /// and holds the newest writer's lease epoch: a batch of an older epoch is refused (`ProjectionFenced`) before it
+    /// writes anything.
+    public func apply(_ events: [LoggedEvent], partition: Int, epoch: Int64) async throws {
         guard !events.isEmpty else { return }
         let s = schema
         let name = self.name
         try await postgres.withTransaction { c in
-            let done =
-                try c.query(
-                    "SELECT position FROM \(s).projector_checkpoints WHERE projector = $1 AND partition = $2 FOR UPDATE", [name, partition]
-                ).first?.string("position") ?? "0-0"
+            let row = try c.query(
+                "SELECT position, epoch FROM \(s).projector_checkpoints WHERE projector = $1 AND partition = $2 FOR UPDATE",
+                [name, partition]
+            ).first
+            let seen = row?.int("epoch").map(Int64.init) ?? 0
+            if seen > epoch { throw ProjectionFenced(partition: partition, epoch: epoch, seen: seen) }
+            let done = row?.string("position") ?? "0-0"
             let fresh = events.filter { StreamID.less(done, $0.entryID) }
             guard let last = fresh.last else { return }
             var batch = Batch()
@@ -79,9 +99,11 @@ public struct MetadataProjector: Projector {
             try batch.flush(schema: s, connection: c)
             try c.query(
                 """
-                INSERT INTO \(s).projector_checkpoints (projector, partition, position, updated_at) VALUES ($1, $2, $3, now())
-                ON CONFLICT (projector, partition) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
-                """, [name, partition, last.entryID])
+                INSERT INTO \(s).projector_checkpoints AS c (projector, partition, position, epoch, updated_at)
+                VALUES ($1, $2, $3, $4, now())
+                ON CONFLICT (projector, partition) DO UPDATE SET position = EXCLUDED.position, epoch = greatest(c.epoch, EXCLUDED.epoch),
+                  updated_at = now()
+                """, [name, partition, last.entryID, epoch])
         }
     }
 

@@ -13,6 +13,23 @@ public final class ProjectionLag: Sendable {
     }
 
     private let values = NIOLockedValueBox<[String: [Int: Lag]]>([:])
+    private let lostTails = NIOLockedValueBox<[String: LostTail]>([:])
+
+    /// A read model that has applied further than the log now goes: the log lost its newest entries.
+    public struct LostTail: Sendable, Equatable, CustomStringConvertible {
+        /// The projector whose read model is ahead.
+        public var projector: String
+        /// The partition.
+        public var partition: Int
+        /// Where the read model is.
+        public var applied: String
+        /// The newest entry the log has ever had now.
+        public var logEnds: String
+        /// For `/readyz` and the log line.
+        public var description: String {
+            "the \(projector) read model has applied partition \(partition) up to \(applied), past the end of the log (\(logEnds))"
+        }
+    }
 
     /// One per process, shared by its `ProjectorRunner`s, which write it, and `/readyz` and `/metrics`, which read it.
     public init() {}
@@ -20,6 +37,13 @@ public final class ProjectionLag: Sendable {
     func set(_ projector: String, partition: Int, _ lag: Lag) {
         values.withLockedValue { $0[projector, default: [:]][partition] = lag }
     }
+
+    func setLostTail(_ projector: String, partition: Int, _ lost: LostTail?) {
+        lostTails.withLockedValue { $0["\(projector):\(partition)"] = lost }
+    }
+
+    /// Partitions whose log lost entries a read model had applied: their runners project nothing until it is resolved.
+    public var lostTail: [LostTail] { lostTails.withLockedValue { Array($0.values) }.sorted { $0.description < $1.description } }
 
     /// Every projector's lag by partition.
     public var snapshot: [String: [Int: Lag]] { values.withLockedValue { $0 } }

@@ -35,11 +35,46 @@ public protocol Projector: Sendable {
 
     /// Applies `events` of `partition` (in log order, some maybe already applied) and
     /// records the checkpoint at the last one, atomically with the read model where the
-    /// store allows.
-    func apply(_ events: [LoggedEvent], partition: Int) async throws
+    /// store allows. `epoch` is the writer's lease epoch (`PartitionLease.take`): a write
+    /// of an older epoch than the read model has recorded for the partition throws
+    /// `ProjectionFenced` and changes nothing that a newer writer has written.
+    func apply(_ events: [LoggedEvent], partition: Int, epoch: Int64) async throws
+
+    /// Records in the read model that lease epoch `epoch` writes `partition` from now on,
+    /// before the new holder reads anything: every later write of an older epoch is
+    /// refused. Throws `ProjectionFenced` when the read model already holds a newer one.
+    func fence(partition: Int, epoch: Int64) async throws
 
     /// The entry id up to which `partition` is applied ("0-0": nothing yet).
     func checkpoint(partition: Int) async throws -> String
+}
+
+extension Projector {
+    /// Applies as the lowest epoch (0): for writers that hold no live lease (a rebuild into a read model of its own,
+    /// tests, benchmarks).
+    public func apply(_ events: [LoggedEvent], partition: Int) async throws {
+        try await apply(events, partition: partition, epoch: 0)
+    }
+}
+
+/// A write refused because a newer lease holder has written to the partition since: the
+/// writer lost its lease (it was paused or cut off longer than the lease lasts) and must
+/// stop projecting the partition. Never parked: the events are not at fault.
+public struct ProjectionFenced: Error, CustomStringConvertible, Sendable {
+    /// The partition written.
+    public let partition: Int
+    /// The epoch the write carried.
+    public let epoch: Int64
+    /// The newer epoch the read model holds.
+    public let seen: Int64
+    /// Names both epochs.
+    public var description: String { "partition \(partition): a write of lease epoch \(epoch) after one of epoch \(seen)" }
+    /// A refusal of `epoch`'s write to `partition`, which holds `seen`.
+    public init(partition: Int, epoch: Int64, seen: Int64) {
+        self.partition = partition
+        self.epoch = epoch
+        self.seen = seen
+    }
 }
 
 /// Why a projection step failed, for a person to read. The runner waits out a store
@@ -50,4 +85,26 @@ public struct ProjectionError: Error, CustomStringConvertible, Sendable {
     public let description: String
     /// Not transient: only a transient `DriverError` is waited out, so one thrown from `apply` can get the event parked.
     public init(_ description: String) { self.description = description }
+}
+
+/// A projector that adds something around another's `apply` (timing it, pausing it) and is the other in every other
+/// respect: conformers give `inner` and `apply`, the rest forwards.
+public protocol WrappingProjector: Projector {
+    /// The projector wrapped.
+    var inner: any Projector { get }
+}
+
+extension WrappingProjector {
+    /// The wrapped projector's name.
+    public var name: String { inner.name }
+    /// The wrapped projector's event types.
+    public var eventTypes: Set<EventType> { inner.eventTypes }
+    /// The wrapped projector's priority.
+    public var priority: ProjectionPriority { inner.priority }
+    /// Prepares the wrapped projector's read model.
+    public func prepare() async throws { try await inner.prepare() }
+    /// The wrapped projector's checkpoint.
+    public func checkpoint(partition: Int) async throws -> String { try await inner.checkpoint(partition: partition) }
+    /// Fences the wrapped projector's read model.
+    public func fence(partition: Int, epoch: Int64) async throws { try await inner.fence(partition: partition, epoch: epoch) }
 }

@@ -109,28 +109,28 @@ public struct ProjectorRunner: Service {
     func runPartition(_ partition: Int) async throws {
         let group = log.consumerGroup(projector.name, partition: partition, consumer: consumer)
         let lease = log.lease(projector.name, partition: partition, owner: consumer, ttl: options.lease)
-        var holding = false
+        var held = false
         while !Task.isCancelled {
             do {
-                guard try await lease.acquire() else {
-                    holding = false
+                guard let epoch = try await lease.take() else {
                     try await Task.sleep(for: options.lease / 3)
                     continue
                 }
-                try await hold.waitWhileHeld(partition: partition, consumer: consumer) { _ = try await lease.acquire() }
-                if !holding {
-                    // Just took the partition over: whatever another consumer read and did
-                    // not acknowledge is ours now, and comes before anything new.
-                    holding = true
-                    try await group.create()
-                    try await group.claimAll(batch: options.batchSize)
-                    try await group.deleteIdleConsumers(idleMs: Self.idleConsumerMs)
+                held = true
+                // The lease is renewed all along, also while a batch waits out a store
+                // outage; losing it stops the work at once.
+                try await PartitionLease.renewing([lease]) {
+                    try await self.project(partition, group: group, lease: lease, epoch: epoch)
                 }
-                try await drain(group, selection: .pending, block: nil)  // our pending entries first
-                try await drain(group, selection: .new, block: options.blockMs)
-                try await updateLag(group)
             } catch is CancellationError {
                 break
+            } catch let lost as PartitionLease.Lost {
+                logger.warning("projector lost its lease", metadata: ["projector": "\(projector.name)", "lease": "\(lost.key)"])
+            } catch let fenced as ProjectionFenced {
+                // A newer holder wrote: if the lease is still ours, the epoch counter is
+                // behind the read model (Redis lost it); raise it and go on, else stop.
+                logger.warning("projector was fenced off", metadata: ["projector": "\(projector.name)", "fence": "\(fenced)"])
+                _ = try? await lease.raiseEpoch(above: fenced.seen)
             } catch let error as DriverError where error.isTransient {
                 logger.warning("projector waits for the store", metadata: ["projector": "\(projector.name)", "error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
@@ -139,17 +139,78 @@ public struct ProjectorRunner: Service {
                 try? await Task.sleep(for: .seconds(1))
             }
         }
-        if holding { try? await lease.release() }
+        if held { try? await lease.release() }
     }
 
-    /// Reads and applies batches until one comes back empty (or, for new entries, the block times out).
-    private func drain(_ group: ConsumerGroup, selection: ConsumerGroup.Selection, block: Int?) async throws {
+    /// Projects the partition while holding its lease at `epoch`: fences the read model first (from then on a former
+    /// holder's writes are refused), takes over what other consumers left pending, then reads and applies until
+    /// cancelled.
+    private func project(_ partition: Int, group: ConsumerGroup, lease: PartitionLease, epoch: Int64) async throws {
+        try await projector.fence(partition: partition, epoch: epoch)
+        try await waitWhileTheLogIsBehind(partition)
+        try await group.create()
+        try await group.claimAll(batch: options.batchSize)
+        try await group.deleteIdleConsumers(idleMs: Self.idleConsumerMs)
+        var applied = "0-0"
+        while !Task.isCancelled {
+            try await hold.waitWhileHeld(partition: partition, consumer: consumer) { _ = try await lease.acquire() }
+            try await drain(group, selection: .pending, block: nil, epoch: epoch, applied: &applied)  // our pending entries first
+            try await drain(group, selection: .new, block: options.blockMs, epoch: epoch, applied: &applied)
+            try await updateLag(group)
+            // Redis may have come back from an older snapshot under us: one XINFO when the log goes quiet.
+            if try await log.reader.lacks(partition: partition, entryID: applied) {
+                try await waitWhileTheLogIsBehind(partition)
+                applied = try await projector.checkpoint(partition: partition)
+            }
+        }
+    }
+
+    /// A read model whose checkpoint entry is not in the log means Redis lost its newest entries (restored from an older
+    /// snapshot or AOF; new entries appended since do not bring them back): the
+    /// rooms' sequence numbers and guards went back with it, so new events would reuse numbers the read model already
+    /// has. Nothing is projected into this partition meanwhile: `/readyz` fails, `parley_log_lost_tail` is 1, and an
+    /// error is logged every minute until the operator restores the lost entries or rebuilds the read model from the log
+    /// as it is (`docs/operations.md`).
+    private func waitWhileTheLogIsBehind(_ partition: Int) async throws {
+        var logged = ContinuousClock.now - .seconds(3600)
+        let gauge = Gauge(label: "parley.log.lost_tail", dimensions: [("projector", projector.name), ("partition", "\(partition)")])
+        while !Task.isCancelled {
+            let applied = try await projector.checkpoint(partition: partition)
+            guard try await log.reader.lacks(partition: partition, entryID: applied) else {
+                lag.setLostTail(projector.name, partition: partition, nil)
+                gauge.record(0)
+                return
+            }
+            let ends = try await log.reader.lastGenerated(partition: partition)
+            let lost = ProjectionLag.LostTail(projector: projector.name, partition: partition, applied: applied, logEnds: ends)
+            lag.setLostTail(projector.name, partition: partition, lost)
+            gauge.record(1)
+            if ContinuousClock.now - logged > .seconds(60) {
+                logger.error("the log lost entries its read model has: projection stopped", metadata: ["lost": "\(lost)"])
+                logged = .now
+            }
+            try await Task.sleep(for: .seconds(2))
+        }
+    }
+
+    /// Reads and applies batches until one comes back empty (or, for new entries, the block
+    /// times out, or another consumer turns out to hold entries older than ours).
+    private func drain(
+        _ group: ConsumerGroup, selection: ConsumerGroup.Selection, block: Int?, epoch: Int64, applied: inout String
+    ) async throws {
         var lagUpdated = ContinuousClock.now - .seconds(3600)
         while !Task.isCancelled {
             let entries = try await group.read(selection, count: options.batchSize, blockMs: block)
             if entries.isEmpty { return }
-            try await process(entries, partition: group.partition)
+            if selection == .new, try await group.othersHavePending() {
+                // A former holder read entries for a moment after it lost the lease: they come before these. Take them
+                // and apply everything pending in log order.
+                try await group.claimAll(batch: options.batchSize)
+                return
+            }
+            try await process(entries, partition: group.partition, epoch: epoch)
             try await group.acknowledge(entries.map(\.id))
+            if let last = entries.last?.id, StreamID.less(applied, last) { applied = last }
             guard block != nil else { continue }
             if ContinuousClock.now - lagUpdated >= .milliseconds(options.lagRefreshMs) {
                 try await updateLag(group)
@@ -160,23 +221,23 @@ public struct ProjectorRunner: Service {
     }
 
     /// Decodes a batch, parks what cannot be read, and applies the rest.
-    func process(_ entries: [StreamEntry], partition: Int) async throws {
+    func process(_ entries: [StreamEntry], partition: Int, epoch: Int64 = 0) async throws {
         var events: [LoggedEvent] = []
         for entry in entries {
             do {
                 events.append(try EventLog.decode(entry, partition: partition))
             } catch {
-                try await apply(events, partition: partition)
+                try await apply(events, partition: partition, epoch: epoch)
                 events = []
                 try await park(entryID: entry.id, json: entry["event"] ?? "", partition: partition, error: "\(error)")
             }
         }
-        try await apply(events, partition: partition)
+        try await apply(events, partition: partition, epoch: epoch)
     }
 
     /// Applies with retries: a store outage is waited out; any other failure of a batch
     /// is narrowed down event by event, and an event that keeps failing is parked.
-    func apply(_ events: [LoggedEvent], partition: Int) async throws {
+    func apply(_ events: [LoggedEvent], partition: Int, epoch: Int64 = 0) async throws {
         guard !events.isEmpty else { return }
         // A shadow swap may be under way: apply nothing until it is done (the batch stays
         // unacknowledged meanwhile, and lands in the swapped-in read model).
@@ -187,15 +248,17 @@ public struct ProjectorRunner: Service {
         while true {
             do {
                 try await scheduler.run(projector.priority, label: "\(projector.name):\(partition)", group: projector.name) {
-                    try await projector.apply(events, partition: partition)
+                    try await projector.apply(events, partition: partition, epoch: epoch)
                 }
                 return
+            } catch let fenced as ProjectionFenced {
+                throw fenced  // not the events' fault: the lease is gone
             } catch let error as DriverError where error.isTransient {
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
             } catch {
                 if events.count > 1 {
-                    for event in events { try await apply([event], partition: partition) }
+                    for event in events { try await apply([event], partition: partition, epoch: epoch) }
                     return
                 }
                 attempt += 1

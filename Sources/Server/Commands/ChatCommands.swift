@@ -8,8 +8,10 @@ import Foundation
 /// limit), which both ways turn into the same code and message.
 struct ChatCommands: Sendable {
     let log: EventLog
-    /// Message sends per user, HTTP and WebSocket together.
-    let sendLimiter: RateLimiter
+    /// What one user may append, per kind of command, HTTP and WebSocket together.
+    let limits: CommandLimits
+    /// Where a receipt is checked before it is appended: one that does not move the reader's position appends nothing.
+    let readPositions: @Sendable (_ userId: String, _ roomId: String) async throws -> Int64?
 
     /// Where a message goes: a room, or the direct room with a user (made by the first message).
     enum Destination: Sendable {
@@ -29,7 +31,7 @@ struct ChatCommands: Sendable {
     /// Takes a token of `actor`'s send bucket (429 `rate_limited` when it is empty). Both
     /// ways call it before anything else about a send, then `send`.
     func admitSend(_ actor: String) throws {
-        try sendLimiter.check(actor)
+        try limits.admit(.sends, actor)
     }
 
     /// Sends a message (admitted by `admitSend` first).
@@ -51,22 +53,28 @@ struct ChatCommands: Sendable {
         return Sent(message: message, room: room, duplicate: outcome.duplicate)
     }
 
-    /// A read receipt up to `seq`.
+    /// A read receipt up to `seq`. A receipt at or below where the reader already is (as the read model knows it)
+    /// appends nothing: a client that repeats its receipt, or an old one, grows nothing. One that moves takes a token.
     func markRead(_ actor: String, roomId: String, seq: Int64) async throws {
+        if let read = try await readPositions(actor, roomId), seq >= 0, seq <= read { return }
+        try limits.admit(.receipts, actor)
         try await log.execute(.markRead(roomId: roomId, seq: seq), actor: actor)
     }
 
     func edit(_ actor: String, roomId: String, messageId: String, body: String) async throws -> EditedJSON {
+        try limits.admit(.edits, actor)
         let outcome = try await log.execute(.edit(roomId: roomId, messageId: messageId, body: body), actor: actor)
         return EditedJSON(id: messageId, roomId: roomId, body: body, editedAt: outcome.events.first?.event.at ?? Date())
     }
 
     func delete(_ actor: String, roomId: String, messageId: String) async throws -> DeletedJSON {
+        try limits.admit(.edits, actor)
         try await log.execute(.delete(roomId: roomId, messageId: messageId), actor: actor)
         return DeletedJSON(id: messageId, roomId: roomId, deleted: true)
     }
 
     func createRoom(_ actor: String, name: String, invite: [String]) async throws -> RoomJSON {
+        try limits.admit(.rooms, actor)
         let outcome = try await log.execute(.createGroup(roomId: "r-" + newID(), name: name, invite: invite), actor: actor)
         guard let room = RoomJSON(created: outcome.events) else { throw APIError.invalid("the room was not created") }
         return room
@@ -74,11 +82,13 @@ struct ChatCommands: Sendable {
 
     /// Renames a room; returns the name as stored (trimmed).
     func rename(_ actor: String, roomId: String, name: String) async throws -> String {
+        try limits.admit(.membership, actor)
         try await log.execute(.rename(roomId: roomId, name: name), actor: actor)
         return name.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     func invite(_ actor: String, roomId: String, userId: String) async throws {
+        try limits.admit(.membership, actor)
         try await log.execute(.invite(roomId: roomId, userId: userId), actor: actor)
     }
 
@@ -88,6 +98,7 @@ struct ChatCommands: Sendable {
     }
 
     func membership(_ actor: String, _ action: MembershipAction, roomId: String) async throws {
+        try limits.admit(.membership, actor)
         let command: Command
         switch action {
         case .join: command = .join(roomId: roomId)
@@ -98,10 +109,12 @@ struct ChatCommands: Sendable {
     }
 
     func remove(_ actor: String, roomId: String, userId: String) async throws {
+        try limits.admit(.membership, actor)
         try await log.execute(.remove(roomId: roomId, userId: userId), actor: actor)
     }
 
     func setRole(_ actor: String, roomId: String, userId: String, role: Role) async throws {
+        try limits.admit(.membership, actor)
         try await log.execute(.setRole(roomId: roomId, userId: userId, role: role), actor: actor)
     }
 }

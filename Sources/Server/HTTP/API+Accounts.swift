@@ -5,10 +5,12 @@ import Hummingbird
 extension API {
     func registerAccounts(_ routes: RouterGroup<ParleyContext>, authenticated: RouterGroup<ParleyContext>) {
         routes.post("auth/register") { request, context in
-            try self.registerLimiter.check(context.remoteAddress.map { "\($0.ipAddress ?? "?")" } ?? "?")
+            try self.registerLimiter.check(self.clientAddress.of(request, peer: context.remoteAddress?.ipAddress))
             return try await self.registerUser(request)
         }
-        routes.post("auth/login") { request, _ in try await self.login(request) }
+        routes.post("auth/login") { request, context in
+            try await self.login(request, from: self.clientAddress.of(request, peer: context.remoteAddress?.ipAddress))
+        }
         authenticated.get("me") { _, context in Reply(["user": try await self.user(id: try context.user())]) }
         authenticated.get("users/:userId") { _, context in Reply(["user": try await self.user(id: try context.parameter("userId"))]) }
         authenticated.get("users") { request, _ in
@@ -44,19 +46,24 @@ extension API {
         return Reply(.created, AuthJSON(user: json, token: try await tokens.issue(for: userId)))
     }
 
-    func login(_ request: Request) async throws -> Reply<AuthJSON> {
+    func login(_ request: Request, from address: String) async throws -> Reply<AuthJSON> {
         struct Body: Decodable {
             let username: String
             let password: String
         }
         let body = try await request.json(Body.self, limit: maxBodyBytes)
+        try loginThrottle.admit(address: address, username: body.username)
         let wrong = APIError.unauthorized("wrong username or password")
         guard let found = try await metadata.credentials(username: body.username) else {
             // A hash to check against all the same: a wrong username takes as long as a wrong password.
-            _ = try await passwords.verify(body.password, hash: "$2b$12$ccccccccccccccccccccccccccccccccccccccccccccccccccccc")
+            try await passwords.verifyNobody(body.password)
+            loginThrottle.failed(username: body.username)
             throw wrong
         }
-        guard try await passwords.verify(body.password, hash: found.passwordHash) else { throw wrong }
+        guard try await passwords.verify(body.password, hash: found.passwordHash) else {
+            loginThrottle.failed(username: body.username)
+            throw wrong
+        }
         let user = found.user
         return Reply(
             AuthJSON(

@@ -19,6 +19,10 @@ struct API: Sendable {
     let maxBodyBytes: Int
     /// Account creation per client address.
     let registerLimiter: RateLimiter
+    /// Password guessing: login attempts per address, failures per username.
+    let loginThrottle: LoginThrottle
+    /// Who a request came from (behind trusted proxies, from `X-Forwarded-For`).
+    let clientAddress: ClientAddress
 
     /// The user id of a valid token for a user the log knows.
     func authenticate(token: String) async throws -> String {

@@ -2,6 +2,7 @@ import Drivers
 import Events
 import Foundation
 import Hummingbird
+import Metrics
 
 /// An error as clients get it, over HTTP (CONTRACT section 3:
 /// `{"error": {"code": "<snake_case>", "message": "...", "retryAfterMs"?: n}}`) and in
@@ -76,6 +77,11 @@ struct APIError: Error, HTTPResponseError, Sendable {
             case .tooLarge: status = .contentTooLarge
             }
             return APIError(status, Code(error.code), error.message)
+        case let error as DriverError where error.refusedByRedis != nil:
+            let reason = String(error.refusedByRedis ?? "")
+            Counter(label: "parley.redis.refusals", dimensions: [("reason", reason)]).increment()
+            return APIError(
+                .serviceUnavailable, .serviceUnavailable, "the log's store refuses writes for now (\(reason)); try again shortly")
         case let error as DriverError where error.isTransient || error.code == .closed:
             return APIError(.serviceUnavailable, .serviceUnavailable, "\(error.store.rawValue) is unavailable; try again shortly")
         case let error as HTTPError:

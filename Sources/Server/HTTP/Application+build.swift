@@ -61,16 +61,28 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         } else {
             logger.warning("no web/ folder found (set PARLEY_WEB_DIR): the browser client is not served")
         }
+        let metadata = MetadataReadModel(postgres: stores.postgres, schema: configuration.postgresSchema)
         let api = API(
             log: context.log,
             commands: ChatCommands(
-                log: context.log, sendLimiter: RateLimiter(perSecond: Double(configuration.sendsPerSecond), burst: configuration.sendBurst)),
-            metadata: MetadataReadModel(postgres: stores.postgres, schema: configuration.postgresSchema),
+                log: context.log, limits: CommandLimits(configuration.commandRates),
+                readPositions: { [metadata] userId, roomId in
+                    guard let member = try await metadata.membership(roomId: roomId, userId: userId), member.state == .joined else {
+                        return nil
+                    }
+                    return member.lastReadSeq
+                }),
+            metadata: metadata,
             messages: MessagesReadModel(mongo: stores.mongo, collection: configuration.mongoCollection),
             tokens: await Tokens(secret: configuration.jwtSecret, lifetime: configuration.tokenLifetime),
-            passwords: Passwords(cost: configuration.bcryptCost), maxBodyBytes: configuration.maxBodyBytes,
+            passwords: try await Passwords.make(cost: configuration.bcryptCost, maxQueued: configuration.maxQueuedPasswordChecks),
+            maxBodyBytes: configuration.maxBodyBytes,
             registerLimiter: RateLimiter(
-                perSecond: Double(configuration.registrationsPerMinute) / 60, burst: configuration.registrationsPerMinute))
+                perSecond: Double(configuration.registrationsPerMinute) / 60, burst: configuration.registrationsPerMinute),
+            loginThrottle: LoginThrottle(
+                attemptsPerMinute: configuration.loginsPerMinute, failuresPerHour: configuration.loginFailuresPerHour,
+                failureBurst: configuration.loginFailureBurst),
+            clientAddress: ClientAddress(trusted: configuration.trustedProxies))
         let v1 = router.group("v1")
         api.register(v1, authenticated: v1.group().add(middleware: AuthMiddleware(api: api)))
 
@@ -135,6 +147,9 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             try await stores.check()
         } catch {
             return try jsonResponse(HealthStatus(status: "unavailable", detail: "\(error)"), status: .serviceUnavailable)
+        }
+        if configuration.roles.contains(.projectors), let lost = context.lag.lostTail.first {
+            return try jsonResponse(HealthStatus(status: "log_lost_entries", detail: "\(lost)"), status: .serviceUnavailable)
         }
         let worst = context.lag.worst
         if configuration.roles.contains(.projectors), worst.milliseconds > configuration.readyMaxLagMs {

@@ -18,22 +18,46 @@ final class RateLimiter: Sendable {
         self.burst = Double(max(burst, 1))
     }
 
+    /// The most keys kept. A bucket that has refilled is the same as none and is dropped first; only when every kept
+    /// bucket is in use (more keys than this active at once) does the map start over.
+    static let maxKeys = 100_000
+
     /// Takes a token for `key`; nil when allowed, else the milliseconds to wait.
     func take(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
         buckets.withLockedValue { buckets in
-            if buckets.count > 100_000 { buckets.removeAll(keepingCapacity: true) }  // bounded memory
-            var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
-            let elapsed = now - bucket.updated
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            bucket.tokens = min(burst, bucket.tokens + seconds * rate)
-            bucket.updated = now
+            if buckets.count >= Self.maxKeys && buckets[key] == nil { evict(&buckets, now: now) }
+            var bucket = refilled(buckets[key], now: now)
             defer { buckets[key] = bucket }
             if bucket.tokens >= 1 {
                 bucket.tokens -= 1
                 return nil
             }
-            return Int(((1 - bucket.tokens) / rate * 1000).rounded(.up))
+            return wait(bucket)
         }
+    }
+
+    /// Whether `key` has a token, without taking it: nil when it has, else the milliseconds until it will.
+    func peek(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
+        buckets.withLockedValue { buckets in
+            let bucket = refilled(buckets[key], now: now)
+            return bucket.tokens >= 1 ? nil : wait(bucket)
+        }
+    }
+
+    private func refilled(_ bucket: Bucket?, now: ContinuousClock.Instant) -> Bucket {
+        guard var bucket else { return Bucket(tokens: burst, updated: now) }
+        let elapsed = now - bucket.updated
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        bucket.tokens = min(burst, bucket.tokens + seconds * rate)
+        bucket.updated = now
+        return bucket
+    }
+
+    private func wait(_ bucket: Bucket) -> Int { Int(((1 - bucket.tokens) / rate * 1000).rounded(.up)) }
+
+    private func evict(_ buckets: inout [String: Bucket], now: ContinuousClock.Instant) {
+        buckets = buckets.filter { refilled($0.value, now: now).tokens < burst }
+        if buckets.count >= Self.maxKeys { buckets.removeAll(keepingCapacity: true) }
     }
 
     /// Throws 429 `rate_limited` with `retryAfterMs` when `key` is over its rate.

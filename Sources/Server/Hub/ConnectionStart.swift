@@ -23,6 +23,10 @@ struct ConnectionStart {
     /// A replay window of at most this many events is read once and kept; a larger one is
     /// read again for the frames.
     var keepInMemory = 5000
+    /// The most log entries read to replay one reconnection: a `since` further back than this (a client that was away for
+    /// a week) is not replayed at all (`recovered` false; the client refetches by HTTP), so one connection costs the
+    /// server a bounded amount of reading whatever position it names.
+    var maxScan = 200_000
 
     struct Result {
         /// The user's membership at `start`.
@@ -45,9 +49,17 @@ struct ConnectionStart {
         var mine: [LoggedEvent] = []
         var window: [LoggedEvent]? = since == nil ? nil : []
         var cursor = base
+        var scanned = 0
         while true {
             let page = try await log.reader.merged(after: cursor, until: snapshot, count: pageSize)
             if page.isEmpty { break }
+            scanned += page.events.count
+            if since != nil, scanned > maxScan {
+                // Too far back to replay: start as a new connection does, and say nothing was recovered.
+                var fresh = try await run(start: start, since: nil)
+                fresh.recovered = false
+                return fresh
+            }
             cursor = page.reached
             mine += page.events.filter { Audience.concerns(userId, $0.event) }
             if window != nil {

@@ -35,6 +35,8 @@ final class Hub: Service, Sendable {
     let logger: Logger
     let queueCapacity: Int
     let maxReplay: Int
+    /// Replays for reconnecting clients that run at once (each reads the log from its `since`); the others wait.
+    let replays = AsyncSemaphore(permits: 4)
     private let locked: NIOLockedValueBox<Locked>
     /// Made once (the metrics system is bootstrapped before the hub exists): making a
     /// counter looks it up in the registry, which cost more than the fan-out itself.
@@ -160,6 +162,9 @@ final class Hub: Service, Sendable {
         }
         Gauge(label: "parley.ws.connections").record(connectionCount)
         do {
+            // A reconnection storm (an instance died, its clients all come back with `since`) replays a few at a time.
+            if since != nil { try await replays.acquire(timeout: .seconds(15), store: .redis) }
+            defer { if since != nil { replays.release() } }
             let begin = try await ConnectionStart(log: log, userId: userId, maxReplay: maxReplay).run(start: start, since: since)
             let recovered = sinceGiven ? since != nil && begin.recovered : true
             return Session(

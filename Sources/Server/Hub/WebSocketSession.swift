@@ -179,6 +179,9 @@ struct WebSocketSession {
             case "typing":
                 guard let roomId = frame.roomId else { throw APIError.invalid("typing needs a roomId") }
                 guard hub.isMember(userId, of: roomId) else { throw RuleError(.notAMember, "not a member of room \(roomId)") }
+                // Over the rate a typing signal is dropped without an error frame: it is only a hint, and a refusal would
+                // be one more frame for a client that already sends too many.
+                guard (try? api.commands.limits.admit(.typing, userId, scope: roomId)) != nil else { break }
                 try await signals.typing(roomId: roomId, userId: userId)
             case "read":
                 guard let roomId = frame.roomId, let seq = frame.seq else { throw APIError.invalid("read needs a roomId and a seq") }

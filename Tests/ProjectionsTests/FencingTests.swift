@@ -1,0 +1,183 @@
+import Drivers
+import EventLog
+import Events
+import Foundation
+import Logging
+import TestSupport
+import Testing
+
+@testable import Projections
+
+/// Stops the next `apply` it is armed for until released: a projector process frozen in the middle of a batch (a long
+/// GC pause, SIGSTOP, a VM migrated), whose lease expires meanwhile.
+actor Freezer {
+    private var armed = false
+    private(set) var frozen = false
+    private var released = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func arm() { armed = true }
+    func release() {
+        released = true
+        for continuation in waiting { continuation.resume() }
+        waiting = []
+    }
+    var isReleased: Bool { released }
+
+    /// Whether it froze (then the caller writes on, as a process that wakes up does). Cancelling the caller does not
+    /// wake it: a frozen process hears nothing.
+    func pauseIfArmed() async -> Bool {
+        guard armed else { return false }
+        armed = false
+        frozen = true
+        if !released { await withCheckedContinuation { waiting.append($0) } }
+        return true
+    }
+}
+
+/// A projector that freezes when its `Freezer` says so, then writes as if nothing happened.
+struct FreezingProjector: WrappingProjector {
+    let inner: any Projector
+    let freezer: Freezer
+    func apply(_ events: [LoggedEvent], partition: Int, epoch: Int64) async throws {
+        guard await freezer.pauseIfArmed() else { return try await inner.apply(events, partition: partition, epoch: epoch) }
+        // A process that was frozen does not know its lease was lost meanwhile: the write goes out whatever the runner
+        // learnt (its renewal task may have cancelled it already).
+        let inner = self.inner
+        try await Task { try await inner.apply(events, partition: partition, epoch: epoch) }.value
+    }
+}
+
+/// Two instances project the same partition one at a time by lease. One freezes mid-batch
+/// past its lease; the other takes over. When the first wakes it must not write.
+@Suite("A projector that lost its lease while frozen")
+struct FencingTests {
+    func runner(_ f: ProjectionFixture, _ projector: any Projector, consumer: String) -> ProjectorRunner {
+        var options = ProjectorRunner.Options()
+        options.blockMs = 100
+        options.lease = .milliseconds(900)
+        options.retryDelay = .milliseconds(5)
+        // A scheduler of its own, as in a process of its own: the frozen batch holds one of its workers.
+        return ProjectorRunner(
+            projector, log: f.log, scheduler: PriorityScheduler(workers: 2), lag: f.lag, options: options, consumer: consumer,
+            logger: Logger(label: "test"))
+    }
+
+    func start(_ runners: [ProjectorRunner]) -> Task<Void, any Error> {
+        Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for runner in runners { group.addTask { try await runner.run() } }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    @Test func wakesUpFencedOffAndNothingIsLostOrAppliedOutOfOrder() async throws {
+        let f = try await ProjectionFixture(partitions: 1)
+        let ids = try await f.workload()
+        let freezers = [Freezer(), Freezer()]  // the process's two projectors freeze together
+        let first = start([
+            runner(f, FreezingProjector(inner: f.metadata, freezer: freezers[0]), consumer: "first"),
+            runner(f, FreezingProjector(inner: f.messages, freezer: freezers[1]), consumer: "first"),
+        ])
+        try await f.waitUntilProjected()
+        let second = start([runner(f, f.metadata, consumer: "second"), runner(f, f.messages, consumer: "second")])
+
+        // A steady stream of what each read model must not lose: new users (metadata), messages and their edits (messages).
+        let stop = Freezer()  // released: stop writing
+        let writer = Task {
+            var n = 0
+            while await !stop.isReleased {
+                n += 1
+                try await f.log.execute(
+                    .register(userId: "u\(n)", username: "user\(n)", displayName: nil, passwordHash: "x"), actor: "u\(n)")
+                try await f.log.execute(
+                    .send(roomId: "club", messageId: "m\(n)", body: "sent \(n)", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+                try await f.log.execute(.edit(roomId: "club", messageId: "m\(n)", body: "edited \(n)"), actor: ids["ada"]!)
+                try? await Task.sleep(for: .milliseconds(15))
+            }
+            return n
+        }
+        for freezer in freezers { await freezer.arm() }
+        _ = try await eventually(seconds: 30) {
+            for freezer in freezers where !(await freezer.frozen) { throw ProjectionError("not frozen yet") }
+            return true
+        }
+        // Frozen: its leases run out (a frozen process renews nothing), and the second instance takes over.
+        for projector in [f.metadata.name, f.messages.name] {
+            try await f.redis.command("DEL", f.log.keys.lease(projector, partition: 0))
+        }
+        _ = try await eventually(seconds: 30) {
+            let holders = try await [f.metadata.name, f.messages.name].asyncMap {
+                try await f.log.lease($0, partition: 0, owner: "probe").holder()
+            }
+            guard holders == ["second", "second"] else { throw ProjectionError("holders \(holders)") }
+            return true
+        }
+        try await Task.sleep(for: .seconds(1))
+        // The first wakes up and carries on with the batch it held, then keeps reading while events go on arriving.
+        for freezer in freezers { await freezer.release() }
+        try await Task.sleep(for: .seconds(3))
+        await stop.release()
+        let written = try await writer.value
+
+        try await f.waitUntilProjected()
+        first.cancel()
+        second.cancel()
+        _ = try? await first.value
+        _ = try? await second.value
+
+        // Every user can be found, every message is there once with its edit.
+        for n in 1...written {
+            #expect(try await f.read.user(id: "u\(n)") != nil, "user u\(n) of \(written) is missing")
+        }
+        let documents = try await f.messages.collection.find(["roomId": "club"])
+        let bodies = Dictionary(documents.map { ($0["_id"]?.stringValue ?? "", $0["body"]?.stringValue ?? "") }) { a, _ in a }
+        for n in 1...written where bodies["m\(n)"] != "edited \(n)" {
+            Issue.record("message m\(n) reads \(bodies["m\(n)"] ?? "nothing"), not its edit")
+        }
+        #expect(try await f.read.room(id: "club")?.lastSeq == Int64(documents.count))
+        try await f.cleanUp()
+    }
+}
+
+@Suite("Lease epochs in the read models")
+struct EpochFenceTests {
+    @Test func aWriteOfAnOlderEpochIsRefusedAndChangesNothing() async throws {
+        let f = try await ProjectionFixture(partitions: 1)
+        let ids = try await f.workload()
+        let events = try await f.log.read(partition: 0, count: 10_000)
+        try await f.metadata.apply(Array(events.dropLast(2)), partition: 0, epoch: 1)
+        try await f.messages.apply(Array(events.dropLast(2)), partition: 0, epoch: 1)
+        try await f.log.execute(
+            .send(roomId: "club", messageId: "late", body: "from the old holder", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+        let late = try await f.log.read(partition: 0, count: 10_000)
+        let seqBefore = try #require(try await f.read.room(id: "club")?.lastSeq)
+        for projector in [f.metadata, f.messages] as [any Projector] {
+            let before = try await projector.checkpoint(partition: 0)
+            try await projector.fence(partition: 0, epoch: 2)  // a new holder took the partition over
+            await #expect(throws: ProjectionFenced.self) { try await projector.apply(late, partition: 0, epoch: 1) }
+            #expect(try await projector.checkpoint(partition: 0) == before, "\(projector.name)")
+            await #expect(throws: ProjectionFenced.self) { try await projector.fence(partition: 0, epoch: 1) }
+        }
+        // Nothing of the old holder's refused batch is in either read model.
+        #expect(try await f.history.message(id: "late") == nil)
+        #expect(try await f.read.room(id: "club")?.lastSeq == seqBefore)
+        // The new holder's write of the same events goes through.
+        for projector in [f.metadata, f.messages] as [any Projector] {
+            try await projector.apply(late, partition: 0, epoch: 2)
+            #expect(try await projector.checkpoint(partition: 0) == late.last?.entryID)
+        }
+        #expect(try await f.history.message(id: "late")?.body == "from the old holder")
+        #expect(try await f.read.room(id: "club")?.lastSeq == late.last?.event.seq)
+        try await f.cleanUp()
+    }
+}
+
+extension Array {
+    fileprivate func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
+    }
+}
