@@ -184,13 +184,8 @@ public struct MongoCollection: Sendable {
         do {
             try await renameOnce(to: newName, dropTarget: dropTarget)
         } catch let error as DriverError where dropTarget && error.message.contains("already exists") {
-            // A server without `dropTarget` (nx-27017): the target is renamed aside first and dropped only once this
-            // collection is in its place, so that a process dying in between leaves both copies, never neither.
-            let retired = client.collection(newName + "_retired")
-            try await retired.drop()
-            try await client.collection(newName).renameOnce(to: retired.name, dropTarget: false)
+            try await client.collection(newName).drop()
             try await renameOnce(to: newName, dropTarget: false)
-            try await retired.drop()
         }
     }
 
