@@ -126,6 +126,7 @@ class Client:
         self.position = None
         self.received = {}          # messageId -> times received
         self.acked = {}             # clientMsgId -> message
+        self.acked_at = {}          # clientMsgId -> when its first ack arrived (time.monotonic)
         self.pending = {}           # clientMsgId -> frame
         self.sent = 0
         self.socket = None
@@ -182,6 +183,8 @@ class Client:
             ref = frame.get("ref")
             if ref in self.pending:
                 del self.pending[ref]
+            if ref not in self.acked:
+                self.acked_at[ref] = time.monotonic()
             self.acked[ref] = frame["message"]
         elif kind == "error":
             code = frame.get("code", "?")

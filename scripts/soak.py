@@ -51,6 +51,10 @@ class Soak:
         self.churn_failures = 0
         self.pauses = 0
         self.stopping = False
+        self.sent_at = {}
+        self.attacks = {"since=0-0 reconnects": 0, "typing frames": 0, "repeated receipts": 0, "NUL bodies": 0,
+                        "login guesses": 0}
+        self.attack_answers = {}
 
     def env(self):
         env = dict(os.environ)
@@ -85,6 +89,7 @@ class Soak:
             if status != 201:
                 raise RuntimeError(f"register: {status} {reply}")
             users.append((f"u{i}", reply["user"]["id"], reply["token"]))
+        self.victim = f"soak{stamp}u0"
         status, reply = await asyncio.to_thread(
             chaos.http, ports[0], "POST", "/v1/rooms", token=users[0][2], body={"name": "soak", "invite": [u[1] for u in users[1:]]})
         if status != 201:
@@ -108,6 +113,7 @@ class Soak:
             while n < due:
                 client = self.clients[n % len(self.clients)]
                 ref = f"soak-{n}"
+                self.sent_at[ref] = time.monotonic()
                 await client.send(self.room, ref, f"soak message {n}")
                 self.sent.append((client, ref))
                 n += 1
@@ -127,6 +133,60 @@ class Soak:
             except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException):
                 self.churn_failures += 1  # the instance is paused: expected now and then
             await asyncio.sleep(interval)
+
+    async def attack(self, until):
+        """A third party, with an account of its own in the room: reconnects with since=0-0 in a loop, floods typing
+        and read receipts, sends NUL bodies, and guesses the first user's password."""
+        status, reply = await asyncio.to_thread(
+            chaos.http, self.servers[0].port, "POST", "/v1/auth/register",
+            body={"username": f"mallory{int(time.time())}", "password": "mallory password"})
+        token = reply["token"]
+        await asyncio.to_thread(chaos.http, self.servers[0].port, "POST", f"/v1/rooms/{self.room}/invites",
+                                token=self.users[0][2], body={"userId": reply["user"]["id"]})
+        await asyncio.to_thread(chaos.http, self.servers[0].port, "POST", f"/v1/rooms/{self.room}/join", token=token)
+
+        def answered(kind, status):
+            self.attack_answers.setdefault(kind, {})
+            self.attack_answers[kind][status] = self.attack_answers[kind].get(status, 0) + 1
+
+        async def replays():
+            while time.monotonic() < until:
+                server = random.choice(self.servers)
+                try:
+                    async with websockets.connect(f"ws://127.0.0.1:{server.port}/v1/ws?token={token}&since=0-0",
+                                                  open_timeout=5, ping_interval=None, max_size=1 << 24) as ws:
+                        hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                        answered("since=0-0 reconnects", f"recovered {hello.get('recovered')}")
+                        for _ in range(50):
+                            await ws.send(json.dumps({"type": "typing", "roomId": self.room}))
+                            await ws.send(json.dumps({"type": "read", "roomId": self.room, "seq": 1}))
+                            self.attacks["typing frames"] += 1
+                            self.attacks["repeated receipts"] += 1
+                        await ws.send(json.dumps({"type": "send", "roomId": self.room, "body": "x\u0000y", "clientMsgId": "nul"}))
+                        self.attacks["NUL bodies"] += 1
+                except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException):
+                    answered("since=0-0 reconnects", "refused")
+                self.attacks["since=0-0 reconnects"] += 1
+                await asyncio.sleep(0.2)
+
+        async def guesses():
+            n = 0
+            while time.monotonic() < until:
+                n += 1
+                status, _ = await asyncio.to_thread(chaos.http, random.choice(self.servers).port, "POST", "/v1/auth/login",
+                                                    body={"username": self.victim, "password": f"guess {n}"})
+                answered("login guesses", status)
+                self.attacks["login guesses"] += 1
+                await asyncio.sleep(0.5)
+
+        await asyncio.gather(replays(), guesses())
+
+    def ack_latency_ms(self):
+        """p50 and p99 of honest sends, from the send to its first ack (resends included)."""
+        latencies = sorted((c.acked_at[ref] - self.sent_at[ref]) * 1000 for c, ref in self.sent if ref in c.acked_at)
+        if not latencies:
+            return None, None
+        return latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
 
     async def pauses_(self, until):
         turn = 0
@@ -212,6 +272,7 @@ async def main():
     parser.add_argument("--pause-every", type=float, default=120, help="seconds between SIGSTOPs of an instance")
     parser.add_argument("--pause", type=float, default=14, help="seconds an instance stays stopped (leases: 10 s)")
     parser.add_argument("--appendfsync", default="everysec")
+    parser.add_argument("--no-attack", action="store_true", help="without the third party (to measure churn alone)")
     parser.add_argument("--write", help="put the table into this markdown file")
     parser.add_argument("--command", default="scripts/soak")
     options = parser.parse_args()
@@ -221,14 +282,22 @@ async def main():
         await soak.setup()
         started = time.monotonic()
         until = started + options.minutes * 60
-        await asyncio.gather(soak.load(until), soak.churn(until), soak.pauses_(until), soak.sample(until, started))
+        await asyncio.gather(soak.load(until), soak.churn(until), soak.pauses_(until), soak.sample(until, started),
+                             *([] if options.no_attack else [soak.attack(until)]))
         settled = await soak.settle()
         sent, acked, lost, duplicated, verified = soak.check()
         growth = soak.growth()
+        p50, p99 = soak.ack_latency_ms()
+        redis_per_message = (soak.samples[-1]["redis"] - soak.samples[0]["redis"]) * 1024 / max(1, soak.samples[-1]["acked"])
         verdict = (f"{sent} messages sent, {acked} acknowledged, {lost} lost, {duplicated} duplicated; "
                    f"`parley-replay verify` {'passes' if verified else 'FAILS'}; {soak.opened} short-lived connections "
                    f"({soak.churn_failures} refused or timed out while an instance was stopped); {soak.pauses} SIGSTOPs of "
                    f"{options.pause:g} s.")
+        if p50 is not None:
+            verdict += f" Honest sends' ack latency p50 {p50:.0f} ms, p99 {p99:.0f} ms (pauses included)."
+        verdict += f" Redis memory per message: {redis_per_message:.2f} KB."
+        verdict += " Attacks: " + ", ".join(f"{n} {kind}" for kind, n in soak.attacks.items()) + "; answers: " + "; ".join(
+            f"{kind}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(answers.items(), key=str)) for kind, answers in soak.attack_answers.items()) + "."
         if growth:
             verdict += " RSS growth, first half then second half: " + "; ".join(
                 f"{name} {a:+.1f} MB then {b:+.1f} MB" for name, (a, b) in zip(("a", "b"), growth)) + "."

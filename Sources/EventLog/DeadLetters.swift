@@ -9,7 +9,9 @@ import Foundation
 /// applied and leave the stream once that succeeded.
 ///
 /// Bounded by what goes wrong, not by traffic: every entry is an event that failed, and
-/// is alerted on (`parley.projector.dead_letters`).
+/// is alerted on (`parley.projector.dead_letters`). A flood of failures (a bug, a hostile
+/// writer past the rules) is capped at about `maxLetters` entries, the oldest trimmed
+/// first: the events themselves stay in the log, and the counter keeps counting.
 public struct DeadLetters: Sendable {
     let redis: RedisClient
     /// The dead-letter stream (`<ns>:dead:<projector>`), for operators to inspect with redis-cli.
@@ -33,13 +35,16 @@ public struct DeadLetters: Sendable {
         public var at: String
     }
 
+    /// About the most letters kept (`MAXLEN ~`).
+    public static let maxLetters = 100_000
+
     /// Parks an event with the error that stopped it.
     public func park(partition: Int, entryID: String, json: String, error: String, at: Date = Date()) async throws {
         _ = try await redis.xadd(
             key,
             fields: [
                 ("partition", String(partition)), ("entryId", entryID), ("event", json), ("error", error), ("at", formatTimestamp(at)),
-            ])
+            ], maxLength: Self.maxLetters)
     }
 
     /// How many events are parked.

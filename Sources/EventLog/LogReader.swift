@@ -144,6 +144,16 @@ public struct LogReader: Sendable {
         }
     }
 
+    /// Whether `position` names, in some partition, an entry the stream does not have: a client that saw events the log
+    /// has since lost (Redis came back from an older snapshot), also once newer entries are appended. Such a client
+    /// cannot be told it missed nothing.
+    public func namesLostEntries(_ position: LogPosition) async throws -> Bool {
+        for partition in 0..<min(partitions, position.entryIDs.count) {
+            if try await lacks(partition: partition, entryID: position.entryIDs[partition]) { return true }
+        }
+        return false
+    }
+
     /// Whether the partition's stream lacks the entry `entryID`, one a read model applied: true means the log lost it
     /// (Redis came back from an older snapshot, or the entry was deleted), also once newer entries have been appended
     /// since. "0-0" is never missing; an entry older than a stream that was trimmed cannot be told and counts as there.

@@ -56,6 +56,10 @@ struct ServerConfiguration: Sendable {
     var wsIdleSeconds = 120
     /// WebSockets one user may have open at once (more get `too_many_connections`, 4003).
     var wsMaxConnectionsPerUser = 32
+    /// Events at most replayed to one reconnecting client; more and it gets `recovered: false` and refetches.
+    var wsReplayMaxEvents = 10_000
+    /// Replays for reconnecting clients that run at once on one instance (the others wait).
+    var wsReplayConcurrency = 4
     /// Milliseconds a projector waits after a small batch so that the next one is larger.
     var projectorLingerMs = 10
     /// `PARLEY_WS_ECHO=1`: also serve `/v1/ws/echo`, a WebSocket that echoes every message,
@@ -126,6 +130,8 @@ struct ServerConfiguration: Sendable {
         self.wsQueueFrames = try int("ws-queue-frames", flag: nil, default: 1024, range: 8...1_000_000)
         self.wsIdleSeconds = try int("ws-idle-seconds", flag: nil, default: 120, range: 1...86_400)
         self.wsMaxConnectionsPerUser = try int("ws-max-connections-per-user", flag: nil, default: 32, range: 1...100_000)
+        self.wsReplayMaxEvents = try int("ws-replay-max-events", flag: nil, default: 10_000, range: 1...1_000_000)
+        self.wsReplayConcurrency = try int("ws-replay-concurrency", flag: nil, default: 4, range: 1...1000)
         self.projectorLingerMs = try int("projector-linger-ms", flag: nil, default: 10, range: 0...1000)
         self.wsEcho = ["1", "true", "yes"].contains((environment["PARLEY_WS_ECHO"] ?? "").lowercased())
         do {

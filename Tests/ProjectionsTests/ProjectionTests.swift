@@ -58,6 +58,23 @@ struct ProjectionTests {
         try await f.cleanUp()
     }
 
+    /// A message edited without end keeps its newest edits only, so its document cannot outgrow what MongoDB allows
+    /// (the log keeps them all).
+    @Test func aMessagesEditHistoryIsBoundedToItsNewestEdits() async throws {
+        let f = try await ProjectionFixture(partitions: 1)
+        let ids = try await f.workload()
+        try await f.log.execute(
+            .send(roomId: "club", messageId: "often", body: "first", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+        let edits = Int(MessagesProjector.maxEdits) + 5
+        for n in 0..<edits { try await f.log.execute(.edit(roomId: "club", messageId: "often", body: "edit \(n)"), actor: ids["ada"]!) }
+        try await f.project()
+        let message = try #require(try await f.history.message(id: "often"))
+        #expect(message.body == "edit \(edits - 1)")
+        #expect(message.edits.count == Int(MessagesProjector.maxEdits))
+        #expect(message.edits.first?.body == "edit 5" && message.edits.last?.body == "edit \(edits - 1)")
+        try await f.cleanUp()
+    }
+
     @Test func everyBatchDeliveredTwiceLeavesIdenticalReadModels() async throws {
         let f = try await ProjectionFixture(partitions: 1)
         _ = try await f.workload()

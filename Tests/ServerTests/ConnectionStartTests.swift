@@ -62,6 +62,21 @@ struct ConnectionStartTests {
         #expect(beyond.viewer.rooms == within.viewer.rooms && beyond.viewer.rooms.contains("club"))
     }
 
+    /// A client that saw events the log has since lost (Redis came back from an older snapshot) is told it may have
+    /// missed something, even once newer events are in the log.
+    @Test func aSinceNamingAnEntryTheLogLostIsNotRecoveredEvenAfterNewAppends() async throws {
+        let (log, redis, ann, bob, since) = try await Self.club()
+        let partition = log.partitioning.partition(ofRoom: "club")
+        let stream = log.keys.stream(partition)
+        let entries = try await redis.xrange(stream)
+        // The restore: the stream without its last entry, which bob had seen.
+        try await redis.command("DEL", stream)
+        for entry in entries.dropLast() { _ = try await redis.command(["XADD", stream, entry.id, "event", entry["event"] ?? ""]) }
+        try await log.execute(.send(roomId: "club", messageId: "m9", body: "after", clientMsgId: nil, replyTo: nil), actor: ann)
+        let begin = ConnectionStart(log: log, userId: bob, maxReplay: 100)
+        #expect(!(try await begin.run(start: try await log.head(), since: since)).recovered)
+    }
+
     @Test func anOldRemovalIsResolvedFromTheUsersEarlierMembershipEvents() async throws {
         let (log, redis, ann, bob, since) = try await Self.club()
         try await log.execute(.send(roomId: "club", messageId: "m2", body: "two", clientMsgId: nil, replyTo: nil), actor: ann)

@@ -89,6 +89,30 @@ struct HubStateTests {
         #expect(state.activate(dan, viewer: Viewer(userId: "dan", rooms: []), since: nil) == .gone)
     }
 
+    /// Connections that come and go all day leave nothing behind: after a few thousand opened, set up, fed events and
+    /// closed in every order (some closed while still being set up, some after overflowing), the bookkeeping is empty.
+    @Test mutating func connectionsThatComeAndGoLeaveNothingBehind() throws {
+        var state = HubState(maxConnectionsPerUser: 8, maxHeld: 3)
+        state.started(at: .start(partitions: 1))
+        var open: [HubState.ConnectionID] = []
+        var random = SplitMix64(seed: 7)
+        for cycle in 0..<3000 {
+            let user = "u\(cycle % 50)"
+            if let id = try? Self.opened(state.open(userId: user)) {
+                if !cycle.isMultiple(of: 5) {
+                    _ = state.activate(id, viewer: Viewer(userId: user, rooms: ["r\(cycle % 7)", "r\(cycle % 3)"]), since: nil)
+                }
+                open.append(id)
+            }
+            let event = message("r\(cycle % 7)")
+            _ = state.tailed(event, position: Self.position(event))
+            while open.count > 20 { state.close(open.remove(at: Int(random.next() % UInt64(open.count)))) }
+        }
+        #expect(state.footprint > 0)
+        for id in open { state.close(id) }
+        #expect(state.footprint == 0 && state.connectionCount == 0)
+    }
+
     @Test mutating func typingGoesToTheOtherJoinedMembersWithALiveConnection() throws {
         var state = HubState(maxConnectionsPerUser: 4, maxHeld: 10)
         state.started(at: .start(partitions: 1))

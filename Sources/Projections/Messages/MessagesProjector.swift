@@ -42,6 +42,9 @@ public struct MessagesProjector: Projector {
         try await checkpoints.findOne(["_id": .string("\(name):\(partition)")])?["position"]?.stringValue ?? "0-0"
     }
 
+    /// The most edits a message's document keeps (its newest ones); its body is always the latest.
+    public static let maxEdits: Int32 = 100
+
     /// A log position as a string that sorts like the position (for `pos` comparisons).
     static func sortablePosition(_ entryID: String) -> String {
         let parts = entryID.split(separator: "-")
@@ -93,7 +96,9 @@ public struct MessagesProjector: Projector {
                         filter: ["_id": .string(edited.messageId), "pos": ["$lt": pos], "deleted": false],
                         update: [
                             "$set": ["body": .string(edited.body), "editedAt": at, "pos": pos],
-                            "$push": ["edits": ["body": .string(edited.body), "at": at]],
+                            // The newest `maxEdits` only: a message edited without end must not outgrow a document
+                            // (the log keeps every edit for audits).
+                            "$push": ["edits": ["$each": [["body": .string(edited.body), "at": at]], "$slice": .int32(-Self.maxEdits)]],
                         ],
                         upsert: false))
             case .messageDeleted(let deleted):

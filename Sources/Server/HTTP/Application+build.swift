@@ -88,7 +88,8 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
 
         let hub = Hub(
             log: context.log, logger: logger, queueCapacity: configuration.wsQueueFrames,
-            maxConnectionsPerUser: configuration.wsMaxConnectionsPerUser)
+            maxConnectionsPerUser: configuration.wsMaxConnectionsPerUser, maxReplay: configuration.wsReplayMaxEvents,
+            replayConcurrency: configuration.wsReplayConcurrency)
         services.append(hub)
         let signals = context.log.signals(logger: logger) { roomId, userId in hub.typing(roomId: roomId, userId: userId) }
         services.append(signals)

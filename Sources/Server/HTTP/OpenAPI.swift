@@ -26,9 +26,12 @@ enum OpenAPI {
         return schema
     }
     static var string: [String: Any] { ["type": "string"] }
-    /// A string the rules accept: `max` characters at most, not only white space.
+    /// Any run of characters but U+0000, as a pattern fragment (anchored by `text` and the `clientMsgId` schema).
+    static let noNUL = "[^\\x00]*"
+    /// A string the rules accept: `max` characters at most, not only white space, no U+0000 (which no read model can
+    /// keep: refused with 400).
     static func text(max: Int, description: String? = nil) -> [String: Any] {
-        var schema: [String: Any] = ["type": "string", "maxLength": max, "pattern": "\\S"]
+        var schema: [String: Any] = ["type": "string", "maxLength": max, "pattern": "^" + noNUL + "[^\\x00\\s]" + noNUL + "$"]
         if let description { schema["description"] = description }
         return schema
     }
@@ -176,7 +179,7 @@ enum OpenAPI {
             "SendBody": object(
                 [
                     "body": messageBody,
-                    "clientMsgId": nullable(["type": "string", "minLength": 1, "maxLength": 128]),
+                    "clientMsgId": nullable(["type": "string", "minLength": 1, "maxLength": 128, "pattern": "^" + noNUL + "$"]),
                     "replyTo": nullable(string),
                 ], required: ["body"]),
             "Result": ["type": "object"],

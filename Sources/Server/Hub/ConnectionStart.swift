@@ -80,6 +80,7 @@ struct ConnectionStart {
 
         var recovered = unresolved.isEmpty
         if try await log.reader.lostEntries(after: since) { recovered = false }
+        if try await log.reader.namesLostEntries(since) { recovered = false }
         var replay = Replay(viewer: atBase, since: since, maxFrames: maxReplay)
         if let window {
             replay.take(window)

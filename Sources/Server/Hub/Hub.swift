@@ -36,14 +36,18 @@ final class Hub: Service, Sendable {
     let queueCapacity: Int
     let maxReplay: Int
     /// Replays for reconnecting clients that run at once (each reads the log from its `since`); the others wait.
-    let replays = AsyncSemaphore(permits: 4)
+    let replays: AsyncSemaphore
     private let locked: NIOLockedValueBox<Locked>
     /// Made once (the metrics system is bootstrapped before the hub exists): making a
     /// counter looks it up in the registry, which cost more than the fan-out itself.
     private let fannedOut = Counter(label: "parley.ws.events_fanned_out")
     private let unreadable = Counter(label: "parley.ws.unreadable_entries")
 
-    init(log: EventLog, logger: Logger, queueCapacity: Int = 1024, maxReplay: Int = 10_000, maxConnectionsPerUser: Int = 32) {
+    init(
+        log: EventLog, logger: Logger, queueCapacity: Int = 1024, maxConnectionsPerUser: Int = 32, maxReplay: Int = 10_000,
+        replayConcurrency: Int = 4
+    ) {
+        self.replays = AsyncSemaphore(permits: replayConcurrency)
         self.log = log
         self.logger = logger
         self.queueCapacity = queueCapacity
@@ -195,12 +199,14 @@ final class Hub: Service, Sendable {
     }
 
     func disconnect(_ connection: HubConnection) {
-        locked.withLockedValue { locked in
+        let footprint = locked.withLockedValue { locked in
             locked.state.close(connection.id)
             locked.connections[connection.id] = nil
+            return locked.state.footprint
         }
         connection.end(.shutdown)
         Gauge(label: "parley.ws.connections").record(connectionCount)
+        Gauge(label: "parley.ws.hub_entries").record(footprint)
     }
 
     /// Whether `userId` is, as far as this hub knows, a joined member of `roomId`.

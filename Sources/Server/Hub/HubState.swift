@@ -48,6 +48,14 @@ struct HubState: Sendable {
 
     var connectionCount: Int { userOf.count }
 
+    /// Entries in all of the state's maps and sets together: what the open connections cost in bookkeeping. Back to 0
+    /// once every connection has closed, whatever they did (`parley_ws_hub_entries`).
+    var footprint: Int {
+        userOf.count + connectionsOf.values.reduce(0) { $0 + 1 + $1.count } + held.values.reduce(0) { $0 + 1 + $1.count }
+            + overflowed.count + live.values.reduce(0) { $0 + 1 + $1.count } + viewers.count
+            + joinedHere.values.reduce(0) { $0 + 1 + $1.count } + ahead.count
+    }
+
     /// The hub read the log's head: connections can be set up from here on.
     mutating func started(at head: LogPosition) {
         position = head
