@@ -19,7 +19,8 @@ public enum TestStores {
     }
 
     public static func mongo() throws -> MongoClient {
-        try MongoClient(.init(uri: mongoURI))
+        // A long connect timeout: the tests load one single-threaded nx-27017 with many clients at once.
+        try MongoClient(.init(uri: mongoURI, connectTimeout: .seconds(15)))
     }
 
     public static func postgres(url: String = postgresURL, maxConnections: Int = 4) -> PostgresClient {

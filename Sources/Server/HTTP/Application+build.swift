@@ -98,6 +98,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         // a close code: a browser cannot read the status of a refused handshake, so an HTTP
         // error there would reach a web client as a bare failure it retries forever.
         wsRouter.ws("/v1/ws") { inbound, outbound, wsContext in
+            wsContext.requestContext.releaseUpgradeReference()
             let request = wsContext.request
             let userId: String
             do {
@@ -128,7 +129,8 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         // Protocol conformance (scripts/autobahn): the frames, fragments, control frames,
         // UTF-8 checks and closes of Parley's WebSocket stack, without Parley's protocol.
         let maxSize = configuration.maxBodyBytes
-        wsRouter.ws("/v1/ws/echo") { inbound, outbound, _ in
+        wsRouter.ws("/v1/ws/echo") { inbound, outbound, wsContext in
+            wsContext.requestContext.releaseUpgradeReference()
             for try await message in inbound.messages(maxSize: maxSize) {
                 switch message {
                 case .text(let text): try await outbound.write(.text(text))

@@ -2,6 +2,8 @@ import Events
 import Foundation
 import Hummingbird
 import HummingbirdWebSocket
+import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// The request context of every route: the authenticated user (set by `AuthMiddleware`)
@@ -74,14 +76,46 @@ extension Request {
 /// The request context of the WebSocket route. It keeps the connection's channel: a
 /// client that stops reading cannot be sent even a close frame (the write waits for it
 /// forever), so the session drops the TCP connection itself after a short grace.
+///
+/// hummingbird-websocket 2.8.1 stores the matched handler, with a copy of this context, in
+/// the context's own `webSocket` reference and never clears it: a reference cycle that kept
+/// every upgraded connection's context, and through `channel` its closed NIO channel, alive
+/// for good (about 5 KB per connection opened and closed). The reference is therefore held
+/// in a box of ours, which each WebSocket route empties first (`releaseUpgradeReference`),
+/// once the upgrade has read it.
 struct ParleyWebSocketContext: RequestContext, WebSocketRequestContext {
     var coreContext: CoreRequestContextStorage
-    let webSocket: WebSocketHandlerReference<Self>
     let channel: any Channel
+    private let reference: NIOLockedValueBox<WebSocketHandlerReference<Self>?>
+    private let life = ContextLife()
+
+    var webSocket: WebSocketHandlerReference<Self> { reference.withLockedValue { $0 ?? .init() } }
 
     init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.webSocket = .init()
         self.channel = source.channel
+        self.reference = NIOLockedValueBox(.init())
+    }
+
+    /// Breaks the library's cycle: the handler was read at the upgrade, nothing reads it again.
+    func releaseUpgradeReference() {
+        reference.withLockedValue { $0 = nil }
+    }
+}
+
+/// Counts the WebSocket request contexts alive (`parley_ws_contexts_alive`): with every
+/// connection closed it must come back to 0, or something still holds them.
+final class ContextLife: Sendable {
+    private static let alive = NIOLockedValueBox(0)
+
+    init() { Self.record(+1) }
+    deinit { Self.record(-1) }
+
+    private static func record(_ change: Int) {
+        let count = alive.withLockedValue { count in
+            count += change
+            return count
+        }
+        Gauge(label: "parley.ws.contexts_alive").record(count)
     }
 }
