@@ -173,8 +173,11 @@ class Soak:
             n = 0
             while time.monotonic() < until:
                 n += 1
-                status, _ = await asyncio.to_thread(chaos.http, random.choice(self.servers).port, "POST", "/v1/auth/login",
-                                                    body={"username": self.victim, "password": f"guess {n}"})
+                try:
+                    status, _ = await asyncio.to_thread(chaos.http, random.choice(self.servers).port, "POST", "/v1/auth/login",
+                                                        body={"username": self.victim, "password": f"guess {n}"})
+                except OSError:  # the instance is stopped (urllib's timeout): no answer
+                    status = "no answer"
                 answered("login guesses", status)
                 self.attacks["login guesses"] += 1
                 await asyncio.sleep(0.5)
