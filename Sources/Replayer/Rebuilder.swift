@@ -13,32 +13,43 @@ protocol ReplayableProjector: Projector {
     func dropArea() async throws
     /// Whether this area holds an earlier, unfinished build to resume.
     func areaExists() async throws -> Bool
-    /// Replaces `live`'s read model with this one's; returns what it did with the old one.
-    func swapIn(over live: any Projector, keepOld: Bool) async throws -> String
+    /// Replaces `live`'s read model with this one's while live writes are held; what is left to do with the old one
+    /// once they are released.
+    func swapIn(over live: any Projector, keepOld: Bool) async throws -> Swapped
+}
+
+/// What a swap did, and what it leaves to do after the hold is released.
+struct Swapped: Sendable {
+    /// What happened to the old read model, for the operator.
+    var description: String
+    /// Drops the old read model once no reader can be reading it any more; nil when there is nothing left to do.
+    var retire: (@Sendable () async throws -> Void)?
 }
 
 extension MetadataProjector: ReplayableProjector {
     func dropArea() async throws { try await dropSchema() }
     func areaExists() async throws -> Bool { try await schemaExists() }
-    func swapIn(over live: any Projector, keepOld: Bool) async throws -> String {
+    func swapIn(over live: any Projector, keepOld: Bool) async throws -> Swapped {
         let retired = try await swap(into: live as! MetadataProjector, keepOld: keepOld)
-        return keepOld ? "old tables kept in schema \(retired)" : "old tables dropped"
+        return Swapped(description: keepOld ? "old tables kept in schema \(retired)" : "old tables dropped", retire: nil)
     }
 }
 
 extension MessagesProjector: ReplayableProjector {
     func dropArea() async throws { try await dropCollections() }
     func areaExists() async throws -> Bool { try await hasCheckpoints() }
-    func swapIn(over live: any Projector, keepOld: Bool) async throws -> String {
-        let target = live as! MessagesProjector
-        if keepOld {
-            let retired = "\(target.collection.name)_retired_\(Int(Date().timeIntervalSince1970))"
-            try await target.collection.rename(to: retired)
-            try await swap(into: target)
-            return "old collection kept as \(retired)"
-        }
-        try await swap(into: target)
-        return "old collection dropped"
+    func swapIn(over live: any Projector, keepOld: Bool) async throws -> Swapped {
+        let live = live as! MessagesProjector
+        let old = try await promote(over: live)
+        let now = try await currentArea().name
+        if keepOld { return Swapped(description: "readers now follow \(now); old collection kept as \(old)", retire: nil) }
+        return Swapped(
+            description: "readers now follow \(now); old collection \(old) dropped",
+            retire: {
+                // Readers re-read the pointer every `readerRefresh`: after twice that, nobody reads the old one.
+                try await Task.sleep(for: MessagesLocation.readerRefresh * 2)
+                try await live.dropArea(named: old)
+            })
     }
 }
 
@@ -68,7 +79,7 @@ struct Rebuilder: Sendable {
     /// meanwhile, so no server starts projecting half way. An interrupted run leaves a
     /// marker (`<ns>:rebuild:<projector>`) and the next run resumes at the checkpoint.
     func inPlace(_ projection: ReplayContext.Projection) async throws -> String {
-        let projector = context.projector(projection)
+        let projector = try await context.projector(projection)
         let name = projector.name
         let leases = (0..<log.partitioning.count).map { log.lease(name, partition: $0, owner: owner) }
         for (partition, lease) in leases.enumerated() {
@@ -117,14 +128,15 @@ struct Rebuilder: Sendable {
 
     // MARK: - Shadow
 
-    /// Builds the read model beside the live one (`<schema>_shadow`, `<collection>_shadow`)
-    /// while the server keeps serving, yielding to live projection whenever it falls
-    /// behind; then holds live writes for a moment, catches up to the head and swaps the
-    /// shadow in atomically. An interrupted run leaves the shadow, and the next run
+    /// Builds the read model beside the live one (`<schema>_shadow`, the messages
+    /// collection's next version `<collection>_v<n>`) while the server keeps serving,
+    /// yielding to live projection whenever it falls behind; then holds live writes for a
+    /// moment, catches up, checks the shadow holds what the live one does and swaps it in
+    /// (one transaction in PostgreSQL, a pointer move in MongoDB). An interrupted run leaves the shadow, and the next run
     /// resumes it (`restart` starts over).
     func shadow(_ projection: ReplayContext.Projection, restart: Bool, keepOld: Bool) async throws -> String {
-        let live = context.projector(projection)
-        let shadow = context.projector(projection, area: "shadow")
+        let live = try await context.projector(projection)
+        let shadow = try await context.projector(projection, area: "shadow")
         let name = live.name
         let resumed = restart ? false : try await shadow.areaExists()
         if !resumed { try await shadow.dropArea() }
@@ -140,11 +152,12 @@ struct Rebuilder: Sendable {
         let hold = log.hold(name)
         try await hold.acquire(owner: owner, partitions: log.partitioning.count)
         let tail: ProjectionRebuild.Outcome
-        let swapped: String
+        let swapped: Swapped
         do {
             try await hold.waitUntilQuiet(partitions: log.partitioning.count)
             tail = try await rebuild.run(shadow, beforeBatch: { _ in try await hold.renew() })
             try await hold.renew()
+            try await checkCaughtUp(shadow, live: live)
             swapped = try await shadow.swapIn(over: live, keepOld: keepOld)
             try await hold.release()
         } catch {
@@ -153,8 +166,26 @@ struct Rebuilder: Sendable {
             await Task { try? await hold.release() }.value
             throw error
         }
+        try await swapped.retire?()
         progress.finish(outcome.applied + tail.applied, suffix: resumed ? " (resumed)" : "")
-        return "rebuild \(name): shadow swapped in at \(tail.reached), \(swapped)" + unreadable(outcome)
+        return "rebuild \(name): shadow swapped in at \(tail.reached), \(swapped.description)" + unreadable(outcome)
+    }
+
+    /// The shadow is swapped in only when it holds everything the live read model holds: in every partition its
+    /// checkpoint is at or past the live one's (live writes are held, so that cannot move). What the live projector
+    /// read and has not acknowledged is applied again to the new read model after the release (idempotently), and what
+    /// it has not read yet it reads then; otherwise the live read model stays as it is.
+    private func checkCaughtUp(_ shadow: any ReplayableProjector, live: any ReplayableProjector) async throws {
+        for partition in 0..<log.partitioning.count {
+            let reached = try await shadow.checkpoint(partition: partition)
+            let applied = try await live.checkpoint(partition: partition)
+            if StreamID.less(reached, applied) {
+                throw Refused(
+                    description:
+                        "the \(live.name) shadow reached \(reached) in partition \(partition), the live read model \(applied): not swapped, the live read model is unchanged"
+                )
+            }
+        }
     }
 
     /// Waits while the live projector is running (holds `partition`'s lease) and more than

@@ -35,7 +35,7 @@ struct ReplayConfiguration: Sendable {
 }
 
 /// The open stores and the projectors of the live read models, plus the shadow and
-/// scratch areas beside them (`<schema>_shadow`, `<schema>_verify`, `<collection>_shadow`,
+/// scratch areas beside them (`<schema>_shadow`, `<schema>_verify`, `<collection>_v<n>`,
 /// `<collection>_verify`).
 final class ReplayContext: Sendable {
     let configuration: ReplayConfiguration
@@ -85,9 +85,10 @@ final class ReplayContext: Sendable {
         case metadata, messages
     }
 
-    /// The live projector of `projection`, or one named like it writing to the area with
-    /// `suffix` (`shadow`, `verify`).
-    func projector(_ projection: Projection, area suffix: String? = nil) -> any ReplayableProjector {
+    /// The live projector of `projection`, or one named like it writing to the area with `suffix`: the schema
+    /// `<schema>_<suffix>`; for messages `<collection>_verify`, and for `shadow` the live collection's next version
+    /// (`<collection>_v<n>`, which a swap points the readers at).
+    func projector(_ projection: Projection, area suffix: String? = nil) async throws -> any ReplayableProjector {
         let priority: ProjectionPriority = suffix == nil ? .live : .rebuild
         switch projection {
         case .metadata:
@@ -95,8 +96,10 @@ final class ReplayContext: Sendable {
             // Every schema copies the tables the migrations made in `public`, as the server's does.
             return MetadataProjector(postgres: postgres, schema: suffix.map { "\(live)_\($0)" } ?? live, priority: priority)
         case .messages:
-            let live = configuration.mongoCollection
-            return MessagesProjector(mongo: mongo, collection: suffix.map { "\(live)_\($0)" } ?? live, priority: priority)
+            let live = MessagesLocation(mongo: mongo, base: configuration.mongoCollection)
+            guard let suffix else { return MessagesProjector(mongo: mongo, location: live, priority: priority) }
+            let area = suffix == "shadow" ? try await live.nextArea() : "\(live.base)_\(suffix)"
+            return MessagesProjector(mongo: mongo, location: MessagesLocation(mongo: mongo, fixed: area), priority: priority)
         }
     }
 

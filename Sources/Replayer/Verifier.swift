@@ -37,8 +37,8 @@ struct Verifier: Sendable {
         var result = Result()
         var pairs: [(live: any ReplayableProjector, scratch: any ReplayableProjector)] = []
         for projection in projections {
-            let live = context.projector(projection)
-            let scratch = context.projector(projection, area: "verify")
+            let live = try await context.projector(projection)
+            let scratch = try await context.projector(projection, area: "verify")
             try await scratch.dropArea()
             let progress = Progress("verify: rebuild \(live.name) from the log", total: total, interval: progressInterval)
             let outcome = try await ProjectionRebuild(log: log, scheduler: PriorityScheduler(workers: 1), batchSize: batchSize)

@@ -131,7 +131,7 @@ struct FencingTests {
         for n in 1...written {
             #expect(try await f.read.user(id: "u\(n)") != nil, "user u\(n) of \(written) is missing")
         }
-        let documents = try await f.messages.collection.find(["roomId": "club"])
+        let documents = try await f.messages.documents().find(["roomId": "club"])
         let bodies = Dictionary(documents.map { ($0["_id"]?.stringValue ?? "", $0["body"]?.stringValue ?? "") }) { a, _ in a }
         for n in 1...written where bodies["m\(n)"] != "edited \(n)" {
             Issue.record("message m\(n) reads \(bodies["m\(n)"] ?? "nothing"), not its edit")
@@ -147,6 +147,9 @@ struct EpochFenceTests {
         let f = try await ProjectionFixture(partitions: 1)
         let ids = try await f.workload()
         let events = try await f.log.read(partition: 0, count: 10_000)
+        // A holder fences before it writes (the runner does at every takeover).
+        try await f.metadata.fence(partition: 0, epoch: 1)
+        try await f.messages.fence(partition: 0, epoch: 1)
         try await f.metadata.apply(Array(events.dropLast(2)), partition: 0, epoch: 1)
         try await f.messages.apply(Array(events.dropLast(2)), partition: 0, epoch: 1)
         try await f.log.execute(
@@ -170,6 +173,54 @@ struct EpochFenceTests {
         }
         #expect(try await f.history.message(id: "late")?.body == "from the old holder")
         #expect(try await f.read.room(id: "club")?.lastSeq == late.last?.event.seq)
+        try await f.cleanUp()
+    }
+}
+
+@Suite("A shadow swap by pointer")
+struct PointerSwapTests {
+    /// Another server instance still names the replaced collection when the pointer moves: its next batch lands in the
+    /// new collection (the old one is marked moved), and once the old one is dropped nothing is written there again.
+    @Test func aProjectorThatStillNamesTheOldCollectionWritesToTheNewOne() async throws {
+        let f = try await ProjectionFixture(partitions: 1)
+        let ids = try await f.workload()
+        let events = try await f.log.read(partition: 0, count: 10_000)
+        let elsewhere = MessagesProjector(mongo: f.mongo, collection: f.schema)  // another instance's projector
+        try await elsewhere.prepare()
+        try await elsewhere.fence(partition: 0, epoch: 3)
+        try await elsewhere.apply(events, partition: 0, epoch: 3)
+        let stale = MessagesProjector(mongo: f.mongo, collection: f.schema)  // a third, idle until after the drop
+        try await stale.prepare()
+
+        // The replayer builds version 1 beside it and moves the pointer.
+        let next = try await MessagesLocation(mongo: f.mongo, base: f.schema).nextArea()
+        #expect(next == "\(f.schema)_v1")
+        let shadow = MessagesProjector(mongo: f.mongo, location: MessagesLocation(mongo: f.mongo, fixed: next), priority: .rebuild)
+        try await shadow.prepare()
+        try await shadow.apply(events, partition: 0)
+        let replaced = try await shadow.promote(over: f.messages)
+        #expect(replaced == f.schema)
+
+        // The other instance's next batch goes to the new collection, under its own epoch.
+        try await f.log.execute(
+            .send(roomId: "club", messageId: "after-swap", body: "one", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+        let first = try await f.log.read(partition: 0, count: 10_000)
+        try await elsewhere.apply(Array(first.suffix(1)), partition: 0, epoch: 3)
+        #expect(try await f.mongo.collection(next).findOne(["_id": "after-swap"]) != nil)
+        #expect(try await f.mongo.collection(f.schema).findOne(["_id": "after-swap"]) == nil)
+        #expect(try await elsewhere.checkpoint(partition: 0) == first.last?.entryID)
+        // An older holder is refused in the new collection too: the swap carried the epoch over.
+        await #expect(throws: ProjectionFenced.self) { try await elsewhere.apply(Array(first.suffix(1)), partition: 0, epoch: 2) }
+
+        // The old collection is dropped; a third projector that prepared before the swap writes to the new one as well.
+        try await f.messages.dropArea(named: replaced)
+        await #expect(throws: DriverError.self) { try await f.messages.dropArea(named: next) }
+        try await f.log.execute(
+            .send(roomId: "club", messageId: "after-drop", body: "two", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+        let second = try await f.log.read(partition: 0, count: 10_000)
+        try await stale.apply(Array(second.suffix(1)), partition: 0, epoch: 3)
+        #expect(try await f.history.message(id: "after-drop")?.body == "two")
+        #expect(try await f.mongo.collection(f.schema).count() == 0)
         try await f.cleanUp()
     }
 }

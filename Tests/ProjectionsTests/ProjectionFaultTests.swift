@@ -58,7 +58,7 @@ struct ProjectionFaultTests {
         #expect(acknowledged == true)
 
         let sent = try await f.log.read(partition: 0, count: 10_000).filter { $0.event.type == .messageSent }
-        let documents = try await f.messages.collection.find(["roomId": "club"])
+        let documents = try await f.messages.documents().find(["roomId": "club"])
         #expect(documents.count == sent.filter { $0.event.roomId == "club" }.count)
         #expect(Set(documents.compactMap { $0["seq"]?.int64Value }).count == documents.count)
         #expect(try await f.read.room(id: "club")?.lastSeq == 53)

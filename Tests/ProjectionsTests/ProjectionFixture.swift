@@ -23,7 +23,7 @@ extension StoreFixture {
                 rows.append(table + ": " + zip(row.columns, row.values).map { "\($0)=\($1 ?? "NULL")" }.joined(separator: " "))
             }
         }
-        let documents = try await messages.collection.find(sort: ["_id": 1])
+        let documents = try await messages.documents().find(sort: ["_id": 1])
         return (rows, documents)
     }
 

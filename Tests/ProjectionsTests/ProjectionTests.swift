@@ -50,7 +50,7 @@ struct ProjectionTests {
         #expect(c1.edits.map(\.body) == ["hello!", "hello!!"])
         let c3 = try #require(try await f.history.message(id: "c3"))
         #expect(c3.deleted && c3.body == nil)
-        let raw = try #require(try await f.messages.collection.findOne(["_id": "c3"]))
+        let raw = try #require(try await f.messages.documents().findOne(["_id": "c3"]))
         #expect(raw["body"] == .null && raw["firstBody"] == .null)  // gone from the read model, not only hidden
         #expect(try await f.history.message(id: "c2")?.replyTo == "c1")
         let forward = try await f.history.page(roomId: "club", after: 1, limit: 5)

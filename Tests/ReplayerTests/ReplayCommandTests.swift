@@ -23,7 +23,7 @@ struct ReplayCommandTests {
         try await f.postgres.query("UPDATE \(f.schema).rooms SET name = 'Hacked' WHERE id = 'club'")
         try await f.postgres.query(
             "UPDATE \(f.schema).room_members SET role = 'owner' WHERE room_id = 'club' AND user_id = $1", [ids["cyd"]!])
-        _ = try await f.messages.collection.deleteMany(["_id": "c2"])
+        _ = try await f.messages.documents().deleteMany(["_id": "c2"])
 
         let dirty = try await f.replay(["verify"])
         #expect(dirty.status == 1)
@@ -42,7 +42,7 @@ struct ReplayCommandTests {
         // What a reader gets is right again.
         let room = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).room(id: "club")
         #expect(room?.name == "The Club")
-        #expect(try await f.messages.collection.findOne(["_id": "c2"])?["body"]?.stringValue == "hi bea")
+        #expect(try await f.messages.documents().findOne(["_id": "c2"])?["body"]?.stringValue == "hi bea")
         try await f.cleanUp()
     }
 
@@ -74,7 +74,7 @@ struct ReplayCommandTests {
 
         // Every message sent before, during and after the swap is in the swapped-in model.
         try await f.waitUntilProjected()
-        let documents = try await f.messages.collection.count()
+        let documents = try await f.messages.documents().count()
         #expect(documents == 4 + 3000 + duringRebuild)
         let room = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).room(id: "club")
         #expect(room?.lastSeq == Int64(3 + 3000 + duringRebuild))
@@ -84,7 +84,7 @@ struct ReplayCommandTests {
         try await f.log.execute(
             .send(roomId: "club", messageId: "after", body: "after the swap", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
         try await f.waitUntilProjected()
-        #expect(try await f.messages.collection.findOne(["_id": "after"]) != nil)
+        #expect(try await f.messages.documents().findOne(["_id": "after"]) != nil)
         live.cancel()
         _ = try? await live.value
         try await f.cleanUp()

@@ -84,4 +84,70 @@ struct ReplayWhileServingTests {
         await mongo.shutdown()
         try await s.cleanUp()
     }
+
+    /// Seen before the pointer swap: on nx-27017 the second `rebuild --shadow` failed with `no such table`, and the live
+    /// messages collection was gone (history empty, every message missing in `verify`).
+    @Test func threeShadowRebuildsInARowKeepTheLiveReadModelAndVerifyAfterEach() async throws {
+        let s = try await ServerProcess()
+        let replayEnvironment = ["PARLEY_NAMESPACE": s.namespace, "PARLEY_POSTGRES_SCHEMA": s.schema, "PARLEY_MONGO_COLLECTION": s.schema]
+        let ann = try await s.register("rrann")
+        let bob = try await s.register("rrbob")
+        let created = try await s.request("POST", "/v1/rooms", token: ann.token, body: ["name": "Thrice", "invite": [bob.id]])
+        let roomId = try #require(created["room", "id"] as? String)
+        #expect(try await s.request("POST", "/v1/rooms/\(roomId)/join", token: bob.token).status == 200)
+        let annWS = WSTestClient(port: s.port, token: ann.token)
+        _ = try await annWS.next(type: "hello")
+        var n = 0
+        func send() async throws {
+            n += 1
+            try annWS.send(["type": "send", "roomId": roomId, "body": "round message \(n)", "clientMsgId": "r\(n)"])
+            #expect(try await annWS.next(type: "ack")["message", "seq"] as? Int == n)
+        }
+        for _ in 0..<10 { try await send() }
+        let mongo = try TestStores.mongo()
+
+        for round in 1...3 {
+            let done = NIOLockedValueBox(false)
+            let rebuild = Task {
+                defer { done.withLockedValue { $0 = true } }
+                return try await runParley("parley-replay", ["rebuild", "--shadow", "--batch", "5"], environment: replayEnvironment)
+            }
+            // Ann keeps chatting while each rebuild runs and swaps in.
+            while !done.withLockedValue({ $0 }) {
+                try await send()
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let rebuilt = try await rebuild.value
+            #expect(rebuilt.status == 0, "round \(round): \(rebuilt.stdout)\(rebuilt.stderr)")
+            #expect(rebuilt.stdout.contains("readers now follow \(s.schema)_v\(round)"), "round \(round): \(rebuilt.stdout)")
+            for _ in 0..<3 { try await send() }
+
+            // Every message acknowledged so far is in the history Bob reads, and the read models match the log.
+            let expected = n
+            var seqs: [Int] = []
+            for _ in 0..<150 where seqs.count != expected {
+                // Every page, oldest first.
+                seqs = []
+                while true {
+                    let page = try await s.request(
+                        "GET", "/v1/rooms/\(roomId)/messages?after=\(seqs.last ?? 0)&limit=100", token: bob.token)
+                    let got = (page.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["seq"] as? Int }
+                    seqs += got
+                    if got.count < 100 { break }
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(seqs == Array(1...expected), "round \(round): \(rebuilt.stdout)")
+            let verified = try await runParley("parley-replay", ["verify"], environment: replayEnvironment)
+            #expect(verified.status == 0, "round \(round): \(verified.stdout)")
+            #expect(verified.stdout.contains("verify: OK"), "round \(round): \(verified.stdout)")
+            // The collection it replaced is gone; the one readers follow holds every message.
+            let replaced = round == 1 ? s.schema : "\(s.schema)_v\(round - 1)"
+            #expect(try await mongo.collection(replaced).count() == 0, "round \(round): \(replaced) was not dropped")
+            #expect(try await mongo.collection("\(s.schema)_v\(round)").count() == expected)
+        }
+        annWS.close()
+        await mongo.shutdown()
+        try await s.cleanUp()
+    }
 }

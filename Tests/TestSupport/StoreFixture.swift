@@ -95,9 +95,8 @@ public struct StoreFixture: Sendable {
     public func cleanUp() async throws {
         for suffix in ["", "_shadow", "_verify"] {
             try await postgres.query("DROP SCHEMA IF EXISTS \(schema)\(suffix) CASCADE")
-            try await mongo.collection(schema + suffix).drop()
-            try await mongo.collection(schema + suffix + "_checkpoints").drop()
         }
+        try await TestStores.dropMessagesAreas(mongo, base: schema)
         for retired in try await postgres.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", [schema + "_retired_%"]) {
             try await postgres.query("DROP SCHEMA \(retired.string("nspname")!) CASCADE")
         }

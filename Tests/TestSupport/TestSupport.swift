@@ -14,6 +14,16 @@ public enum TestStores {
         "\(prefix)_\(UInt32.random(in: 0...UInt32.max))_\(UInt16.random(in: 0...UInt16.max))"
     }
 
+    /// Drops every messages collection a test's read model named `base` may have made: the live one, its shadow,
+    /// verify and versioned copies (`<base>_v<n>`, as shadow rebuilds make them), their checkpoints, and the pointer.
+    public static func dropMessagesAreas(_ mongo: MongoClient, base: String) async throws {
+        for suffix in ["", "_shadow", "_verify"] + (1...9).map({ "_v\($0)" }) {
+            try await mongo.collection(base + suffix).drop()
+            try await mongo.collection(base + suffix + "_checkpoints").drop()
+        }
+        try await mongo.collection(base + "_pointer").drop()
+    }
+
     public static func redis(maxConnections: Int = 8) throws -> RedisClient {
         try RedisClient(.init(url: redisURL, maxConnections: maxConnections))
     }

@@ -177,29 +177,6 @@ public struct MongoCollection: Sendable {
         try await client.command(["createIndexes": .string(name), "indexes": [.document(index)]])
     }
 
-    /// Renames this collection (within its database), replacing `newName` if `dropTarget`.
-    /// On MongoDB the replacement is atomic; a server that refuses `dropTarget` (nx-27017
-    /// answers "already exists") gets the target dropped first, then the rename.
-    public func rename(to newName: String, dropTarget: Bool = false) async throws {
-        do {
-            try await renameOnce(to: newName, dropTarget: dropTarget)
-        } catch let error as DriverError where dropTarget && error.message.contains("already exists") {
-            try await client.collection(newName).drop()
-            try await renameOnce(to: newName, dropTarget: false)
-        }
-    }
-
-    private func renameOnce(to newName: String, dropTarget: Bool) async throws {
-        let database = client.databaseName
-        _ = try await withCollection { collection in
-            var error = bson_error_t()
-            guard mongoc_collection_rename_with_opts(collection, database, newName, dropTarget, nil, &error) else {
-                throw MongoErrors.from(error)
-            }
-            return true
-        }
-    }
-
     /// Drops the collection; dropping one that does not exist is not an error.
     public func drop() async throws {
         _ = try await withCollection { collection in

@@ -1,39 +1,66 @@
 import Drivers
 
 extension MessagesProjector {
-    /// The collection holding this projector's checkpoints (`<collection>_checkpoints`).
-    public var checkpointCollection: MongoCollection { checkpoints }
+    /// The checkpoints of the area in use now (`<area>_checkpoints`).
+    public func checkpointCollection() async throws -> MongoCollection { try await currentArea().checkpoints }
 
-    /// Empties the read model and its checkpoints (for a rebuild in place, or a scratch
-    /// area), and makes the indexes again.
+    /// Empties the read model in use and its checkpoints (for a rebuild in place, or a
+    /// scratch area), and makes the indexes again.
     public func reset() async throws {
-        try await collection.drop()
-        try await checkpoints.drop()
+        let area = try await currentArea()
+        try await area.documents.drop()
+        try await area.checkpoints.drop()
         try await prepare()
     }
 
-    /// Drops the collection and its checkpoints (a shadow or scratch area).
+    /// Drops the collection and its checkpoints (a shadow or scratch area; never a live one).
     public func dropCollections() async throws {
-        try await collection.drop()
-        try await checkpoints.drop()
+        precondition(!location.followsPointer, "refusing to drop the live read model")
+        let area = try await currentArea()
+        try await area.documents.drop()
+        try await area.checkpoints.drop()
     }
 
     /// Whether this projector has recorded any checkpoint (a shadow left by an interrupted
     /// rebuild, to be resumed).
     public func hasCheckpoints() async throws -> Bool {
-        // findOne, not count: nx-27017's count still answers for a renamed-away collection.
-        try await checkpoints.findOne([:]) != nil
+        try await currentArea().checkpoints.findOne([:]) != nil
     }
 
-    /// Puts this (shadow) projector's collection and checkpoints in place of `live`'s.
-    /// On MongoDB `renameCollection` with `dropTarget` replaces the collection atomically;
-    /// nx-27017 (the test server) refuses it, and the driver then drops and renames, which
-    /// leaves a moment with no collection. Live writers must be held meanwhile
-    /// (`ProjectionHold`).
-    public func swap(into live: MessagesProjector) async throws {
-        precondition(
-            live.collection.name != collection.name && live.name == name, "a swap replaces another collection of the same projector")
-        try await collection.rename(to: live.collection.name, dropTarget: true)
-        try await checkpoints.rename(to: live.checkpoints.name, dropTarget: true)
+    /// Makes this (shadow) projector's collection the live one of `live`, without renaming
+    /// anything: its checkpoints take the live ones' fencing epochs, the pointer moves to
+    /// it (one document write), and the old area's checkpoints are marked `movedTo`, so a
+    /// live projector that still writes there is refused and follows the pointer. Live
+    /// writers must be held meanwhile (`ProjectionHold`). Returns the name of the area it
+    /// replaced, which readers may still read for `MessagesLocation.readerRefresh`: drop
+    /// it (`dropArea(named:)`) only after twice that.
+    public func promote(over live: MessagesProjector) async throws -> String {
+        precondition(!location.followsPointer && live.location.followsPointer && live.name == name, "a shadow replaces a live area")
+        let new = try await currentArea()
+        let old = live.area(try await live.location.refresh())
+        precondition(old.name != new.name, "the shadow is the live area already")
+        guard let version = live.location.version(of: new.name) else {
+            preconditionFailure("a shadow is built in the live location's next area (\(new.name))")
+        }
+        for checkpoint in try await old.checkpoints.find() {
+            guard let id = checkpoint["_id"], let epoch = checkpoint["epoch"]?.int64Value else { continue }
+            try await new.checkpoints.updateOne(filter: ["_id": id], update: ["$max": ["epoch": .int64(epoch)]], upsert: true)
+        }
+        try await live.location.point(to: new.name, version: version)
+        for checkpoint in try await old.checkpoints.find() {
+            guard let id = checkpoint["_id"] else { continue }
+            try await old.checkpoints.updateOne(filter: ["_id": id], update: ["$set": ["movedTo": .string(new.name)]])
+        }
+        return old.name
+    }
+
+    /// Drops a replaced area (its documents and checkpoints); refuses the one the pointer names.
+    public func dropArea(named name: String) async throws {
+        guard try await location.refresh() != name else {
+            throw DriverError(.mongo, .invalid, "refusing to drop \(name): it is the live messages collection")
+        }
+        let area = self.area(name)
+        try await area.documents.drop()
+        try await area.checkpoints.drop()
     }
 }

@@ -20,26 +20,57 @@ public struct MessagesProjector: Projector {
     public let priority: ProjectionPriority
     /// Only message events change the collection; the others only move the checkpoint.
     public let eventTypes: Set<EventType> = [.messageSent, .messageEdited, .messageDeleted]
-    /// The collection written: `messages`, or `<live>_<suffix>` for the replayer's shadow or verify copy.
-    public let collection: MongoCollection
-    let checkpoints: MongoCollection
+    /// Where it writes: the live collection the pointer names (`MessagesLocation`), or a fixed one for the replayer's
+    /// shadow or verify copy.
+    public let location: MessagesLocation
+    let mongo: MongoClient
 
-    /// `collection` also names the checkpoints' collection (`<collection>_checkpoints`); nothing is created before `prepare()`.
+    /// The live read model over `collection` (the pointer's base, `PARLEY_MONGO_COLLECTION`); the checkpoints are in
+    /// `<area>_checkpoints` beside whichever collection is live. Nothing is created before `prepare()`.
     public init(mongo: MongoClient, collection: String = "messages", name: String = "messages", priority: ProjectionPriority = .live) {
-        self.collection = mongo.collection(collection)
-        self.checkpoints = mongo.collection(collection + "_checkpoints")
+        self.init(mongo: mongo, location: MessagesLocation(mongo: mongo, base: collection), name: name, priority: priority)
+    }
+
+    /// A projector writing where `location` says (`MessagesLocation(mongo:fixed:)` for a shadow or scratch area).
+    public init(mongo: MongoClient, location: MessagesLocation, name: String = "messages", priority: ProjectionPriority = .live) {
+        self.mongo = mongo
+        self.location = location
         self.name = name
         self.priority = priority
     }
 
-    /// Creates the unique index on `roomId` + `seq` that history pages sort by; run at every start, so it must stay idempotent.
-    public func prepare() async throws {
-        try await collection.createIndex(["roomId": 1, "seq": 1], unique: true)
+    /// One version of the read model: its documents and its checkpoints.
+    public struct Area: Sendable {
+        /// The collection's name (`messages`, `messages_v3`, `messages_verify` …).
+        public let name: String
+        /// The message documents.
+        public let documents: MongoCollection
+        /// `<name>_checkpoints`: one document per partition, `<projector>:<partition>`.
+        public let checkpoints: MongoCollection
     }
 
-    /// The entry id recorded in `<collection>_checkpoints` under `<name>:<partition>` after each batch; `0-0` when none yet.
+    func area(_ name: String) -> Area {
+        Area(name: name, documents: mongo.collection(name), checkpoints: mongo.collection(name + "_checkpoints"))
+    }
+
+    /// The area in use now (the projector's view: it follows a move when it sees one, not by time).
+    public func currentArea() async throws -> Area { area(try await location.area(maxAge: nil)) }
+
+    /// The message documents of the live area, as the pointer names it now (a fixed location's one collection).
+    public func documents() async throws -> MongoCollection {
+        location.followsPointer ? mongo.collection(try await location.refresh()) : try await currentArea().documents
+    }
+
+    /// Creates the unique index on `roomId` + `seq` that history pages sort by; run at every start, so it must stay idempotent.
+    public func prepare() async throws {
+        try await location.refresh()
+        try await currentArea().documents.createIndex(["roomId": 1, "seq": 1], unique: true)
+    }
+
+    /// The entry id recorded in `<area>_checkpoints` under `<name>:<partition>` after each batch; `0-0` when none yet.
     public func checkpoint(partition: Int) async throws -> String {
-        try await checkpoints.findOne(["_id": .string("\(name):\(partition)")])?["position"]?.stringValue ?? "0-0"
+        let area = location.followsPointer ? self.area(try await location.refresh()) : try await currentArea()
+        return try await area.checkpoints.findOne(["_id": .string("\(name):\(partition)")])?["position"]?.stringValue ?? "0-0"
     }
 
     /// The most edits a message's document keeps (its newest ones); its body is always the latest.
@@ -56,9 +87,37 @@ public struct MessagesProjector: Projector {
     /// Records that lease epoch `epoch` now writes `partition` (the checkpoint document keeps the highest epoch seen);
     /// throws `ProjectionFenced` when a newer one already does.
     public func fence(partition: Int, epoch: Int64) async throws {
+        try await fence(area(location.refresh()), partition: partition, epoch: epoch)
+    }
+
+    private func fence(_ area: Area, partition: Int, epoch: Int64) async throws {
         let id = BSON.string("\(name):\(partition)")
-        try await checkpoints.updateOne(filter: ["_id": id], update: ["$max": ["epoch": .int64(epoch)]], upsert: true)
-        try await refuseOlder(than: try await checkpoints.findOne(["_id": id]), partition: partition, epoch: epoch)
+        try await area.checkpoints.updateOne(filter: ["_id": id], update: ["$max": ["epoch": .int64(epoch)]], upsert: true)
+        try await refuseOlder(than: try await area.checkpoints.findOne(["_id": id]), partition: partition, epoch: epoch)
+    }
+
+    /// The area a batch at `epoch` may be written to. Its checkpoint is read first: a newer epoch there refuses the
+    /// batch; `movedTo` (set by a swap) or no checkpoint at all (the area was dropped after a swap) sends the projector
+    /// to the collection the pointer names now, fenced there with its epoch before anything is written.
+    private func writableArea(partition: Int, epoch: Int64) async throws -> Area {
+        var area = try await currentArea()
+        guard epoch > 0 else { return area }
+        let id = BSON.string("\(name):\(partition)")
+        for _ in 0..<3 {
+            let checkpoint = try await area.checkpoints.findOne(["_id": id])
+            try refuseOlder(than: checkpoint, partition: partition, epoch: epoch)
+            if let checkpoint, checkpoint["movedTo"] == nil { return area }
+            let pointed = self.area(try await location.refresh())
+            if pointed.name == area.name, checkpoint != nil { return area }
+            if pointed.name == area.name {
+                // Our fence is gone and the pointer did not move: the collection was dropped under us. Take the
+                // partition again (a new epoch, a new fence) rather than write into nothing.
+                throw ProjectionFenced(partition: partition, epoch: epoch, seen: epoch)
+            }
+            try await fence(pointed, partition: partition, epoch: epoch)
+            area = pointed
+        }
+        throw ProjectionFenced(partition: partition, epoch: epoch, seen: epoch)
     }
 
     private func refuseOlder(than checkpoint: BSONDocument?, partition: Int, epoch: Int64) throws {
@@ -73,7 +132,7 @@ public struct MessagesProjector: Projector {
     /// read and applies again: each is idempotent).
     public func apply(_ events: [LoggedEvent], partition: Int, epoch: Int64) async throws {
         let id = BSON.string("\(name):\(partition)")
-        if epoch > 0 { try refuseOlder(than: try await checkpoints.findOne(["_id": id]), partition: partition, epoch: epoch) }
+        let area = try await writableArea(partition: partition, epoch: epoch)
         var writes: [MongoWrite] = []
         for logged in events {
             let event = logged.event
@@ -116,15 +175,19 @@ public struct MessagesProjector: Projector {
                 continue
             }
         }
-        try await collection.bulkWrite(writes, ordered: true)
+        try await area.documents.bulkWrite(writes, ordered: true)
         if let last = events.last {
             do {
-                try await checkpoints.updateOne(
-                    filter: ["_id": id, "epoch": ["$lte": .int64(epoch)]],
+                // A swap that marked this area `movedTo` after the check above makes the filter miss: the batch is
+                // refused, left unacknowledged, and applied again in the new area.
+                try await area.checkpoints.updateOne(
+                    filter: ["_id": id, "epoch": ["$lte": .int64(epoch)], "movedTo": ["$exists": false]],
                     update: ["$set": ["position": .string(last.entryID)], "$max": ["epoch": .int64(epoch)]], upsert: true)
             } catch let error as DriverError where error.code == .duplicateKey {
-                // The filter missed an existing document: its epoch is newer than ours.
-                try refuseOlder(than: try await checkpoints.findOne(["_id": id]), partition: partition, epoch: epoch)
+                // The filter missed an existing document: its epoch is newer than ours, or the area moved.
+                let checkpoint = try await area.checkpoints.findOne(["_id": id])
+                try refuseOlder(than: checkpoint, partition: partition, epoch: epoch)
+                if checkpoint?["movedTo"] != nil { throw ProjectionFenced(partition: partition, epoch: epoch, seen: epoch) }
                 throw error
             }
         }
@@ -211,11 +274,23 @@ public struct MessageRecord: Codable, Sendable, Equatable {
 
 /// History reads over the messages collection.
 public struct MessagesReadModel: Sendable {
-    let collection: MongoCollection
+    let mongo: MongoClient
+    let location: MessagesLocation
 
-    /// Reads `collection`, the one the messages projector writes (`PARLEY_MONGO_COLLECTION`, `messages` by default).
+    /// Reads the collection the messages projector writes (the pointer's base is `PARLEY_MONGO_COLLECTION`, `messages` by
+    /// default); a swap reaches it within `MessagesLocation.readerRefresh`.
     public init(mongo: MongoClient, collection: String = "messages") {
-        self.collection = mongo.collection(collection)
+        self.init(mongo: mongo, location: MessagesLocation(mongo: mongo, base: collection))
+    }
+
+    /// Reads where `location` says (share the projector's to read the pointer once).
+    public init(mongo: MongoClient, location: MessagesLocation) {
+        self.mongo = mongo
+        self.location = location
+    }
+
+    var collection: MongoCollection {
+        get async throws { mongo.collection(try await location.area()) }
     }
 
     /// A page of a room's history: the newest `limit` messages before `before` (all when

@@ -41,6 +41,12 @@ extension MetadataProjector {
         let tables = ["projector_checkpoints"] + Self.tables.filter { $0 != "projector_checkpoints" }
         try await postgres.withTransaction { c in
             try c.execute("LOCK TABLE \(tables.map { "\(l).\($0)" }.joined(separator: ", ")) IN ACCESS EXCLUSIVE MODE")
+            // The new tables keep the live ones' fencing epochs: a former lease holder is refused there too.
+            try c.execute(
+                """
+                UPDATE \(s).projector_checkpoints n SET epoch = greatest(n.epoch, o.epoch)
+                FROM \(l).projector_checkpoints o WHERE n.projector = o.projector AND n.partition = o.partition
+                """)
             try c.execute("CREATE SCHEMA \(retired)")
             for table in tables { try c.execute("ALTER TABLE \(l).\(table) SET SCHEMA \(retired)") }
             for table in tables { try c.execute("ALTER TABLE \(s).\(table) SET SCHEMA \(l)") }

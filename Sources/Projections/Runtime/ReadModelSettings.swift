@@ -11,7 +11,7 @@ public struct ReadModelSettings: Sendable, Equatable {
     public var mongoCollection = "messages"
 
     /// The longest name accepted: the replayer adds suffixes (`_shadow`, `_verify`,
-    /// `_retired_<unix time>`, at most 19 characters) within PostgreSQL's 63.
+    /// `_retired_<unix time>`, `_v<n>_checkpoints`, at most 19 characters) within PostgreSQL's 63.
     public static let maxNameLength = 40
 
     /// A setting that cannot be used, named in one line.

@@ -147,8 +147,9 @@ public enum ReadModelComparison {
     public static func messages(live: MessagesProjector, rebuilt: MessagesProjector, skipping changed: ChangedSince) async throws
         -> ReadModelReport
     {
-        async let liveDocuments = live.collection.find(sort: ["_id": 1])
-        async let rebuiltDocuments = rebuilt.collection.find(sort: ["_id": 1])
+        let (liveCollection, rebuiltCollection) = (try await live.documents(), try await rebuilt.documents())
+        async let liveDocuments = liveCollection.find(sort: ["_id": 1])
+        async let rebuiltDocuments = rebuiltCollection.find(sort: ["_id": 1])
         let a = try await liveDocuments.map(MessageRecord.init)
         let b = try await rebuiltDocuments.map(MessageRecord.init)
         let liveByID = Dictionary(a.map { ($0.id, $0) }, uniquingKeysWith: { x, _ in x })

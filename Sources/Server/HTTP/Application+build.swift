@@ -31,9 +31,11 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
     // A group stops its services in reverse order: the stores last, after everything that
     // uses them, and the log's append writers after the hub and the projectors.
     var services: [any Service] = [stores, context.log]
+    // One pointer to the live messages collection for the projector and the history readers (a shadow rebuild moves it).
+    let messagesLocation = MessagesLocation(mongo: stores.mongo, base: configuration.mongoCollection)
     let projectors: [any Projector] = [
         MetadataProjector(postgres: stores.postgres, schema: configuration.postgresSchema),
-        MessagesProjector(mongo: stores.mongo, collection: configuration.mongoCollection),
+        MessagesProjector(mongo: stores.mongo, location: messagesLocation),
     ]
     // The read models' tables and indexes exist before the first request reads them,
     // whichever roles this instance has.
@@ -73,7 +75,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
                     return member.lastReadSeq
                 }),
             metadata: metadata,
-            messages: MessagesReadModel(mongo: stores.mongo, collection: configuration.mongoCollection),
+            messages: MessagesReadModel(mongo: stores.mongo, location: messagesLocation),
             tokens: await Tokens(secret: configuration.jwtSecret, lifetime: configuration.tokenLifetime),
             passwords: try await Passwords.make(cost: configuration.bcryptCost, maxQueued: configuration.maxQueuedPasswordChecks),
             maxBodyBytes: configuration.maxBodyBytes,
