@@ -67,7 +67,7 @@ struct AppendRequest {
         }
         self.arguments = arguments
         self.roomAfter = room
-        self.keys = keys
+        self.keys = keys + [guardKeys.lostEntries]  // last: the script finds it as KEYS[#KEYS]
         self.events = bodies
     }
 
@@ -80,6 +80,8 @@ struct AppendRequest {
         switch kind {
         case "conflict":
             return .conflict
+        case "lost":
+            throw EventLog.LostEntries(partition: partition, detail: items.count > 1 ? items[1].string ?? "" : "")
         case "dup":
             guard items.count == 3, let id = items[1].string, let json = items[2].string else { break }
             return .duplicate(LoggedEvent(partition: partition, entryID: id, event: try EventCodec.decode(json), json: json))

@@ -6,7 +6,9 @@ import Drivers
 /// partition can come between the check and the write. The script knows no chat rule:
 /// the rules are Swift (`Rules.decide`), the script only verifies their facts.
 ///
-/// KEYS: 1 the stream, 2 the chain head, 3... the guard keys the request refers to by index.
+/// KEYS: 1 the stream, 2 the chain head, 3... the guard keys the request refers to by index,
+/// and last the partition's lost-entries flag (`GuardKeys.lostEntries`): while it exists the
+/// script appends nothing and answers {"lost", what a projector found}.
 /// ARGV, read in order (flat, so the script parses nothing):
 ///   factCount, then per fact: keyIndex, field, expected value ("" with absent=1: must be absent), absent
 ///   dedupeKeyIndex ("" for none), dedupeField
@@ -16,9 +18,12 @@ import Drivers
 /// `value`, the field unused).
 /// Returns {"ok", id1, seq1, prevHash1, hash1, ...} (seq "" when none; the stored JSON is
 /// the body the caller sent plus the suffix it can rebuild from these), {"dup", id, json}
-/// or {"conflict", factIndex}.
+/// {"conflict", factIndex} or {"lost", detail}.
 let appendScript = RedisScript(
     #"""
+    if redis.call('EXISTS', KEYS[#KEYS]) == 1 then
+      return {'lost', table.concat(redis.call('HVALS', KEYS[#KEYS]), '; ')}
+    end
     local a = 1
     local function nextArg() local v = ARGV[a]; a = a + 1; return v end
     local factCount = tonumber(nextArg())

@@ -98,6 +98,27 @@ public struct ConsumerGroup: Sendable {
         return deleted
     }
 
+    /// Entries after `checkpoint` that the group handed out and that no consumer holds pending any more: acknowledged.
+    /// Normally there are none (a batch is acknowledged after the read model recorded it); some means the read model
+    /// lost writes it had confirmed (restored from a backup, a MongoDB rollback after a failover, a server stopped
+    /// uncleanly). Looks at the first `probe` entries past the pending ones; at most three round trips.
+    public func acknowledgedAfter(_ checkpoint: String, probe: Int = 100) async throws -> [String] {
+        guard let group = try await redis.xinfoGroups(stream).first(where: { $0["name"]?.string == name }) else { return [] }
+        let delivered = group["last-delivered-id"]?.string ?? "0-0"
+        guard StreamID.less(checkpoint, delivered) else { return [] }
+        let limit = String(Int(group["pending"]?.int ?? 0) + probe)
+        let after = "(" + checkpoint
+        let handedOut = try await redis.command(["XRANGE", stream, after, delivered, "COUNT", limit]).orThrow()
+        let pending = try await redis.command(["XPENDING", stream, name, after, delivered, limit]).orThrow()
+        let held = Set((pending.array ?? []).compactMap { $0.array?.first?.string })
+        return (handedOut.array ?? []).compactMap { $0.array?.first?.string }.filter { !held.contains($0) }
+    }
+
+    /// Makes the group hand out everything after `entryID` again (`XGROUP SETID`); what is pending stays pending.
+    public func rewind(to entryID: String) async throws {
+        try await redis.command(["XGROUP", "SETID", stream, name, entryID]).orThrow()
+    }
+
     /// How far the group is behind the log in this partition.
     public struct Lag: Sendable, Equatable {
         /// Entries not yet acknowledged: never read, or read and not applied.

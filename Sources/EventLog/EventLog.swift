@@ -20,6 +20,31 @@ public final class EventLog: Service, Sendable {
         public let description: String
     }
 
+    /// An append refused because a projector found that the partition's stream lost entries a read model holds (Redis
+    /// came back from an older snapshot): new events would reuse sequence numbers history already shows. Refused until an
+    /// operator restores the entries or rebuilds the read models from the log as it is (`docs/operations.md`).
+    public struct LostEntries: Error, CustomStringConvertible, Sendable {
+        /// The partition whose appends are refused.
+        public let partition: Int
+        /// What the projectors found (where each read model is, where the log ends).
+        public let detail: String
+        public var description: String {
+            "partition \(partition) of the log lost entries its read models hold (\(detail)): appends are refused until it is reconciled"
+        }
+    }
+
+    /// Records that `projector` found partition `partition`'s read model ahead of its stream: appends there are refused
+    /// for `ttlMs` unless this is called again (a projector that stops looking does not block appends for long).
+    public func reportLostEntries(partition: Int, projector: String, detail: String, ttlMs: Int = 30_000) async throws {
+        let key = keys.guards(partition).lostEntries
+        _ = try await redis.pipeline([["HSET", key, projector, detail], ["PEXPIRE", key, String(ttlMs)]])
+    }
+
+    /// `projector` finds its read model within the stream again: its part of the refusal ends.
+    public func clearLostEntries(partition: Int, projector: String) async throws {
+        try await redis.command(["HDEL", keys.guards(partition).lostEntries, projector]).orThrow()
+    }
+
     let redis: RedisClient
     /// How rooms map to partitions: the same count every reader and writer of the log must use.
     public let partitioning: Partitioning

@@ -13,6 +13,8 @@ import Events
 /// - `parley:g:{p}:joined:<userId>`: the rooms of this partition the user is joined to
 ///   (the WebSocket hub reads it when the user connects)
 /// - `parley:g:{0}:usernames`: username → userId; `parley:g:{0}:users`: userId → username
+/// - `parley:g:{p}:lost`: projector → what it found, while a read model holds entries the
+///   stream lost; appends to the partition are refused meanwhile (`EventLog.LostEntries`)
 public struct GuardKeys: Sendable {
     /// The partition whose hash tag every key carries.
     public let partition: Int
@@ -47,6 +49,9 @@ public struct GuardKeys: Sendable {
     public var usernames: String { "\(prefix):usernames" }
     /// User id to username: whether a user exists (partition 0 only).
     public var users: String { "\(prefix):users" }
+    /// Set (one field per projector, expiring unless renewed) while a projector finds its read model ahead of the
+    /// stream: the append script refuses to append to the partition then.
+    public var lostEntries: String { "\(prefix):lost" }
 
     /// The field of a client message id in `clientMessages`.
     public static func clientMessageField(_ key: ClientMessageKey) -> String { "\(key.userId) \(key.clientMsgId)" }

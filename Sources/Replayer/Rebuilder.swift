@@ -179,7 +179,8 @@ struct Rebuilder: Sendable {
         for partition in 0..<log.partitioning.count {
             let reached = try await shadow.checkpoint(partition: partition)
             let applied = try await live.checkpoint(partition: partition)
-            if StreamID.less(reached, applied) {
+            // A live checkpoint the log no longer has (it lost its tail): the operator is accepting the loss.
+            if StreamID.less(reached, applied), !(try await log.reader.lacks(partition: partition, entryID: applied)) {
                 throw Refused(
                     description:
                         "the \(live.name) shadow reached \(reached) in partition \(partition), the live read model \(applied): not swapped, the live read model is unchanged"

@@ -16,6 +16,41 @@ struct ProjectionFaultTests {
         }
     }
 
+    /// A read model that lost its newest writes (its store rolled back, restored, or stopped uncleanly) while the log and
+    /// the consumer group kept going: before, the group had acknowledged those events and never handed them out again,
+    /// and the messages stayed missing for good.
+    @Test func aReadModelThatLostItsNewestWritesGetsThemBackAtTheNextTakeover() async throws {
+        let f = try await ProjectionFixture(partitions: 1)
+        let ids = try await f.workload()
+        try await sendMany(f, ids, count: 30, prefix: "m")
+        try await f.project()
+        let whole = try await f.snapshot()
+        let events = try await f.log.read(partition: 0, count: 10_000)
+        // MongoDB goes back to where it was before the last 12 messages: their documents and the checkpoint with them.
+        let cut = try #require(
+            events.firstIndex {
+                if case .messageSent(let sent) = $0.event.data { return sent.messageId == "m18" }
+                return false
+            })
+        let documents = try await f.messages.documents()
+        for n in 18..<30 { _ = try await documents.deleteMany(["_id": .string("m\(n)")]) }
+        let checkpoints = try await f.messages.checkpointCollection()
+        try await checkpoints.updateOne(
+            filter: ["_id": "messages:0"], update: ["$set": ["position": .string(events[cut - 1].entryID)]])
+        #expect(try await f.messages.checkpoint(partition: 0) == events[cut - 1].entryID)
+
+        // The next holder notices and reads those events again.
+        let live = f.startLive(consumer: "after-the-loss")
+        try await f.waitUntilProjected()
+        live.cancel()
+        _ = try? await live.value
+        let again = try await f.snapshot()
+        #expect(again.documents.count == whole.documents.count)
+        #expect(again.documents.map { $0["_id"]?.stringValue } == whole.documents.map { $0["_id"]?.stringValue })
+        #expect(try await f.history.message(id: "m29")?.body == "message 29")
+        try await f.cleanUp()
+    }
+
     @Test func aConsumerKilledMidBatchLeavesNoLossAndNoDuplicate() async throws {
         let f = try await ProjectionFixture(partitions: 1)
         let ids = try await f.workload()
@@ -90,8 +125,13 @@ struct ProjectionFaultTests {
             return lost
         }
         #expect(f.lag.lostTail.allSatisfy { $0.logEnds == entries.dropLast(5).last?.id && $0.applied == entries.last?.id })
-        try await f.log.execute(
-            .send(roomId: "club", messageId: "after-the-loss", body: "new", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+        // Appends to the partition are refused meanwhile: they would reuse the lost messages' numbers.
+        let refused = await #expect(throws: EventLog.LostEntries.self) {
+            try await f.log.execute(
+                .send(roomId: "club", messageId: "after-the-loss", body: "new", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)
+        }
+        #expect(refused?.partition == 0 && refused?.detail.contains("messages") == true, "\(String(describing: refused))")
+        #expect(try await f.redis.xrange(stream).count == entries.count - 5)
         try await Task.sleep(for: .seconds(2))
         #expect(try await f.history.message(id: "after-the-loss") == nil)
         #expect(try await f.read.room(id: "club")?.lastSeq == seqBefore)

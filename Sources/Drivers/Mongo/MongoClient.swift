@@ -3,8 +3,13 @@ import Foundation
 import NIOConcurrencyHelpers
 
 private let mongocInitialized: Bool = {
-    mongoc_init()
+    // Before `mongoc_init`, which logs its own warnings: libmongoc's performance counters
+    // live in a shared-memory segment per process (for `mongoc-stat`), which a killed
+    // process leaves behind in /dev/shm and which Parley never reads; when one cannot be
+    // made, init warns on stderr ("Falling back to malloc for counters", seen in tests).
+    setenv("MONGOC_DISABLE_SHM", "1", 0)
     parley_mongoc_quiet_logs()
+    mongoc_init()
     return true
 }()
 

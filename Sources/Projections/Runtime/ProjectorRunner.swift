@@ -149,6 +149,7 @@ public struct ProjectorRunner: Service {
         try await projector.fence(partition: partition, epoch: epoch)
         try await waitWhileTheLogIsBehind(partition)
         try await group.create()
+        try await rereadWhatTheReadModelLost(group)
         try await group.claimAll(batch: options.batchSize)
         try await group.deleteIdleConsumers(idleMs: Self.idleConsumerMs)
         var applied = "0-0"
@@ -168,8 +169,8 @@ public struct ProjectorRunner: Service {
     /// A read model whose checkpoint entry is not in the log means Redis lost its newest entries (restored from an older
     /// snapshot or AOF; new entries appended since do not bring them back): the
     /// rooms' sequence numbers and guards went back with it, so new events would reuse numbers the read model already
-    /// has. Nothing is projected into this partition meanwhile: `/readyz` fails, `parley_log_lost_tail` is 1, and an
-    /// error is logged every minute until the operator restores the lost entries or rebuilds the read model from the log
+    /// has. Nothing is projected into this partition and nothing appended to it meanwhile (`EventLog.LostEntries`, 503):
+    /// `/readyz` fails, `parley_log_lost_tail` is 1, and an error is logged every minute until the operator restores the lost entries or rebuilds the read model from the log
     /// as it is (`docs/operations.md`).
     private func waitWhileTheLogIsBehind(_ partition: Int) async throws {
         var logged = ContinuousClock.now - .seconds(3600)
@@ -179,18 +180,46 @@ public struct ProjectorRunner: Service {
             guard try await log.reader.lacks(partition: partition, entryID: applied) else {
                 lag.setLostTail(projector.name, partition: partition, nil)
                 gauge.record(0)
+                try await log.clearLostEntries(partition: partition, projector: projector.name)
                 return
             }
             let ends = try await log.reader.lastGenerated(partition: partition)
             let lost = ProjectionLag.LostTail(projector: projector.name, partition: partition, applied: applied, logEnds: ends)
             lag.setLostTail(projector.name, partition: partition, lost)
             gauge.record(1)
+            // Appends to the partition are refused meanwhile: they would reuse the lost events' sequence numbers.
+            try await log.reportLostEntries(partition: partition, projector: projector.name, detail: "\(lost)")
             if ContinuousClock.now - logged > .seconds(60) {
-                logger.error("the log lost entries its read model has: projection stopped", metadata: ["lost": "\(lost)"])
+                logger.error("the log lost entries its read model has: projection and appends stopped", metadata: ["lost": "\(lost)"])
                 logged = .now
             }
+            // Nothing is written here: a shadow swap (the operator accepting the loss) may go on at once.
+            try await hold.waitWhileHeld(partition: partition, consumer: consumer)
             try await Task.sleep(for: .seconds(2))
         }
+    }
+
+    /// The mirror of a log that lost its tail: a read model that lost its newest writes while the log and the group
+    /// kept them (restored from a backup, a MongoDB rolled back after a failover, nx-27017 stopped uncleanly: seen). The
+    /// group had acknowledged those entries and would never hand them out again, so the read model would stay short of
+    /// the log for good. At each takeover the checkpoint is compared with what the group acknowledged; entries past it
+    /// that were acknowledged (and not parked as dead letters) make the group read again from the checkpoint, logged as
+    /// an error and counted (`parley_projector_rewound`). Applying twice is harmless: every projector is idempotent.
+    private func rereadWhatTheReadModelLost(_ group: ConsumerGroup) async throws {
+        let checkpoint = try await projector.checkpoint(partition: group.partition)
+        let acknowledged = try await group.acknowledgedAfter(checkpoint)
+        guard !acknowledged.isEmpty else { return }
+        let parked = try await deadLetters.recentEntryIDs(partition: group.partition)
+        let lost = acknowledged.filter { !parked.contains($0) }
+        guard let first = lost.first else { return }
+        try await group.rewind(to: checkpoint)
+        Counter(label: "parley.projector.rewound", dimensions: [("projector", projector.name)]).increment()
+        logger.error(
+            "the read model lacks events its consumer group had acknowledged: reading them again from its checkpoint",
+            metadata: [
+                "projector": "\(projector.name)", "partition": "\(group.partition)", "checkpoint": "\(checkpoint)",
+                "firstLost": "\(first)",
+            ])
     }
 
     /// Reads and applies batches until one comes back empty (or, for new entries, the block

@@ -1,4 +1,5 @@
 import Drivers
+import EventLog
 import Events
 import Foundation
 import Hummingbird
@@ -77,6 +78,11 @@ struct APIError: Error, HTTPResponseError, Sendable {
             case .tooLarge: status = .contentTooLarge
             }
             return APIError(status, Code(error.code), error.message)
+        case let error as EventLog.LostEntries:
+            Counter(label: "parley.log.appends_refused", dimensions: [("reason", "lost_entries")]).increment()
+            return APIError(
+                .serviceUnavailable, .serviceUnavailable,
+                "the log lost its newest entries (partition \(error.partition)): nothing is appended there until an operator reconciles it")
         case let error as DriverError where error.refusedByRedis != nil:
             let reason = String(error.refusedByRedis ?? "")
             Counter(label: "parley.redis.refusals", dimensions: [("reason", reason)]).increment()
