@@ -60,6 +60,10 @@ struct ServerConfiguration: Sendable {
     var wsReplayMaxEvents = 10_000
     /// Replays for reconnecting clients that run at once on one instance (the others wait).
     var wsReplayConcurrency = 4
+    /// `PARLEY_WS_REPLAYS_PER_MINUTE` / `PARLEY_WS_REPLAY_BURST`: reconnections with `since` replayed per user; past the
+    /// budget a reconnection gets `recovered: false` at once and nothing is read for it.
+    var wsReplaysPerMinute = 30
+    var wsReplayBurst = 10
     /// Milliseconds a projector waits after a small batch so that the next one is larger.
     var projectorLingerMs = 10
     /// `PARLEY_WS_ECHO=1`: also serve `/v1/ws/echo`, a WebSocket that echoes every message,
@@ -132,6 +136,8 @@ struct ServerConfiguration: Sendable {
         self.wsMaxConnectionsPerUser = try int("ws-max-connections-per-user", flag: nil, default: 32, range: 1...100_000)
         self.wsReplayMaxEvents = try int("ws-replay-max-events", flag: nil, default: 10_000, range: 1...1_000_000)
         self.wsReplayConcurrency = try int("ws-replay-concurrency", flag: nil, default: 4, range: 1...1000)
+        self.wsReplaysPerMinute = try int("ws-replays-per-minute", flag: nil, default: 30, range: 1...1_000_000)
+        self.wsReplayBurst = try int("ws-replay-burst", flag: nil, default: 10, range: 1...1_000_000)
         self.projectorLingerMs = try int("projector-linger-ms", flag: nil, default: 10, range: 0...1000)
         self.wsEcho = ["1", "true", "yes"].contains((environment["PARLEY_WS_ECHO"] ?? "").lowercased())
         do {

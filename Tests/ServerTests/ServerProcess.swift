@@ -22,7 +22,10 @@ final class ServerProcess: @unchecked Sendable {
     static let generousRates = Dictionary(
         uniqueKeysWithValues: ["EDITS", "RECEIPTS", "ROOMS", "MEMBERSHIP", "TYPING"].flatMap {
             [("PARLEY_RATE_\($0)_PER_MINUTE", "1000000"), ("PARLEY_RATE_\($0)_BURST", "100000")]
-        } + [("PARLEY_RATE_LOGINS_PER_MINUTE", "1000000"), ("PARLEY_RATE_LOGIN_FAILURES_PER_HOUR", "1000000")])
+        } + [
+            ("PARLEY_RATE_LOGINS_PER_MINUTE", "1000000"), ("PARLEY_RATE_LOGIN_FAILURES_PER_HOUR", "1000000"),
+            ("PARLEY_WS_REPLAYS_PER_MINUTE", "1000000"), ("PARLEY_WS_REPLAY_BURST", "100000"),
+        ])
 
     init(sharing other: ServerProcess? = nil, environment extra: [String: String] = [:], namespace: String? = nil, schema: String? = nil)
         async throws

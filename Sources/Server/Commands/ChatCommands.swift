@@ -12,6 +12,8 @@ struct ChatCommands: Sendable {
     let limits: CommandLimits
     /// Where a receipt is checked before it is appended: one that does not move the reader's position appends nothing.
     let readPositions: @Sendable (_ userId: String, _ roomId: String) async throws -> Int64?
+    /// What this instance learnt of those positions lately: a repeated receipt is skipped without reading the read model.
+    let receipts = ReceiptPositions()
 
     /// Where a message goes: a room, or the direct room with a user (made by the first message).
     enum Destination: Sendable {
@@ -56,9 +58,14 @@ struct ChatCommands: Sendable {
     /// A read receipt up to `seq`. A receipt at or below where the reader already is (as the read model knows it)
     /// appends nothing: a client that repeats its receipt, or an old one, grows nothing. One that moves takes a token.
     func markRead(_ actor: String, roomId: String, seq: Int64) async throws {
-        if let read = try await readPositions(actor, roomId), seq >= 0, seq <= read { return }
+        if let known = receipts.position(actor, roomId), seq >= 0, seq <= known { return }
+        if let read = try await readPositions(actor, roomId) {
+            receipts.learn(actor, roomId, seq: read)
+            if seq >= 0, seq <= read { return }
+        }
         try limits.admit(.receipts, actor)
         try await log.execute(.markRead(roomId: roomId, seq: seq), actor: actor)
+        receipts.learn(actor, roomId, seq: seq)
     }
 
     func edit(_ actor: String, roomId: String, messageId: String, body: String) async throws -> EditedJSON {

@@ -91,7 +91,8 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         let hub = Hub(
             log: context.log, logger: logger, queueCapacity: configuration.wsQueueFrames,
             maxConnectionsPerUser: configuration.wsMaxConnectionsPerUser, maxReplay: configuration.wsReplayMaxEvents,
-            replayConcurrency: configuration.wsReplayConcurrency)
+            replayConcurrency: configuration.wsReplayConcurrency,
+            replayBudget: RateLimiter(perSecond: Double(configuration.wsReplaysPerMinute) / 60, burst: configuration.wsReplayBurst))
         services.append(hub)
         let signals = context.log.signals(logger: logger) { roomId, userId in hub.typing(roomId: roomId, userId: userId) }
         services.append(signals)

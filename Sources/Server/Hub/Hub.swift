@@ -37,17 +37,22 @@ final class Hub: Service, Sendable {
     let maxReplay: Int
     /// Replays for reconnecting clients that run at once (each reads the log from its `since`); the others wait.
     let replays: AsyncSemaphore
+    /// Replays per user: a client reconnecting in a loop with an old `since` is answered `recovered: false` past it,
+    /// and nothing is read for it, so one account cannot keep the replays busy for everyone else.
+    let replayBudget: RateLimiter
     private let locked: NIOLockedValueBox<Locked>
     /// Made once (the metrics system is bootstrapped before the hub exists): making a
     /// counter looks it up in the registry, which cost more than the fan-out itself.
     private let fannedOut = Counter(label: "parley.ws.events_fanned_out")
     private let unreadable = Counter(label: "parley.ws.unreadable_entries")
+    private let replaysRefused = Counter(label: "parley.ws.replays_refused")
 
     init(
         log: EventLog, logger: Logger, queueCapacity: Int = 1024, maxConnectionsPerUser: Int = 32, maxReplay: Int = 10_000,
-        replayConcurrency: Int = 4
+        replayConcurrency: Int = 4, replayBudget: RateLimiter = RateLimiter(perSecond: 0.5, burst: 10)
     ) {
         self.replays = AsyncSemaphore(permits: replayConcurrency)
+        self.replayBudget = replayBudget
         self.log = log
         self.logger = logger
         self.queueCapacity = queueCapacity
@@ -166,6 +171,11 @@ final class Hub: Service, Sendable {
         }
         Gauge(label: "parley.ws.connections").record(connectionCount)
         do {
+            var since = since
+            if since != nil, replayBudget.take(userId) != nil {
+                since = nil  // over the user's budget: a fresh start, `recovered: false`
+                replaysRefused.increment()
+            }
             // A reconnection storm (an instance died, its clients all come back with `since`) replays a few at a time.
             if since != nil { try await replays.acquire(timeout: .seconds(15), store: .redis) }
             defer { if since != nil { replays.release() } }
