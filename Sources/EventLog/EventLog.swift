@@ -36,9 +36,14 @@ public final class EventLog: Service, Sendable {
     /// Records that `projector` found partition `partition`'s read model ahead of its stream: appends there are refused
     /// for `ttlMs` unless this is called again (a projector that stops looking does not block appends for long).
     public func reportLostEntries(partition: Int, projector: String, detail: String, ttlMs: Int = 30_000) async throws {
-        let key = keys.guards(partition).lostEntries
-        _ = try await redis.pipeline([["HSET", key, projector, detail], ["PEXPIRE", key, String(ttlMs)]])
+        _ = try await Self.reportLostScript.run(
+            redis, keys: [keys.guards(partition).lostEntries], arguments: [projector, detail, String(ttlMs)]
+        ).orThrow()
     }
+
+    /// HSET and PEXPIRE in one step: the flag never exists without its expiry.
+    static let reportLostScript = RedisScript(
+        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return redis.call('PEXPIRE', KEYS[1], ARGV[3])")
 
     /// `projector` finds its read model within the stream again: its part of the refusal ends.
     public func clearLostEntries(partition: Int, projector: String) async throws {

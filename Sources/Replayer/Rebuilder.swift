@@ -40,15 +40,19 @@ extension MessagesProjector: ReplayableProjector {
     func areaExists() async throws -> Bool { try await hasCheckpoints() }
     func swapIn(over live: any Projector, keepOld: Bool) async throws -> Swapped {
         let live = live as! MessagesProjector
-        let old = try await promote(over: live)
+        let replaced = try await promote(over: live)
         let now = try await currentArea().name
-        if keepOld { return Swapped(description: "readers now follow \(now); old collection kept as \(old)", retire: nil) }
+        let names = replaced.joined(separator: ", ")
+        if keepOld {
+            for name in replaced { try await live.location.retired(name) }
+            return Swapped(description: "readers now follow \(now); old collection kept as \(names)", retire: nil)
+        }
         return Swapped(
-            description: "readers now follow \(now); old collection \(old) dropped",
+            description: "readers now follow \(now); old collection \(names) dropped",
             retire: {
                 // Readers re-read the pointer every `readerRefresh`: after twice that, nobody reads the old one.
                 try await Task.sleep(for: MessagesLocation.readerRefresh * 2)
-                try await live.dropArea(named: old)
+                for name in replaced { try await live.dropArea(named: name) }
             })
     }
 }

@@ -1,6 +1,7 @@
 import EventLog
 import Events
 import Foundation
+import Logging
 import TestSupport
 import Testing
 
@@ -135,6 +136,57 @@ struct ProjectionFaultTests {
         try await Task.sleep(for: .seconds(2))
         #expect(try await f.history.message(id: "after-the-loss") == nil)
         #expect(try await f.read.room(id: "club")?.lastSeq == seqBefore)
+        live.cancel()
+        _ = try? await live.value
+        try await f.cleanUp()
+    }
+
+    /// The same loss under a steady stream of appends (a failover to a replica that was behind, with no quiet second):
+    /// the check when the log went quiet came too late, new entries became the checkpoint, and the loss was never seen.
+    @Test func aLogThatLostEntriesUnderSteadyAppendsIsNoticedBeforeTheNextBatch() async throws {
+        let f = try await ProjectionFixture(partitions: 1)
+        let ids = try await f.workload()
+        try await sendMany(f, ids, count: 10, prefix: "kept")
+        // The live runners are past their takeover and reading when the loss happens, with the server's block of 1 s
+        // (longer here: never a quiet read while appends come every 20 ms).
+        var slowBlock = ProjectorRunner.Options()
+        slowBlock.blockMs = 3000
+        let options = slowBlock
+        let projectors: [any Projector] = [f.metadata, f.messages]
+        let runners = projectors.map { projector -> ProjectorRunner in
+            ProjectorRunner(
+                projector, log: f.log, scheduler: f.scheduler, lag: f.lag, options: options, consumer: "steady",
+                logger: Logger(label: "test"))
+        }
+        let live = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for runner in runners { group.addTask { try await runner.run() } }
+                try await group.waitForAll()
+            }
+        }
+        try await f.waitUntilProjected()
+        // The newest five entries go, the readers' connections and the consumer groups stay (a `DEL` of the stream
+        // would wake the blocked readers with an error, and their restart would find the loss as a takeover does).
+        let stream = f.log.keys.stream(0)
+        let entries = try await f.redis.xrange(stream)
+        _ = try await f.redis.command(["XDEL", stream] + entries.suffix(5).map(\.id)).orThrow()
+        // Appends go on every 20 ms until refused.
+        var refused = false
+        var n = 0
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !refused, ContinuousClock.now < deadline {
+            do {
+                try await f.log.execute(
+                    .send(roomId: "club", messageId: "steady-\(n)", body: "steady \(n)", clientMsgId: nil, replyTo: nil),
+                    actor: ids["bea"]!)
+                n += 1
+            } catch is EventLog.LostEntries {
+                refused = true
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(refused, "\(n) appends after the loss and none refused")
+        #expect(Set(f.lag.lostTail.map(\.projector)).isEmpty == false)
         live.cancel()
         _ = try? await live.value
         try await f.cleanUp()

@@ -63,13 +63,14 @@ public final class MessagesLocation: Sendable {
         return area
     }
 
-    /// The live collection and its version (0: `<base>` itself, before any swap).
-    public func pointed() async throws -> (area: String, version: Int) {
-        guard let pointer else { return (base, 0) }
+    /// The live collection, its version (0: `<base>` itself, before any swap), and the collections a swap replaced and
+    /// has not dropped yet.
+    public func pointed() async throws -> (area: String, version: Int, retiring: [String]) {
+        guard let pointer else { return (base, 0, []) }
         guard let document = try await pointer.findOne(["_id": "live"]), let area = document["collection"]?.stringValue else {
-            return (base, 0)
+            return (base, 0, [])
         }
-        return (area, Int(document["version"]?.int64Value ?? 0))
+        return (area, Int(document["version"]?.int64Value ?? 0), Self.names(document["retiring"]))
     }
 
     /// The collection the next version is built in (`<base>_v<n+1>`).
@@ -77,13 +78,32 @@ public final class MessagesLocation: Sendable {
         "\(base)_v\(try await pointed().version + 1)"
     }
 
-    /// Points readers and the projector at `area`, version `version` (one document write: atomic).
-    public func point(to area: String, version: Int) async throws {
+    /// Points readers and the projector at `area`, version `version` (one document write: atomic), recording the
+    /// collections it replaces as `retiring` until they are dropped.
+    public func point(to area: String, version: Int, retiring: [String] = []) async throws {
         guard let pointer else { preconditionFailure("a fixed location has no pointer") }
         try await pointer.updateOne(
             filter: ["_id": "live"],
-            update: ["$set": ["collection": .string(area), "version": .int64(Int64(version)), "at": .date(Date())]], upsert: true)
+            update: [
+                "$set": [
+                    "collection": .string(area), "version": .int64(Int64(version)), "at": .date(Date()),
+                    "retiring": .array(retiring.map(BSON.string)),
+                ]
+            ], upsert: true)
         cached.withLock { $0 = (area, .now) }
+    }
+
+    /// A replaced collection was dropped: no longer `retiring`.
+    public func retired(_ area: String) async throws {
+        guard let pointer, let document = try await pointer.findOne(["_id": "live"]) else { return }
+        let retiring = Self.names(document["retiring"]).filter { $0 != area }
+        try await pointer.updateOne(filter: ["_id": "live"], update: ["$set": ["retiring": .array(retiring.map(BSON.string))]])
+    }
+
+    /// A list of names as MongoDB keeps an array given to `$set` (nx-27017 keeps its JSON text).
+    static func names(_ value: BSON?) -> [String] {
+        if case .string(let json)? = value, let names = try? JSONDecoder().decode([String].self, from: Data(json.utf8)) { return names }
+        return (value?.arrayValue ?? []).compactMap(\.stringValue)
     }
 
     /// The version a collection named by `nextArea()` has (nil for `<base>` or another name).

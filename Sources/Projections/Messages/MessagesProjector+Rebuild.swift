@@ -31,27 +31,39 @@ extension MessagesProjector {
     /// anything: its checkpoints take the live ones' fencing epochs, the pointer moves to
     /// it (one document write), and the old area's checkpoints are marked `movedTo`, so a
     /// live projector that still writes there is refused and follows the pointer. Live
-    /// writers must be held meanwhile (`ProjectionHold`). Returns the name of the area it
-    /// replaced, which readers may still read for `MessagesLocation.readerRefresh`: drop
-    /// it (`dropArea(named:)`) only after twice that.
-    public func promote(over live: MessagesProjector) async throws -> String {
+    /// writers must be held meanwhile (`ProjectionHold`). Returns the names of the areas it
+    /// replaced (the live one, and any an interrupted swap left undropped), which readers
+    /// may still read for `MessagesLocation.readerRefresh`: drop them (`dropArea(named:)`)
+    /// only after twice that. Until then the pointer lists them as `retiring`.
+    public func promote(over live: MessagesProjector) async throws -> [String] {
         precondition(!location.followsPointer && live.location.followsPointer && live.name == name, "a shadow replaces a live area")
         let new = try await currentArea()
-        let old = live.area(try await live.location.refresh())
+        let pointed = try await live.location.pointed()
+        let old = live.area(pointed.area)
         precondition(old.name != new.name, "the shadow is the live area already")
         guard let version = live.location.version(of: new.name) else {
             preconditionFailure("a shadow is built in the live location's next area (\(new.name))")
         }
+        // An earlier swap whose replayer died before it retired the area it replaced: retired now as well.
+        let replaced = [old] + pointed.retiring.filter { $0 != old.name && $0 != new.name }.map(live.area)
+        try await carryEpochs(from: old, to: new)
+        try await live.location.point(to: new.name, version: version, retiring: replaced.map(\.name))
+        for area in replaced {
+            for checkpoint in try await area.checkpoints.find() {
+                guard let id = checkpoint["_id"] else { continue }
+                try await area.checkpoints.updateOne(filter: ["_id": id], update: ["$set": ["movedTo": .string(new.name)]])
+            }
+        }
+        // Once more: a takeover between the first copy and the move fenced the old area with a newer epoch.
+        try await carryEpochs(from: old, to: new)
+        return replaced.map(\.name)
+    }
+
+    private func carryEpochs(from old: Area, to new: Area) async throws {
         for checkpoint in try await old.checkpoints.find() {
             guard let id = checkpoint["_id"], let epoch = checkpoint["epoch"]?.int64Value else { continue }
             try await new.checkpoints.updateOne(filter: ["_id": id], update: ["$max": ["epoch": .int64(epoch)]], upsert: true)
         }
-        try await live.location.point(to: new.name, version: version)
-        for checkpoint in try await old.checkpoints.find() {
-            guard let id = checkpoint["_id"] else { continue }
-            try await old.checkpoints.updateOne(filter: ["_id": id], update: ["$set": ["movedTo": .string(new.name)]])
-        }
-        return old.name
     }
 
     /// Drops a replaced area (its documents and checkpoints); refuses the one the pointer names.
@@ -62,5 +74,6 @@ extension MessagesProjector {
         let area = self.area(name)
         try await area.documents.drop()
         try await area.checkpoints.drop()
+        try await location.retired(name)
     }
 }

@@ -100,8 +100,10 @@ public struct MessagesProjector: Projector {
     /// batch; `movedTo` (set by a swap) or no checkpoint at all (the area was dropped after a swap) sends the projector
     /// to the collection the pointer names now, fenced there with its epoch before anything is written.
     private func writableArea(partition: Int, epoch: Int64) async throws -> Area {
-        var area = try await currentArea()
-        guard epoch > 0 else { return area }
+        guard epoch > 0 else { return try await currentArea() }
+        // The pointer is read again at most once a second: a swap whose replayer died before it marked the old area
+        // `movedTo` still reaches this projector.
+        var area = self.area(try await location.area(maxAge: MessagesLocation.readerRefresh))
         let id = BSON.string("\(name):\(partition)")
         for _ in 0..<3 {
             let checkpoint = try await area.checkpoints.findOne(["_id": id])
@@ -180,9 +182,15 @@ public struct MessagesProjector: Projector {
             do {
                 // A swap that marked this area `movedTo` after the check above makes the filter miss: the batch is
                 // refused, left unacknowledged, and applied again in the new area.
-                try await area.checkpoints.updateOne(
+                // Under a lease the fence made the document: no upsert, so a write into an area dropped meanwhile cannot
+                // make a checkpoint there (the batch is refused, and applied again where the pointer says).
+                let written = try await area.checkpoints.updateOne(
                     filter: ["_id": id, "epoch": ["$lte": .int64(epoch)], "movedTo": ["$exists": false]],
-                    update: ["$set": ["position": .string(last.entryID)], "$max": ["epoch": .int64(epoch)]], upsert: true)
+                    update: ["$set": ["position": .string(last.entryID)], "$max": ["epoch": .int64(epoch)]], upsert: epoch == 0)
+                if epoch > 0, written.matched == 0 {
+                    try refuseOlder(than: try await area.checkpoints.findOne(["_id": id]), partition: partition, epoch: epoch)
+                    throw ProjectionFenced(partition: partition, epoch: epoch, seen: epoch)
+                }
             } catch let error as DriverError where error.code == .duplicateKey {
                 // The filter missed an existing document: its epoch is newer than ours, or the area moved.
                 let checkpoint = try await area.checkpoints.findOne(["_id": id])
@@ -301,12 +309,20 @@ public struct MessagesReadModel: Sendable {
         var filter: BSONDocument = ["roomId": .string(roomId)]
         let ascending = after != nil
         if let after { filter["seq"] = ["$gt": .int64(after)] } else if let before { filter["seq"] = ["$lt": .int64(before)] }
-        let documents = try await collection.find(filter, sort: ["seq": ascending ? 1 : -1], limit: limit + 1)
+        let name = try await location.area()
+        var documents = try await mongo.collection(name).find(filter, sort: ["seq": ascending ? 1 : -1], limit: limit + 1)
+        // A read that waited past a swap (and the drop of the collection it named) finds nothing: ask the pointer again.
+        if documents.isEmpty, location.followsPointer, try await location.refresh() != name {
+            documents = try await collection.find(filter, sort: ["seq": ascending ? 1 : -1], limit: limit + 1)
+        }
         return (documents.prefix(limit).map(MessageRecord.init), documents.count > limit)
     }
 
     /// One message by id; nil when the read model has none (no such message, or not projected yet).
     public func message(id: String) async throws -> MessageRecord? {
-        try await collection.findOne(["_id": .string(id)]).map(MessageRecord.init)
+        let name = try await location.area()
+        if let found = try await mongo.collection(name).findOne(["_id": .string(id)]) { return MessageRecord(found) }
+        guard location.followsPointer, try await location.refresh() != name else { return nil }
+        return try await collection.findOne(["_id": .string(id)]).map(MessageRecord.init)
     }
 }

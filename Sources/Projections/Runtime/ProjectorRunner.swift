@@ -158,7 +158,8 @@ public struct ProjectorRunner: Service {
             try await drain(group, selection: .pending, block: nil, epoch: epoch, applied: &applied)  // our pending entries first
             try await drain(group, selection: .new, block: options.blockMs, epoch: epoch, applied: &applied)
             try await updateLag(group)
-            // Redis may have come back from an older snapshot under us: one XINFO when the log goes quiet.
+            // Redis may have come back from an older snapshot under us: checked before each batch of new entries and
+            // when the log goes quiet.
             if try await log.reader.lacks(partition: partition, entryID: applied) {
                 try await waitWhileTheLogIsBehind(partition)
                 applied = try await projector.checkpoint(partition: partition)
@@ -193,8 +194,11 @@ public struct ProjectorRunner: Service {
                 logger.error("the log lost entries its read model has: projection and appends stopped", metadata: ["lost": "\(lost)"])
                 logged = .now
             }
-            // Nothing is written here: a shadow swap (the operator accepting the loss) may go on at once.
-            try await hold.waitWhileHeld(partition: partition, consumer: consumer)
+            // Nothing is written here: a shadow swap (the operator accepting the loss) may go on at once. The refusal is
+            // kept up meanwhile.
+            try await hold.waitWhileHeld(partition: partition, consumer: consumer) {
+                try await log.reportLostEntries(partition: partition, projector: projector.name, detail: "\(lost)")
+            }
             try await Task.sleep(for: .seconds(2))
         }
     }
@@ -235,6 +239,11 @@ public struct ProjectorRunner: Service {
                 // A former holder read entries for a moment after it lost the lease: they come before these. Take them
                 // and apply everything pending in log order.
                 try await group.claimAll(batch: options.batchSize)
+                return
+            }
+            if selection == .new, try await log.reader.lacks(partition: group.partition, entryID: applied) {
+                // Redis lost entries under a steady stream (a failover to a replica that was behind): the check when the
+                // log goes quiet would come too late, once a new entry became the checkpoint. These stay pending.
                 return
             }
             try await process(entries, partition: group.partition, epoch: epoch)
