@@ -106,12 +106,12 @@ public struct ConsumerGroup: Sendable {
         guard let group = try await redis.xinfoGroups(stream).first(where: { $0["name"]?.string == name }) else { return [] }
         let delivered = group["last-delivered-id"]?.string ?? "0-0"
         guard StreamID.less(checkpoint, delivered) else { return [] }
-        let limit = String(Int(group["pending"]?.int ?? 0) + probe)
+        let limit = Int(group["pending"]?.int ?? 0) + probe
         let after = "(" + checkpoint
-        let handedOut = try await redis.command(["XRANGE", stream, after, delivered, "COUNT", limit]).orThrow()
-        let pending = try await redis.command(["XPENDING", stream, name, after, delivered, limit]).orThrow()
+        let handedOut = try await redis.xrange(stream, from: after, to: delivered, count: limit)
+        let pending = try await redis.command(["XPENDING", stream, name, after, delivered, String(limit)]).orThrow()
         let held = Set((pending.array ?? []).compactMap { $0.array?.first?.string })
-        return (handedOut.array ?? []).compactMap { $0.array?.first?.string }.filter { !held.contains($0) }
+        return handedOut.map(\.id).filter { !held.contains($0) }
     }
 
     /// Makes the group hand out everything after `entryID` again (`XGROUP SETID`); what is pending stays pending.

@@ -64,15 +64,8 @@ public struct DeadLetters: Sendable {
     /// The log entry ids of the newest `count` letters of `partition`'s events (an entry parked there was acknowledged
     /// without being applied, on purpose).
     public func recentEntryIDs(partition: Int, count: Int = 1000) async throws -> Set<String> {
-        let reply = try await redis.command(["XREVRANGE", key, "+", "-", "COUNT", String(count)]).orThrow()
-        var ids: Set<String> = []
-        for entry in reply.array ?? [] {
-            guard let parts = entry.array, parts.count == 2, let fields = parts[1].array else { continue }
-            let values = fields.compactMap(\.string)
-            let map = Dictionary(stride(from: 0, to: values.count - 1, by: 2).map { (values[$0], values[$0 + 1]) }) { a, _ in a }
-            if map["partition"] == String(partition), let id = map["entryId"] { ids.insert(id) }
-        }
-        return ids
+        let newest = try RedisClient.entries(try await redis.command(["XREVRANGE", key, "+", "-", "COUNT", String(count)]))
+        return Set(newest.filter { $0["partition"] == String(partition) }.compactMap { $0["entryId"] })
     }
 
     /// Hands each parked letter to `apply`, oldest first, and removes it once `apply`

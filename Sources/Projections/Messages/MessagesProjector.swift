@@ -53,24 +53,23 @@ public struct MessagesProjector: Projector {
         Area(name: name, documents: mongo.collection(name), checkpoints: mongo.collection(name + "_checkpoints"))
     }
 
-    /// The area in use now (the projector's view: it follows a move when it sees one, not by time).
+    /// The area in use now, as last read (the projector's view between pointer reads).
     public func currentArea() async throws -> Area { area(try await location.area(maxAge: nil)) }
 
-    /// The message documents of the live area, as the pointer names it now (a fixed location's one collection).
-    public func documents() async throws -> MongoCollection {
-        location.followsPointer ? mongo.collection(try await location.refresh()) : try await currentArea().documents
-    }
+    /// The area the pointer names now (a fixed location's one collection).
+    func liveArea() async throws -> Area { area(try await location.refresh()) }
+
+    /// The message documents of the live area, as the pointer names it now.
+    public func documents() async throws -> MongoCollection { try await liveArea().documents }
 
     /// Creates the unique index on `roomId` + `seq` that history pages sort by; run at every start, so it must stay idempotent.
     public func prepare() async throws {
-        try await location.refresh()
-        try await currentArea().documents.createIndex(["roomId": 1, "seq": 1], unique: true)
+        try await liveArea().documents.createIndex(["roomId": 1, "seq": 1], unique: true)
     }
 
     /// The entry id recorded in `<area>_checkpoints` under `<name>:<partition>` after each batch; `0-0` when none yet.
     public func checkpoint(partition: Int) async throws -> String {
-        let area = location.followsPointer ? self.area(try await location.refresh()) : try await currentArea()
-        return try await area.checkpoints.findOne(["_id": .string("\(name):\(partition)")])?["position"]?.stringValue ?? "0-0"
+        try await liveArea().checkpoints.findOne(["_id": .string("\(name):\(partition)")])?["position"]?.stringValue ?? "0-0"
     }
 
     /// The most edits a message's document keeps (its newest ones); its body is always the latest.
@@ -87,7 +86,7 @@ public struct MessagesProjector: Projector {
     /// Records that lease epoch `epoch` now writes `partition` (the checkpoint document keeps the highest epoch seen);
     /// throws `ProjectionFenced` when a newer one already does.
     public func fence(partition: Int, epoch: Int64) async throws {
-        try await fence(area(location.refresh()), partition: partition, epoch: epoch)
+        try await fence(liveArea(), partition: partition, epoch: epoch)
     }
 
     private func fence(_ area: Area, partition: Int, epoch: Int64) async throws {
@@ -109,7 +108,7 @@ public struct MessagesProjector: Projector {
             let checkpoint = try await area.checkpoints.findOne(["_id": id])
             try refuseOlder(than: checkpoint, partition: partition, epoch: epoch)
             if let checkpoint, checkpoint["movedTo"] == nil { return area }
-            let pointed = self.area(try await location.refresh())
+            let pointed = try await liveArea()
             if pointed.name == area.name, checkpoint != nil { return area }
             if pointed.name == area.name {
                 // Our fence is gone and the pointer did not move: the collection was dropped under us. Take the
@@ -192,10 +191,8 @@ public struct MessagesProjector: Projector {
                     throw ProjectionFenced(partition: partition, epoch: epoch, seen: epoch)
                 }
             } catch let error as DriverError where error.code == .duplicateKey {
-                // The filter missed an existing document: its epoch is newer than ours, or the area moved.
-                let checkpoint = try await area.checkpoints.findOne(["_id": id])
-                try refuseOlder(than: checkpoint, partition: partition, epoch: epoch)
-                if checkpoint?["movedTo"] != nil { throw ProjectionFenced(partition: partition, epoch: epoch, seen: epoch) }
+                // Without a lease (a rebuild's area) the upsert met an existing document: its epoch is newer.
+                try refuseOlder(than: try await area.checkpoints.findOne(["_id": id]), partition: partition, epoch: epoch)
                 throw error
             }
         }
@@ -297,8 +294,14 @@ public struct MessagesReadModel: Sendable {
         self.location = location
     }
 
-    var collection: MongoCollection {
-        get async throws { mongo.collection(try await location.area()) }
+    /// Runs `query` on the collection readers follow; when it finds nothing and the pointer has moved since (a read
+    /// that waited past a swap and the drop of the collection it named), once more on the one named now.
+    private func read<T>(_ query: (MongoCollection) async throws -> T, found: (T) -> Bool) async throws -> T {
+        let name = try await location.area()
+        let result = try await query(mongo.collection(name))
+        guard !found(result), location.followsPointer else { return result }
+        let now = try await location.refresh()
+        return now == name ? result : try await query(mongo.collection(now))
     }
 
     /// A page of a room's history: the newest `limit` messages before `before` (all when
@@ -309,20 +312,13 @@ public struct MessagesReadModel: Sendable {
         var filter: BSONDocument = ["roomId": .string(roomId)]
         let ascending = after != nil
         if let after { filter["seq"] = ["$gt": .int64(after)] } else if let before { filter["seq"] = ["$lt": .int64(before)] }
-        let name = try await location.area()
-        var documents = try await mongo.collection(name).find(filter, sort: ["seq": ascending ? 1 : -1], limit: limit + 1)
-        // A read that waited past a swap (and the drop of the collection it named) finds nothing: ask the pointer again.
-        if documents.isEmpty, location.followsPointer, try await location.refresh() != name {
-            documents = try await collection.find(filter, sort: ["seq": ascending ? 1 : -1], limit: limit + 1)
-        }
+        let documents = try await read(
+            { try await $0.find(filter, sort: ["seq": ascending ? 1 : -1], limit: limit + 1) }, found: { !$0.isEmpty })
         return (documents.prefix(limit).map(MessageRecord.init), documents.count > limit)
     }
 
     /// One message by id; nil when the read model has none (no such message, or not projected yet).
     public func message(id: String) async throws -> MessageRecord? {
-        let name = try await location.area()
-        if let found = try await mongo.collection(name).findOne(["_id": .string(id)]) { return MessageRecord(found) }
-        guard location.followsPointer, try await location.refresh() != name else { return nil }
-        return try await collection.findOne(["_id": .string(id)]).map(MessageRecord.init)
+        try await read({ try await $0.findOne(["_id": .string(id)]) }, found: { $0 != nil }).map(MessageRecord.init)
     }
 }
