@@ -49,7 +49,9 @@ public struct ConsumerGroup: Sendable {
     }
 
     private func readOnce(from: String, count: Int, blockMs: Int?) async throws -> [StreamEntry] {
-        let batches = try await redis.xreadgroup(group: name, consumer: consumer, [(stream, from)], count: count, blockMs: blockMs)
+        // Confirmed by the replicas appends wait for: a projector never applies what a failover could take back.
+        let batches = try await redis.xreadgroup(
+            group: name, consumer: consumer, [(stream, from)], count: count, blockMs: blockMs, confirmed: true)
         return batches.first?.entries ?? []
     }
 

@@ -75,7 +75,7 @@ public final class EventLog: Service, Sendable {
     ) {
         self.redis = redis
         self.partitioning = Partitioning(count: partitions)
-        self.keys = Keys(namespace: namespace)
+        self.keys = Keys(namespace: namespace, tags: .of(redis, partitions: partitions))
         self.reader = LogReader(redis: redis, keys: keys, partitions: partitions)
         self.maxMessageBytes = maxMessageBytes
         self.logger = logger
@@ -168,15 +168,25 @@ public final class EventLog: Service, Sendable {
         try await reader.merged(after: position, count: count).events
     }
 
-    /// Waits up to `blockMs` for entries after `position` in any partition (one XREAD
-    /// BLOCK over every stream) and returns their events and the position after the last
-    /// entry read. An entry that cannot be decoded is passed over (and reported), so that
+    /// The partitions one `tail` call may wait on together: all of them on one Redis (one XREAD BLOCK over every
+    /// stream), each alone on a cluster (a command's keys must share a slot). A live reader runs one loop per group.
+    public var tailGroups: [[Int]] {
+        let all = Array(0..<partitioning.count)
+        return redis.isCluster ? all.map { [$0] } : [all]
+    }
+
+    /// Waits up to `blockMs` for entries after `position` in any of `partitions` (every partition unless given; one
+    /// XREAD BLOCK over their streams, so on a cluster one group of `tailGroups`) and returns their events and the
+    /// position after the last entry read. An entry that cannot be decoded is passed over (and reported), so that
     /// one bad entry never stops a live reader.
-    public func tail(after position: LogPosition, count: Int = 1000, blockMs: Int = 1000) async throws -> LogReader.MergedPage {
-        let streams = (0..<partitioning.count).map { (key: keys.stream($0), after: position.entryIDs[$0]) }
+    public func tail(after position: LogPosition, partitions: [Int]? = nil, count: Int = 1000, blockMs: Int = 1000) async throws
+        -> LogReader.MergedPage
+    {
+        let chosen = partitions ?? Array(0..<partitioning.count)
+        let streams = chosen.map { (key: keys.stream($0), after: position.entryIDs[$0]) }
         let batches = try await redis.xread(streams, count: count, blockMs: blockMs)
         let pages = batches.compactMap { batch in
-            streams.firstIndex { $0.key == batch.key }.map { LogReader.decode(batch.entries, partition: $0, cache: .shared) }
+            streams.firstIndex { $0.key == batch.key }.map { LogReader.decode(batch.entries, partition: chosen[$0], cache: .shared) }
         }
         return LogReader.MergedPage(pages, after: position)
     }

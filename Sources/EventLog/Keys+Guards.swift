@@ -1,8 +1,8 @@
 import Events
 
 /// The Redis keys of the guard state beside the log (`Keys` names the others). Every key
-/// of a partition carries the partition's hash tag `{p}`, like its stream, so that one
-/// script may touch them all under Redis Cluster.
+/// of a partition carries the partition's hash tag `{p}` (`{t}` on a cluster: `PartitionTags`),
+/// like its stream, so that one script may touch them all under Redis Cluster.
 ///
 /// - `parley:g:{p}:head`: the hash of the partition's last event (the chain head)
 /// - `parley:g:{p}:room:<roomId>`: `kind`, `seq` (last message seq), `ver` (membership version)
@@ -20,17 +20,20 @@ public struct GuardKeys: Sendable {
     public let partition: Int
     /// The first part of every key (`Keys.namespace`).
     public let namespace: String
+    /// The partition's hash tag, without its braces.
+    public let tag: String
 
-    /// The guard keys of `partition`; most code takes them from `Keys.guards(_:)`.
-    public init(partition: Int, namespace: String = "parley") {
+    /// The guard keys of `partition`; most code takes them from `Keys.guards(_:)`. `tag` is the partition's number
+    /// unless given (one Redis).
+    public init(partition: Int, namespace: String = "parley", tag: String? = nil) {
         self.partition = partition
         self.namespace = namespace
+        self.tag = tag ?? String(partition)
     }
 
-    var tag: String { "{\(partition)}" }
-    var prefix: String { "\(namespace):g:\(tag)" }
+    var prefix: String { "\(namespace):g:{\(tag)}" }
     /// The partition's stream, which the append script writes beside these keys.
-    public var stream: String { Keys(namespace: namespace).stream(partition) }
+    public var stream: String { "\(namespace):log:{\(tag)}" }
     /// The hash of the partition's last event: the next append chains to it.
     public var head: String { "\(prefix):head" }
     /// A room's kind, last seq and membership version.

@@ -3,8 +3,9 @@
 /// letters, holds, ephemeral signals) takes its names from here, so that a name is spelled
 /// once and operators can read the whole layout on this page:
 ///
-/// - `<ns>:log:{p}`: partition p's stream (the braces are a Redis Cluster hash tag shared
-///   with every guard key of the partition); `<ns>:partitions`: the partition count
+/// - `<ns>:log:{t}`: partition p's stream, t being its tag (`PartitionTags`: p itself on one
+///   Redis, a tag spread over the slots on a cluster; the braces are a Redis Cluster hash
+///   tag shared with every guard key of the partition); `<ns>:partitions`: the partition count
 /// - `<ns>:g:{p}:…`: the guard state beside the log (`GuardKeys`)
 /// - `<ns>:lease:<projector>:<p>`: who projects partition p (`PartitionLease`)
 /// - `<ns>:hold:<projector>`, `<ns>:paused:<projector>:<p>`: a shadow swap's hold (`ProjectionHold`)
@@ -14,18 +15,23 @@
 public struct Keys: Sendable, Equatable {
     /// The first part of every key (`parley`); tests and benchmarks use their own.
     public let namespace: String
+    /// Each partition's hash tag.
+    public let tags: PartitionTags
 
-    /// The names of `namespace` (`PARLEY_NAMESPACE`, `parley` by default).
-    public init(namespace: String) {
+    /// The names of `namespace` (`PARLEY_NAMESPACE`, `parley` by default); `tags` plain (one Redis) unless given.
+    public init(namespace: String, tags: PartitionTags = .plain(partitions: 1)) {
         self.namespace = namespace
+        self.tags = tags
     }
 
     /// The stream of partition `p`.
-    public func stream(_ partition: Int) -> String { "\(namespace):log:{\(partition)}" }
-    /// Records how many partitions the log was written with.
+    public func stream(_ partition: Int) -> String { "\(namespace):log:{\(tags.tag(partition))}" }
+    /// Records how many partitions the log was written with (in a slot of its own: read before anything else).
     public var partitionCount: String { "\(namespace):partitions" }
     /// The guard-state keys of partition `p`.
-    public func guards(_ partition: Int) -> GuardKeys { GuardKeys(partition: partition, namespace: namespace) }
+    public func guards(_ partition: Int) -> GuardKeys {
+        GuardKeys(partition: partition, namespace: namespace, tag: tags.tag(partition))
+    }
     /// Matches every guard key of every partition.
     public var guardPattern: String { "\(namespace):g:*" }
     /// Matches every key of the namespace (tests and benchmarks remove theirs with it).

@@ -51,7 +51,8 @@ public struct ProjectionHold: Sendable {
     /// holds it already.
     public func acquire(owner: String, partitions: Int, ttlMs: Int = 15_000) async throws {
         // Pauses recorded for an earlier hold say nothing about this one.
-        try await redis.command(["DEL"] + (0..<partitions).map(pausedKey))
+        // One DEL per key: on a cluster they lie in different slots.
+        for reply in try await redis.pipeline((0..<partitions).map { ["DEL", pausedKey($0)] }) { _ = try reply.orThrow() }
         let set = try await redis.command(["SET", holdKey, owner, "NX", "PX", String(ttlMs)])
         guard set.string == "OK" else {
             let holder = try await redis.command(["GET", holdKey]).string ?? "?"

@@ -116,7 +116,7 @@ struct ChainAndGuardTests {
         #expect(LogPosition(token: "garbage", partitions: 2) == nil)
         #expect(LogPosition(token: "1-0", partitions: 2) == nil)
 
-        async let woken = t.log.tail(after: start, blockMs: 5000)
+        async let woken = t.tailEveryGroup(after: start, blockMs: 5000)
         try await Task.sleep(for: .milliseconds(200))
         let sent = try await t.log.execute(.sendDirect(to: u["tom"]!, messageId: "m", body: "live", clientMsgId: nil), actor: u["tia"]!)
         let tailed = try await woken
@@ -125,7 +125,7 @@ struct ChainAndGuardTests {
         for event in tailed.events { position.advance(past: event) }
         #expect(tailed.reached == position)
         #expect(try await t.log.read(after: position).isEmpty)
-        #expect(try await t.log.tail(after: position, blockMs: 50).events.isEmpty)
+        #expect(try await t.tailEveryGroup(after: position, blockMs: 50).events.isEmpty)
 
         // A v1 user.registered written before displayName existed is read as v2.
         let v1 =

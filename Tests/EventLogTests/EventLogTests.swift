@@ -34,6 +34,25 @@ struct TestLog {
         try await all().filter { $0.event.roomId == roomId && $0.event.type == .messageSent }
     }
 
+    /// Waits on every group of partitions the log can tail together (one on a single Redis, one per partition on a
+    /// cluster) and merges what they read, as the hub's loops do between them.
+    func tailEveryGroup(after position: LogPosition, blockMs: Int) async throws -> LogReader.MergedPage {
+        let log = self.log
+        let pages = try await withThrowingTaskGroup(of: ([Int], LogReader.MergedPage).self) { group in
+            for partitions in log.tailGroups {
+                group.addTask { (partitions, try await log.tail(after: position, partitions: partitions, blockMs: blockMs)) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        var merged = pages[0].1
+        merged.events = pages.flatMap(\.1.events)
+        merged.unreadable = pages.flatMap(\.1.unreadable)
+        for (partitions, page) in pages {
+            for partition in partitions { merged.reached.entryIDs[partition] = page.reached.entryIDs[partition] }
+        }
+        return merged
+    }
+
     func cleanUp() async throws {
         try await redis.deleteKeys(matching: "\(log.keys.namespace)*")
         log.shutdown()

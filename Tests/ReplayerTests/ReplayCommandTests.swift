@@ -146,7 +146,7 @@ struct ReplayCommandTests {
         // A copy of the log: in partition 0 one entry's body is altered, in partition 1
         // one entry is left out.
         let copy = TestStores.unique("trepcopy")
-        let copyLog = Keys(namespace: copy)
+        let copyLog = Keys(namespace: copy, tags: f.log.keys.tags)
         var altered = ""
         var afterRemoved = ""
         for partition in 0..<2 {
@@ -162,8 +162,8 @@ struct ReplayCommandTests {
                 if partition == 1 && i == 4 { afterRemoved = entry.id }
                 _ = try await f.redis.xadd(copyLog.stream(partition), id: entry.id, fields: [("event", json)])
             }
-            let head = try await f.redis.command(["GET", GuardKeys(partition: partition, namespace: f.schema).head]).string!
-            try await f.redis.command(["SET", GuardKeys(partition: partition, namespace: copy).head, head])
+            let head = try await f.redis.command(["GET", f.log.keys.guards(partition).head]).string!
+            try await f.redis.command(["SET", copyLog.guards(partition).head, head])
         }
         let broken = try await runParley(
             "parley-replay", ["audit", "chain"], environment: f.environment.merging(["PARLEY_NAMESPACE": copy]) { $1 })
@@ -319,7 +319,10 @@ struct ReplayCommandTests {
         #expect(result.stderr == "parley-replay: bad configuration: PARLEY_LOG_PARTITIONS=zero is not a number in 1...1024\n")
         let unreachable = try await runParley(
             "parley-replay", ["audit", "chain"],
-            environment: ["PARLEY_REDIS_URL": "redis://127.0.0.1:\(TestStores.freePort())/0", "PARLEY_STORE_TIMEOUT_MS": "500"])
+            environment: [
+                "PARLEY_REDIS_CLUSTER": "", "PARLEY_REDIS_URL": "redis://127.0.0.1:\(TestStores.freePort())/0",
+                "PARLEY_STORE_TIMEOUT_MS": "500",
+            ])
         #expect(unreachable.status == 1 && unreachable.stderr.hasPrefix("parley-replay: cannot start:"), "\(unreachable.stderr)")
         #expect(unreachable.stderr.split(separator: "\n").count == 1, "\(unreachable.stderr)")
         let usage = try await runParley("parley-replay", ["rebuild", "--projection", "everything"])

@@ -35,7 +35,7 @@ struct HubStateTests {
         let bob = try Self.opened(state.open(userId: "bob"))
         // Held while it is set up: nothing is sent to it yet.
         let early = message("club")
-        #expect(state.tailed(early, position: Self.position(early)).deliver.isEmpty)
+        #expect(state.tailed(early).deliver.isEmpty)
         guard case .deliver(let held) = state.activate(bob, viewer: Viewer(userId: "bob", rooms: ["club"]), since: nil) else {
             Issue.record("not activated")
             return
@@ -43,21 +43,21 @@ struct HubStateTests {
         #expect(held.map(\.event) == [early])
         #expect(state.isMember("bob", of: "club"))
         let live = message("club")
-        #expect(state.tailed(live, position: Self.position(live)).deliver == [bob])
+        #expect(state.tailed(live).deliver == [bob])
         let elsewhere = message("other")
-        #expect(state.tailed(elsewhere, position: Self.position(elsewhere)).deliver.isEmpty)
+        #expect(state.tailed(elsewhere).deliver.isEmpty)
         let removal = logged("ann", "club", .memberRemoved(.init(userId: "bob")))
-        #expect(state.tailed(removal, position: Self.position(removal)).deliver == [bob])
+        #expect(state.tailed(removal).deliver == [bob])
         let after = message("club")
-        #expect(state.tailed(after, position: Self.position(after)).deliver.isEmpty)
+        #expect(state.tailed(after).deliver.isEmpty)
         #expect(!state.isMember("bob", of: "club"))
         // An invite reaches the invitee, who then joins and hears the room.
         let invite = logged("ann", "club", .memberInvited(.init(userId: "bob", role: .member)))
-        #expect(state.tailed(invite, position: Self.position(invite)).deliver == [bob])
+        #expect(state.tailed(invite).deliver == [bob])
         let join = logged("bob", "club", .memberJoined(.init(userId: "bob", role: .member)))
-        #expect(state.tailed(join, position: Self.position(join)).deliver == [bob])
+        #expect(state.tailed(join).deliver == [bob])
         let again = message("club")
-        #expect(state.tailed(again, position: Self.position(again)).deliver == [bob])
+        #expect(state.tailed(again).deliver == [bob])
         #expect(state.close(bob) && state.connectionCount == 0 && !state.isMember("bob", of: "club"))
     }
 
@@ -68,8 +68,8 @@ struct HubStateTests {
         #expect(state.open(userId: "carl") == .tooMany(limit: 1))
         let first = message("r")
         let second = message("r")
-        _ = state.tailed(first, position: Self.position(first))
-        _ = state.tailed(second, position: Self.position(second))
+        _ = state.tailed(first)
+        _ = state.tailed(second)
         // The client's `since` (from an instance further ahead) already covers `first`.
         guard case .deliver(let held) = state.activate(carl, viewer: Viewer(userId: "carl", rooms: ["r"]), since: Self.position(first))
         else {
@@ -81,7 +81,7 @@ struct HubStateTests {
         var overflowed: [HubState.ConnectionID] = []
         for _ in 0..<3 {
             let event = message("r")
-            overflowed += state.tailed(event, position: Self.position(event)).overflowed
+            overflowed += state.tailed(event).overflowed
         }
         #expect(overflowed == [dan])
         #expect(state.activate(dan, viewer: Viewer(userId: "dan", rooms: []), since: nil) == .overflowed)
@@ -105,7 +105,7 @@ struct HubStateTests {
                 open.append(id)
             }
             let event = message("r\(cycle % 7)")
-            _ = state.tailed(event, position: Self.position(event))
+            _ = state.tailed(event)
             while open.count > 20 { state.close(open.remove(at: Int(random.next() % UInt64(open.count)))) }
         }
         #expect(state.footprint > 0)

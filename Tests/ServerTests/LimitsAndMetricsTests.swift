@@ -69,7 +69,7 @@ struct LimitsAndMetricsTests {
 
         // A receipt that does not move appends nothing (and takes no token): twenty of them, then the log is as it was.
         let redis = try TestStores.redis()
-        let stream = "\(s.namespace):log:{0}"
+        let stream = s.stream()
         #expect(try await s.request("POST", "/v1/rooms/\(roomId)/read", token: ann.token, body: ["seq": 1]).status == 200)
         _ = try await s.until("/v1/rooms/\(roomId)", token: ann.token) { reply in
             ((reply.json["room"] as? [String: Any])?["members"] as? [[String: Any]])?.first { $0["userId"] as? String == ann.id }?[

@@ -15,7 +15,7 @@ struct PoisonEntryTests {
         #expect(try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "before"]).status == 201)
         while try await bobWS.next(type: "event")["event", "data", "body"] as? String != "before" {}
         let redis = try TestStores.redis()
-        _ = try await redis.xadd("\(s.namespace):log:{0}", fields: [("event", #"{"type":"from.the.future","v":99}"#)])
+        _ = try await redis.xadd(s.stream(), fields: [("event", #"{"type":"from.the.future","v":99}"#)])
         #expect(try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "after"]).status == 201)
         // On 69baa50 the hub retried the bad entry every second and bob never heard "after".
         #expect(try await bobWS.next(type: "event", seconds: 10)["event", "data", "body"] as? String == "after")

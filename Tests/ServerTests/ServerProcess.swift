@@ -1,3 +1,4 @@
+import EventLog
 import Foundation
 import TestSupport
 
@@ -26,6 +27,13 @@ final class ServerProcess: @unchecked Sendable {
             ("PARLEY_RATE_LOGINS_PER_MINUTE", "1000000"), ("PARLEY_RATE_LOGIN_FAILURES_PER_HOUR", "1000000"),
             ("PARLEY_WS_REPLAYS_PER_MINUTE", "1000000"), ("PARLEY_WS_REPLAY_BURST", "100000"),
         ])
+
+    /// The stream of `partition` of this server's log (written with `partitions`), as it names it on the Redis the
+    /// tests run against (a cluster spreads the tags).
+    func stream(_ partition: Int = 0, partitions: Int = 1) -> String {
+        let tags: PartitionTags = TestStores.redisCluster.isEmpty ? .plain(partitions: partitions) : .spread(partitions: partitions)
+        return Keys(namespace: namespace, tags: tags).stream(partition)
+    }
 
     init(sharing other: ServerProcess? = nil, environment extra: [String: String] = [:], namespace: String? = nil, schema: String? = nil)
         async throws

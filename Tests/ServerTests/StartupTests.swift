@@ -32,7 +32,7 @@ struct StartupTests {
     @Test func unreachableRedisStopsTheServer() async throws {
         let port = TestStores.freePort()
         try await expectRefusal(
-            ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_URL": "redis://127.0.0.1:\(port)/0"],
+            ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_CLUSTER": "", "PARLEY_REDIS_URL": "redis://127.0.0.1:\(port)/0"],
             "cannot start: Redis", "127.0.0.1:\(port)", "Connection refused")
     }
 
@@ -48,7 +48,10 @@ struct StartupTests {
         }
         try await server.start()
         try await expectRefusal(
-            ["PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_URL": "redis://:wrong@127.0.0.1:\(server.port)/0"],
+            [
+                "PARLEY_JWT_SECRET": Self.secret, "PARLEY_REDIS_CLUSTER": "",
+                "PARLEY_REDIS_URL": "redis://:wrong@127.0.0.1:\(server.port)/0",
+            ],
             "Redis authentication", "AUTH refused", "redis://:***@")
     }
 
@@ -127,7 +130,12 @@ struct StartupTests {
         let process = Process()
         process.executableURL = repositoryRoot.appendingPathComponent(".build/debug/parley-server")
         process.arguments = ["--port", "\(port)"]
-        process.environment = ProcessInfo.processInfo.environment.merging(["PARLEY_JWT_SECRET": Self.secret]) { $1 }
+        // Its own log and read models: the default ones may hold another run's data (or the single Redis's, while the
+        // tests run on the cluster), which the server would rightly find ahead of the log.
+        let name = TestStores.unique("tstart")
+        process.environment = ProcessInfo.processInfo.environment.merging([
+            "PARLEY_JWT_SECRET": Self.secret, "PARLEY_NAMESPACE": name, "PARLEY_POSTGRES_SCHEMA": name, "PARLEY_MONGO_COLLECTION": name,
+        ]) { $1 }
         // What the server says goes to a file, shown if it does not stop cleanly.
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("parley-startup-\(port).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -144,8 +152,8 @@ struct StartupTests {
         let (data, response) = try await eventually(seconds: 30) { try await URLSession.shared.data(from: url) }
         #expect((response as? HTTPURLResponse)?.statusCode == 200)
         #expect(String(decoding: data, as: UTF8.self).contains("\"status\":\"ok\""))
-        let (_, ready) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/readyz")!)
-        #expect((ready as? HTTPURLResponse)?.statusCode == 200)
+        let (readyBody, ready) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/readyz")!)
+        #expect((ready as? HTTPURLResponse)?.statusCode == 200, "\(String(decoding: readyBody, as: UTF8.self))")
 
         // SIGTERM stops it cleanly: projectors finish their batch and the process exits 0.
         process.terminate()

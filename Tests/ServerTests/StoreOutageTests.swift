@@ -18,7 +18,7 @@ struct StoreOutageTests {
         }
         try await redis.start()
         let s = try await ServerProcess(environment: [
-            "PARLEY_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0", "PARLEY_STORE_TIMEOUT_MS": "500",
+            "PARLEY_REDIS_CLUSTER": "", "PARLEY_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0", "PARLEY_STORE_TIMEOUT_MS": "500",
         ])
         let ann = try await s.register("outann")
         let bob = try await s.register("outbob")
@@ -83,7 +83,7 @@ struct RedisRefusalTests {
             )
         }
         try await redis.start()
-        let s = try await ServerProcess(environment: ["PARLEY_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0"])
+        let s = try await ServerProcess(environment: ["PARLEY_REDIS_CLUSTER": "", "PARLEY_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0"])
         let ann = try await s.register("fullann")
         let bob = try await s.register("fullbob")
         let before = try await s.request("POST", "/v1/users/\(bob.id)/messages", token: ann.token, body: ["body": "before"])

@@ -8,6 +8,9 @@ public enum TestStores {
     public static let redisURL = environment["PARLEY_REDIS_URL"] ?? StoreConfiguration.defaultRedisURL
     public static let mongoURI = environment["PARLEY_MONGO_URI"] ?? StoreConfiguration.defaultMongoURI
     public static let postgresURL = environment["PARLEY_POSTGRES_URL"] ?? StoreConfiguration.defaultPostgresURL
+    /// The seed nodes of the Redis Cluster the tests run against (`PARLEY_TEST_REDIS=cluster` in `scripts/test`
+    /// exports `PARLEY_REDIS_CLUSTER`); empty for the single Redis.
+    public static let redisCluster = (environment["PARLEY_REDIS_CLUSTER"] ?? "").split(separator: ",").map(String.init)
 
     /// A name no other test (or earlier run) uses: tests run in parallel on shared servers.
     public static func unique(_ prefix: String) -> String {
@@ -25,7 +28,7 @@ public enum TestStores {
     }
 
     public static func redis(maxConnections: Int = 8) throws -> RedisClient {
-        try RedisClient(.init(url: redisURL, maxConnections: maxConnections))
+        try RedisClient(.init(url: redisURL, maxConnections: maxConnections, cluster: redisCluster))
     }
 
     public static func mongo() throws -> MongoClient {

@@ -37,7 +37,9 @@ public struct StoreConfiguration: Sendable {
 
     /// Reads `PARLEY_REDIS_URL`, `PARLEY_MONGO_URI`, `PARLEY_POSTGRES_URL`, the pool sizes
     /// `PARLEY_{REDIS,MONGO,POSTGRES}_POOL` and `PARLEY_STORE_TIMEOUT_MS` (connect and
-    /// acquire timeouts), `PARLEY_STORE_START_WAIT_MS`. A value that is not a number is an error naming the variable.
+    /// acquire timeouts), `PARLEY_STORE_START_WAIT_MS`; `PARLEY_REDIS_CLUSTER` (seed nodes, `host:port,…`: Redis is then a
+    /// cluster, `PARLEY_REDIS_URL` giving only its credentials), `PARLEY_ACK_REPLICAS` and `PARLEY_ACK_TIMEOUT_MS` (the
+    /// `WAIT` of every append). A value that is not a number is an error naming the variable.
     public init(environment: [String: String]) throws {
         func number(_ name: String, _ fallback: Int, least: Int = 1) throws -> Int {
             guard let text = environment[name], !text.isEmpty else { return fallback }
@@ -61,6 +63,11 @@ public struct StoreConfiguration: Sendable {
                 maxConnections: try number("PARLEY_POSTGRES_POOL", 8), connectTimeout: timeout,
                 acquireTimeout: timeout * 3))
         startWait = .milliseconds(try number("PARLEY_STORE_START_WAIT_MS", 5000, least: 0))
+        redis.cluster = (environment["PARLEY_REDIS_CLUSTER"] ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty }
+        redis.ackReplicas = try number("PARLEY_ACK_REPLICAS", 0, least: 0)
+        redis.ackTimeout = .milliseconds(try number("PARLEY_ACK_TIMEOUT_MS", 500))
     }
 }
 
@@ -95,7 +102,9 @@ public final class Stores: Sendable {
             }
         }
         do { try await untilAnswered(redis.ping) } catch let error as DriverError {
-            throw DriverError(.redis, error.code, "\(redactingPassword(redis.configuration.url)): \(error.message)")
+            let configuration = redis.configuration
+            let place = configuration.cluster.isEmpty ? redactingPassword(configuration.url) : "the Redis Cluster \(configuration.cluster)"
+            throw DriverError(.redis, error.code, "\(place): \(error.message)")
         }
         do { try await untilAnswered(postgres.ping) } catch let error as DriverError {
             throw DriverError(

@@ -4,10 +4,20 @@ import Foundation
 /// arrives while a batch is on the wire goes out together in the next one, so a busy
 /// server pays one round trip and one pair of syscalls per batch instead of per command.
 ///
-/// Each writer is a thread of its own with a connection of its own: it sleeps on a
+/// Each writer is a thread of its own with a connection of its own (one per node of a
+/// cluster, the batch split by the slot of each command's first key): it sleeps on a
 /// condition variable until work arrives, sends the batch, and resumes the callers
 /// directly, so a command costs no hop through a task or a thread pool. A lone caller is
 /// sent at once: batching adds no latency when the load is light.
+///
+/// With `ackReplicas` > 0 each pipeline ends with `WAIT`: every command of the batch is
+/// answered once that many replicas have it, or fails with `NOREPLICAS` (it may be in
+/// Redis all the same; a send retried with its `clientMsgId` finds it). One `WAIT` covers
+/// the whole batch, so durability costs one replica round trip per batch, not per command.
+///
+/// A command redirected by the cluster (`MOVED`, `ASK`, a failover under way), or not sent
+/// because its node could not be reached, is sent again on its own through the client's
+/// routing, which follows the redirection.
 ///
 /// The writers start with the first command (a log that only reads has none) and end
 /// with `shutdown`, which the event log calls when its service stops.
@@ -17,6 +27,7 @@ import Foundation
 public final class RedisBatcher: @unchecked Sendable {
     private struct Job {
         let arguments: [String]
+        let key: String?
         let continuation: CheckedContinuation<RedisValue, any Error>
     }
 
@@ -57,19 +68,19 @@ public final class RedisBatcher: @unchecked Sendable {
                 return
             }
             if !started { startWriters() }
-            pending.append(Job(arguments: arguments, continuation: continuation))
+            pending.append(Job(arguments: arguments, key: RedisSlot.routingKey(of: arguments), continuation: continuation))
             condition.signal()
             condition.unlock()
         }
     }
 
-    /// Runs a script through the batches (EVALSHA; loads it and resends on NOSCRIPT).
+    /// Runs a script through the batches (EVALSHA; loads it into the node of its keys and resends on NOSCRIPT).
     public func run(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
-        let sha = try await script.sha(loadingWith: client)
+        let sha = try await script.sha(loadingWith: client, forKey: keys.first)
         let reply = try await send(["EVALSHA", sha, String(keys.count)] + keys + arguments)
         if case .error(let text) = reply, text.hasPrefix("NOSCRIPT") {
-            script.forget()
-            return try await run(script, keys: keys, arguments: arguments)
+            try await client.command(["SCRIPT", "LOAD", script.source], routedBy: keys.first)
+            return try await send(["EVALSHA", sha, String(keys.count)] + keys + arguments)
         }
         return reply
     }
@@ -83,8 +94,7 @@ public final class RedisBatcher: @unchecked Sendable {
     }
 
     private func writerLoop() {
-        var connection: RedisConnection?
-        let configuration = client.configuration
+        var connections: [String: RedisConnection] = [:]
         while true {
             condition.lock()
             while pending.isEmpty && !stopped { condition.wait() }
@@ -95,19 +105,103 @@ public final class RedisBatcher: @unchecked Sendable {
             let batch = Array(pending.prefix(maxBatch))
             pending.removeFirst(batch.count)
             condition.unlock()
-            do {
-                if connection?.isUsable != true {
-                    connection?.close()
-                    connection = try RedisConnection(
-                        endpoint: client.endpoint, connectTimeoutMs: configuration.connectTimeout.milliseconds,
-                        commandTimeoutMs: configuration.commandTimeout.milliseconds)
+            var byNode: [String: [Job]] = [:]
+            var order: [String] = []
+            for job in batch {
+                // A slot whose owner is not known yet (a cluster's first command) goes the routed way.
+                let node: String?
+                if let cluster = client.cluster { node = cluster.nodeNow(job.key) } else { node = "" }
+                guard let node else {
+                    reroute(job)
+                    continue
                 }
-                let replies = try connection!.pipeline(batch.map(\.arguments))
-                for (job, reply) in zip(batch, replies) { job.continuation.resume(returning: reply) }
-            } catch {
-                for job in batch { job.continuation.resume(throwing: error) }
+                if byNode[node] == nil { order.append(node) }
+                byNode[node, default: []].append(job)
+            }
+            for node in order { send(byNode[node]!, to: node, connections: &connections) }
+        }
+        for connection in connections.values { connection.close() }
+    }
+
+    /// One pipeline to `node` ("" for the single server), with `WAIT` at its end when replicas must confirm.
+    private func send(_ jobs: [Job], to node: String, connections: inout [String: RedisConnection]) {
+        let configuration = client.configuration
+        let connection: RedisConnection
+        do {
+            if let open = connections[node], open.isUsable {
+                connection = open
+            } else {
+                connections[node]?.close()
+                let endpoint = try client.cluster?.endpoint(of: node) ?? client.endpoint
+                connection = try RedisConnection(
+                    endpoint: endpoint, connectTimeoutMs: configuration.connectTimeout.milliseconds,
+                    commandTimeoutMs: configuration.commandTimeout.milliseconds)
+                connections[node] = connection
+            }
+        } catch {
+            // Nothing was sent: the routed way waits out a failover and finds the new primary.
+            guard client.isCluster else { return fail(jobs, error) }
+            return jobs.forEach(reroute)
+        }
+        let replicas = configuration.ackReplicas
+        var commands = jobs.map(\.arguments)
+        if replicas > 0 { commands.append(["WAIT", String(replicas), String(configuration.ackTimeout.milliseconds)]) }
+        let replies: [RedisValue]
+        do {
+            replies = try connection.pipeline(commands)
+        } catch {
+            client.cluster?.refreshSoon()
+            return fail(jobs, error)
+        }
+        let confirmed = replicas == 0 ? replicas : Int(replies.last?.int ?? 0)
+        for (job, reply) in zip(jobs, replies) {
+            if client.isCluster, RedisCluster.Redirection(reply) != nil {
+                reroute(job)
+            } else if confirmed < replicas, !isError(reply) {
+                job.continuation.resume(throwing: Self.notConfirmed(confirmed, of: replicas, within: configuration.ackTimeout))
+            } else {
+                job.continuation.resume(returning: reply)
             }
         }
-        connection?.close()
+    }
+
+    private func fail(_ jobs: [Job], _ error: any Error) {
+        for job in jobs { job.continuation.resume(throwing: error) }
+    }
+
+    private func isError(_ reply: RedisValue) -> Bool {
+        if case .error = reply { return true }
+        return false
+    }
+
+    /// Sends `job` on its own through the client's routing (redirections followed, a failover waited out), then `WAIT`s.
+    private func reroute(_ job: Job) {
+        let client = self.client
+        let replicas = client.configuration.ackReplicas
+        let timeout = client.configuration.ackTimeout
+        let arguments = job.arguments
+        Task {
+            do {
+                let reply = try await client.routed(by: job.key) { connection in
+                    let reply = try connection.command(arguments)
+                    guard replicas > 0, RedisCluster.Redirection(reply) == nil else { return reply }
+                    if case .error = reply { return reply }
+                    let confirmed = Int(try connection.command(["WAIT", String(replicas), String(timeout.milliseconds)]).int ?? 0)
+                    if confirmed < replicas { throw Self.notConfirmed(confirmed, of: replicas, within: timeout) }
+                    return reply
+                }
+                job.continuation.resume(returning: reply)
+            } catch {
+                job.continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    /// The error of an append that fewer replicas than required confirmed in time (a `NOREPLICAS` refusal: HTTP 503).
+    static func notConfirmed(_ confirmed: Int, of replicas: Int, within timeout: Duration) -> DriverError {
+        DriverError(
+            .redis, .server,
+            "NOREPLICAS \(confirmed) of \(replicas) replica(s) confirmed the append within \(timeout.milliseconds) ms; it may be in "
+                + "the log all the same (a send retried with its clientMsgId finds it)")
     }
 }

@@ -67,17 +67,25 @@ extension RedisClient {
 
     /// XGROUP CREATE (with MKSTREAM); an existing group is left as it is.
     public func xgroupCreate(_ key: String, group: String, startID: String = "0") async throws {
-        let reply = try await withConnection { try $0.command(["XGROUP", "CREATE", key, group, startID, "MKSTREAM"]) }
+        let reply = try await routed(by: key) { try $0.command(["XGROUP", "CREATE", key, group, startID, "MKSTREAM"]) }
         if case .error(let text) = reply, !text.hasPrefix("BUSYGROUP") {
             throw DriverError(.redis, .server, text)
         }
     }
 
     /// XREADGROUP: new entries (`>`) or this consumer's pending ones (`0`), per stream.
+    ///
+    /// With `confirmed` and `Configuration.ackReplicas` > 0, entries are returned only once that many replicas have
+    /// them (a `WAIT` on the same connection: the read is a write, after the entries in the replication stream), so a
+    /// reader never acts on an entry that a failover could take back; short of that it throws `NOREPLICAS`, and the
+    /// entries stay pending for the next read.
     public func xreadgroup(
-        group: String, consumer: String, _ streams: [(key: String, after: String)], count: Int? = nil, blockMs: Int? = nil
+        group: String, consumer: String, _ streams: [(key: String, after: String)], count: Int? = nil, blockMs: Int? = nil,
+        confirmed: Bool = false
     ) async throws -> [(key: String, entries: [StreamEntry])] {
-        try await blockingStreamRead(["XREADGROUP", "GROUP", group, consumer], streams, count: count, blockMs: blockMs)
+        try await blockingStreamRead(
+            ["XREADGROUP", "GROUP", group, consumer], streams, count: count, blockMs: blockMs,
+            confirmReplicas: confirmed ? configuration.ackReplicas : 0)
     }
 
     /// XACK: returns how many entries were acknowledged.
@@ -112,7 +120,7 @@ extension RedisClient {
     }
 
     private func blockingStreamRead(
-        _ command: [String], _ streams: [(key: String, after: String)], count: Int?, blockMs: Int?
+        _ command: [String], _ streams: [(key: String, after: String)], count: Int?, blockMs: Int?, confirmReplicas: Int = 0
     ) async throws -> [(key: String, entries: [StreamEntry])] {
         var arguments = command
         if let count { arguments += ["COUNT", String(count)] }
@@ -122,8 +130,15 @@ extension RedisClient {
         arguments += streams.map(\.after)
         let argv = arguments
         let waitMs = (blockMs ?? 0) + configuration.commandTimeout.milliseconds
-        let reply = try await withConnection { connection in
-            blockMs == nil ? try connection.command(argv) : try connection.command(argv, timeoutMs: waitMs)
+        // XREADGROUP moves the group's cursor: sent again after a broken connection it could hand entries out twice
+        // (they stay pending, so nothing is lost, but the retry belongs to the caller).
+        let ackTimeout = configuration.ackTimeout
+        let reply = try await routed(by: streams.first?.key, onlyReads: command == ["XREAD"]) { connection in
+            let reply = blockMs == nil ? try connection.command(argv) : try connection.command(argv, timeoutMs: waitMs)
+            guard confirmReplicas > 0, reply.array?.isEmpty == false else { return reply }
+            let confirmed = Int(try connection.command(["WAIT", String(confirmReplicas), String(ackTimeout.milliseconds)]).int ?? 0)
+            if confirmed < confirmReplicas { throw RedisBatcher.notConfirmed(confirmed, of: confirmReplicas, within: ackTimeout) }
+            return reply
         }.orThrow()
         guard let streams = reply.array else { return [] }  // null: BLOCK timed out
         return try streams.map { stream in

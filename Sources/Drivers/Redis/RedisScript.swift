@@ -27,15 +27,16 @@ public final class RedisScript: Sendable {
         return try loadAndRun(on: connection, keys: keys, arguments: arguments)
     }
 
-    /// Runs the script through a pooled connection of `client`.
+    /// Runs the script through a pooled connection of `client` (to the primary of its first key's slot with a cluster).
     public func run(_ client: RedisClient, keys: [String], arguments: [String]) async throws -> RedisValue {
-        try await client.withConnection { try self.run(on: $0, keys: keys, arguments: arguments) }
+        try await client.routed(by: keys.first) { try self.run(on: $0, keys: keys, arguments: arguments) }
     }
 
-    /// The script's SHA1, loading it into Redis first when it is not known yet.
-    public func sha(loadingWith client: RedisClient) async throws -> String {
+    /// The script's SHA1, loading it into Redis first when it is not known yet (into the node of `key` with a cluster:
+    /// each node has a script cache of its own).
+    public func sha(loadingWith client: RedisClient, forKey key: String? = nil) async throws -> String {
         if let known = sha.withLockedValue({ $0 }) { return known }
-        let loaded = try await client.command(["SCRIPT", "LOAD", source])
+        let loaded = try await client.command(["SCRIPT", "LOAD", source], routedBy: key)
         guard let digest = loaded.string else { throw DriverError(.redis, .invalid, "SCRIPT LOAD answered \(loaded)") }
         sha.withLockedValue { $0 = digest }
         return digest

@@ -49,11 +49,15 @@ public final class RedisSubscriber: Sendable {
             stopped.withLockedValue { $0 = true }
             resume()
             // Wakes the blocked read; a subscriber that is between connections sees the flag itself.
-            let client = self.client
+            let endpoints = self.client.unkeyedEndpoints()
             let wake = self.wakeChannel
             Thread.detachNewThread {
-                _ = try? RedisConnection(endpoint: client.endpoint, connectTimeoutMs: 1000, commandTimeoutMs: 1000)
-                    .command(["PUBLISH", wake, "stop"])
+                // Published on any node of a cluster, a message reaches the subscribers of every node.
+                for endpoint in endpoints {
+                    let sent = try? RedisConnection(endpoint: endpoint, connectTimeoutMs: 1000, commandTimeoutMs: 1000)
+                        .command(["PUBLISH", wake, "stop"])
+                    if sent != nil { break }
+                }
             }
         }
     }
@@ -63,10 +67,15 @@ public final class RedisSubscriber: Sendable {
     private func loop(logger: Logger, onMessage: @Sendable (String, String) -> Void) {
         let configuration = client.configuration
         let subscribed = channels + [wakeChannel]
+        var attempt = 0
         while !isStopped {
+            // With a cluster, each attempt after a failure tries the next node: the one subscribed to may have died.
+            let endpoints = client.unkeyedEndpoints()
+            let endpoint = endpoints[attempt % endpoints.count]
+            attempt += 1
             do {
                 let connection = try RedisConnection(
-                    endpoint: client.endpoint, connectTimeoutMs: configuration.connectTimeout.milliseconds,
+                    endpoint: endpoint, connectTimeoutMs: configuration.connectTimeout.milliseconds,
                     commandTimeoutMs: configuration.commandTimeout.milliseconds)
                 defer { connection.close() }
                 _ = try connection.command(["SUBSCRIBE"] + subscribed)

@@ -70,29 +70,12 @@ final class Hub: Service, Sendable {
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
-            guard var position = await self.readHead() else { return }
-            while !Task.isCancelled {
-                do {
-                    let page = try await self.log.tail(after: position, count: 1000, blockMs: 1000)
-                    for logged in page.events {
-                        position.advance(past: logged)
-                        self.process(logged, position: position)
-                    }
-                    for bad in page.unreadable {
-                        self.unreadable.increment()
-                        self.logger.error(
-                            "hub passes over an unreadable log entry",
-                            metadata: ["partition": "\(bad.partition)", "entry": "\(bad.entryID)", "error": "\(bad.reason)"])
-                    }
-                    if position != page.reached {
-                        position = page.reached
-                        self.locked.withLockedValue { $0.state.reached(position) }
-                    }
-                } catch is CancellationError {
-                    break
-                } catch {
-                    self.logger.warning("hub cannot read the log", metadata: ["error": "\(error)"])
-                    try? await Task.sleep(for: .seconds(1))
+            guard let head = await self.readHead() else { return }
+            // One loop per group of partitions the log can wait on at once: one on a single Redis, one per partition on
+            // a cluster. Each owns its partitions' part of the hub's position.
+            await withTaskGroup(of: Void.self) { group in
+                for partitions in self.log.tailGroups {
+                    group.addTask { await self.tail(partitions, from: head) }
                 }
             }
         }
@@ -103,6 +86,35 @@ final class Hub: Service, Sendable {
         }
         for waiter in waiting { waiter.resume(returning: false) }
         for connection in connections { connection.end(.shutdown) }
+    }
+
+    /// Reads `partitions` of the log from `head` on and fans their events out, until cancelled.
+    private func tail(_ partitions: [Int], from head: LogPosition) async {
+        var position = head
+        while !Task.isCancelled {
+            do {
+                let page = try await log.tail(after: position, partitions: partitions, count: 1000, blockMs: 1000)
+                for logged in page.events {
+                    position.advance(past: logged)
+                    process(logged)
+                }
+                for bad in page.unreadable {
+                    unreadable.increment()
+                    logger.error(
+                        "hub passes over an unreadable log entry",
+                        metadata: ["partition": "\(bad.partition)", "entry": "\(bad.entryID)", "error": "\(bad.reason)"])
+                }
+                if position != page.reached {
+                    position = page.reached
+                    locked.withLockedValue { $0.state.reached(position, in: partitions) }
+                }
+            } catch is CancellationError {
+                break
+            } catch {
+                logger.warning("hub cannot read the log", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
     }
 
     /// Reads the log's head (retrying while Redis is away) and lets waiting connections in.
@@ -140,10 +152,13 @@ final class Hub: Service, Sendable {
 
     // MARK: - Fan-out
 
-    private func process(_ logged: LoggedEvent, position: LogPosition) {
-        let (targets, overflowed) = locked.withLockedValue { locked -> ([HubConnection], [HubConnection]) in
-            let fanout = locked.state.tailed(logged, position: position)
-            return (fanout.deliver.compactMap { locked.connections[$0] }, fanout.overflowed.compactMap { locked.connections[$0] })
+    private func process(_ logged: LoggedEvent) {
+        let (targets, overflowed, position) = locked.withLockedValue { locked -> ([HubConnection], [HubConnection], LogPosition) in
+            let fanout = locked.state.tailed(logged)
+            return (
+                fanout.deliver.compactMap { locked.connections[$0] }, fanout.overflowed.compactMap { locked.connections[$0] },
+                fanout.position
+            )
         }
         for connection in overflowed { connection.end(.overflow) }
         guard !targets.isEmpty else { return }

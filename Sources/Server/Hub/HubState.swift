@@ -82,16 +82,21 @@ struct HubState: Sendable {
 
     /// What to do with a tailed event.
     struct Fanout: Equatable {
+        /// The hub's position just after the event.
+        var position: LogPosition
         /// Live connections to send the event to.
         var deliver: [ConnectionID] = []
         /// Connections being set up whose held events overflowed: end them.
         var overflowed: [ConnectionID] = []
     }
 
-    /// An event read from the log's tail; `position` is the log position just after it.
-    mutating func tailed(_ event: LoggedEvent, position: LogPosition) -> Fanout {
+    /// An event read from the log's tail, after every event the hub had of its partition: the hub's position moves
+    /// past it (`Fanout.position`, what its `event` frame carries).
+    mutating func tailed(_ event: LoggedEvent) -> Fanout {
+        var position = self.position ?? .start(partitions: event.partition + 1)
+        position.advance(past: event)
         self.position = position
-        var fanout = Fanout()
+        var fanout = Fanout(position: position)
         if !held.isEmpty {
             // Through the values' indices: mutating while iterating `held.keys` would copy the
             // whole dictionary for every event.
@@ -122,8 +127,10 @@ struct HubState: Sendable {
         return fanout
     }
 
-    /// The hub read past entries it could not decode: its position moves on.
-    mutating func reached(_ position: LogPosition) {
+    /// The hub read past entries of `partitions` it could not decode: its position there moves on to `reached`'s.
+    mutating func reached(_ reached: LogPosition, in partitions: [Int]) {
+        guard var position else { return }
+        for partition in partitions { position.entryIDs[partition] = reached.entryIDs[partition] }
         self.position = position
     }
 
