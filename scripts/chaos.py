@@ -40,16 +40,38 @@ def log(text):
     print(f"chaos: {text}", file=sys.stderr, flush=True)
 
 
-class Services:
-    """The private Redis, PostgreSQL and nx-27017, through scripts/services."""
+def free_port_run():
+    """The first of six free ports whose cluster bus ports (port + 10000) are free too: a private Redis Cluster."""
+    import random
+    import socket
+    while True:
+        base = random.randrange(20000, 29000)
+        try:
+            sockets = []
+            for port in [*range(base, base + 6), *range(base + 10000, base + 10006)]:
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
 
-    def __init__(self, data, appendfsync):
+
+class Services:
+    """The private Redis (or Redis Cluster), PostgreSQL and nx-27017, through scripts/services."""
+
+    def __init__(self, data, appendfsync, cluster=False):
+        self.cluster = ["--cluster"] if cluster else []
         self.env = dict(os.environ)
         self.env.update({
             "PARLEY_DATA_DIR": data,
             "PARLEY_REDIS_PORT": str(free_port()),
             "PARLEY_PG_PORT": str(free_port()),
             "PARLEY_MONGO_PORT": str(free_port()),
+            "PARLEY_CLUSTER_PORT": str(free_port_run()),
             "PARLEY_REDIS_APPENDFSYNC": appendfsync,
         })
 
@@ -61,7 +83,7 @@ class Services:
         return result.stdout
 
     def up(self):
-        self.run("up")
+        self.run("up", *self.cluster)
 
     def down(self):
         try:
@@ -71,10 +93,37 @@ class Services:
 
     def urls(self):
         urls = {}
-        for line in self.run("env").splitlines():
+        for line in self.run("env", *self.cluster).splitlines():
             name, _, value = line.removeprefix("export ").partition("=")
             urls[name] = value
         return urls
+
+    def cluster_primaries(self):
+        """The ports of the cluster's primaries now, asked of any node that answers."""
+        base = int(self.env["PARLEY_CLUSTER_PORT"])
+        for port in range(base, base + 6):
+            nodes = subprocess.run(["redis-cli", "-p", str(port), "cluster", "nodes"], capture_output=True, text=True)
+            if nodes.returncode == 0 and "master" in nodes.stdout:
+                primaries = []
+                for line in nodes.stdout.splitlines():
+                    parts = line.split()
+                    flags = parts[2].split(",")
+                    if "master" in flags and "fail" not in flags and len(parts) > 8:
+                        primaries.append(int(parts[1].split("@")[0].rsplit(":", 1)[1]))
+                return primaries
+        return []
+
+    def busiest_primary(self):
+        """The primary whose log streams hold the most entries: the one the chat traffic goes to."""
+        best, most = None, -1
+        for port in self.cluster_primaries():
+            keys = subprocess.run(["redis-cli", "-p", str(port), "--scan", "--pattern", "*:log:*"],
+                                  capture_output=True, text=True).stdout.split()
+            total = sum(int(subprocess.run(["redis-cli", "-p", str(port), "XLEN", key], capture_output=True,
+                                           text=True).stdout.strip() or 0) for key in keys)
+            if total > most:
+                best, most = port, total
+        return best
 
     def kill9(self, name):
         """kill -9 of the server; PostgreSQL's backends go with their postmaster, as in a crash."""
@@ -222,12 +271,16 @@ class Chaos:
         self.options = options
         self.data = os.path.join(ROOT, ".data", "chaos")
         os.makedirs(self.data, exist_ok=True)
-        self.services = Services(self.data, options.appendfsync)
+        self.services = Services(self.data, options.appendfsync, cluster=options.cluster)
         self.rows = []
 
     def parley_env(self):
         env = dict(os.environ)
+        env.pop("PARLEY_REDIS_CLUSTER", None)  # the shared cluster's, when scripts/test runs on it
         env.update(self.services.urls())
+        if self.options.cluster:
+            # Two partitions per primary; appends and projectors wait for this many replicas.
+            env.update({"PARLEY_LOG_PARTITIONS": "6", "PARLEY_ACK_REPLICAS": str(self.options.ack_replicas)})
         env.update({
             "CHAOS_DATA": self.data,
             "PARLEY_MIGRATIONS_DIR": os.path.join(ROOT, "migrations"),
@@ -456,6 +509,26 @@ class Chaos:
         os.kill(pid, signal.SIGCONT)
         log("SIGCONT: the first projector process wakes up")
 
+    async def kill_primary(self):
+        """kill -9 of the Redis Cluster primary the rooms' partitions live on: its replica is promoted
+        (cluster-node-timeout 2 s) and the killed node comes back as a replica."""
+        port = await asyncio.to_thread(self.services.busiest_primary)
+        log(f"kill -9 of the Redis Cluster primary on port {port} (PARLEY_ACK_REPLICAS={self.options.ack_replicas}); "
+            f"restarted {self.options.down} s after its replica is promoted")
+        await asyncio.to_thread(self.services.kill9, f"cluster:{port}")
+        killed = time.monotonic()
+        # Restarted only once its replica serves its slots: a failover, not a restart from the AOF.
+        while time.monotonic() - killed < 20:
+            primaries = await asyncio.to_thread(self.services.cluster_primaries)
+            if port not in primaries and len(primaries) == 3:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise RuntimeError(f"no replica of {port} was promoted within 20 s")
+        log(f"a replica was promoted {time.monotonic() - killed:.1f} s after the kill")
+        await asyncio.sleep(self.options.down)
+        await asyncio.to_thread(self.services.up)
+
     def store_fault(self, name):
         async def fault():
             log(f"kill -9 {name}; restarted {self.options.down} s later")
@@ -516,6 +589,7 @@ FAULTS = {
     "pause": ("SIGSTOP of the projector process past its lease (14 s; a second one takes over), then SIGCONT",
               lambda c: c.pause_projector),
     "redis": ("kill -9 of Redis (restart from its AOF)", lambda c: c.store_fault("redis")),
+    "primary": ("kill -9 of a Redis Cluster primary (its replica promoted)", lambda c: c.kill_primary),
     "postgresql": ("kill -9 of PostgreSQL", lambda c: c.store_fault("postgresql")),
     "mongodb": ("kill -9 of the MongoDB server (nx-27017)", lambda c: c.store_fault("mongodb")),
     # Not in the default set: shows that the checks do catch a loss (the run must fail).
@@ -543,6 +617,8 @@ async def main():
     parser.add_argument("--write", help="write the table into this markdown file")
     parser.add_argument("--command", default="scripts/chaos", help="the command named beside the table")
     parser.add_argument("--keep", action="store_true", help="leave the private services running")
+    parser.add_argument("--cluster", action="store_true", help="run on a private Redis Cluster (3 primaries, 3 replicas)")
+    parser.add_argument("--ack-replicas", type=int, default=1, help="PARLEY_ACK_REPLICAS with --cluster")
     options = parser.parse_args()
     chaos = Chaos(options)
     failed = False
