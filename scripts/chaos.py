@@ -598,10 +598,13 @@ FAULTS = {
 
 
 def write_docs(path, table, command, options):
+    where = (f"a Redis Cluster of 3 primaries and 3 replicas, 6 partitions, `PARLEY_ACK_REPLICAS={options.ack_replicas}`"
+             if options.cluster else "one Redis")
     body = (f"{table}\n\nProduced by `{command}` on {time.strftime('%Y-%m-%d')}: {options.users} users on two "
             f"API instances, {options.rate} messages/s for {options.seconds:g} s per fault, the killed process "
-            f"restarted {options.down:g} s later, Redis `appendfsync {options.appendfsync}`.")
-    replace_section(path, "<!-- chaos:begin -->", "<!-- chaos:end -->", body)
+            f"restarted {options.down:g} s later, {where}, `appendfsync {options.appendfsync}`.")
+    marker = f"chaos-cluster-{options.ack_replicas}" if options.cluster else "chaos"
+    replace_section(path, f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->", body)
 
 
 async def main():

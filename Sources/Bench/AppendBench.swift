@@ -18,7 +18,10 @@ struct AppendBench: AsyncParsableCommand {
 
     func run() async throws {
         let stores = try StoreConfiguration(environment: ProcessInfo.processInfo.environment)
-        let redis = try RedisClient(.init(url: stores.redis.url, maxConnections: max(senders * 2, 8)))
+        // PARLEY_REDIS_CLUSTER and PARLEY_ACK_REPLICAS apply as in the server.
+        var configuration = stores.redis
+        configuration.maxConnections = max(senders * 2, 8)
+        let redis = try RedisClient(configuration)
         let log = EventLog(redis: redis, partitions: partitions, namespace: "bench-\(UInt32.random(in: 0...UInt32.max))")
         // Users and rooms: every sender is a joined member of the rooms it writes to.
         let userIds = (0..<senders).map { "bench-user-\($0)" }

@@ -4,11 +4,12 @@ import Foundation
 /// arrives while a batch is on the wire goes out together in the next one, so a busy
 /// server pays one round trip and one pair of syscalls per batch instead of per command.
 ///
-/// Each writer is a thread of its own with a connection of its own (one per node of a
-/// cluster, the batch split by the slot of each command's first key): it sleeps on a
+/// Each writer is a thread of its own with a connection of its own: it sleeps on a
 /// condition variable until work arrives, sends the batch, and resumes the callers
 /// directly, so a command costs no hop through a task or a thread pool. A lone caller is
-/// sent at once: batching adds no latency when the load is light.
+/// sent at once: batching adds no latency when the load is light. On a cluster each node
+/// has its own queue and writers (a command goes to the node of its first key's slot), so
+/// a node that is slow, stopped or waiting for its replica never holds up the others.
 ///
 /// With `ackReplicas` > 0 each pipeline ends with `WAIT`: every command of the batch is
 /// answered once that many replicas have it, or fails with `NOREPLICAS` (it may be in
@@ -35,8 +36,10 @@ public final class RedisBatcher: @unchecked Sendable {
     private let maxBatch: Int
     private let writers: Int
     private let condition = NSCondition()
-    private var pending: [Job] = []
-    private var started = false
+    /// Jobs by node (`""`: the single server); a node's writers take only its jobs.
+    private var pending: [String: [Job]] = [:]
+    /// Nodes whose writers run: bounded by the nodes the cluster ever had, `writers` threads each.
+    private var started: Set<String> = []
     private var stopped = false
 
     /// - Parameters:
@@ -48,11 +51,11 @@ public final class RedisBatcher: @unchecked Sendable {
         self.writers = max(1, writers)
     }
 
-    /// Starts the writer threads; with `condition` held, once.
-    private func startWriters() {
-        started = true
+    /// Starts the writer threads of `node`; with `condition` held, once per node.
+    private func startWriters(for node: String) {
+        started.insert(node)
         for n in 0..<writers {
-            let thread = Thread { [self] in self.writerLoop() }
+            let thread = Thread { [self] in self.writerLoop(node) }
             thread.name = "parley-redis-writer-\(n)"
             thread.start()
         }
@@ -61,15 +64,20 @@ public final class RedisBatcher: @unchecked Sendable {
     /// Sends one command in the next batch and returns its reply (error replies included).
     public func send(_ arguments: [String]) async throws -> RedisValue {
         try await withCheckedThrowingContinuation { continuation in
+            let job = Job(arguments: arguments, key: RedisSlot.routingKey(of: arguments), continuation: continuation)
+            // A slot whose owner is not known yet (a cluster's first command) goes the routed way.
+            let node: String?
+            if let cluster = client.cluster { node = cluster.nodeNow(job.key) } else { node = "" }
+            guard let node else { return reroute(job) }
             condition.lock()
             if stopped {
                 condition.unlock()
                 continuation.resume(throwing: DriverError(.redis, .closed, "the batcher was shut down"))
                 return
             }
-            if !started { startWriters() }
-            pending.append(Job(arguments: arguments, key: RedisSlot.routingKey(of: arguments), continuation: continuation))
-            condition.signal()
+            if !started.contains(node) { startWriters(for: node) }
+            pending[node, default: []].append(job)
+            condition.broadcast()
             condition.unlock()
         }
     }
@@ -93,32 +101,19 @@ public final class RedisBatcher: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func writerLoop() {
+    private func writerLoop(_ node: String) {
         var connections: [String: RedisConnection] = [:]
         while true {
             condition.lock()
-            while pending.isEmpty && !stopped { condition.wait() }
-            if pending.isEmpty {
+            while (pending[node] ?? []).isEmpty && !stopped { condition.wait() }
+            guard let queued = pending[node], !queued.isEmpty else {
                 condition.unlock()
                 break
             }
-            let batch = Array(pending.prefix(maxBatch))
-            pending.removeFirst(batch.count)
+            let batch = Array(queued.prefix(maxBatch))
+            pending[node] = Array(queued.dropFirst(batch.count))
             condition.unlock()
-            var byNode: [String: [Job]] = [:]
-            var order: [String] = []
-            for job in batch {
-                // A slot whose owner is not known yet (a cluster's first command) goes the routed way.
-                let node: String?
-                if let cluster = client.cluster { node = cluster.nodeNow(job.key) } else { node = "" }
-                guard let node else {
-                    reroute(job)
-                    continue
-                }
-                if byNode[node] == nil { order.append(node) }
-                byNode[node, default: []].append(job)
-            }
-            for node in order { send(byNode[node]!, to: node, connections: &connections) }
+            send(batch, to: node, connections: &connections)
         }
         for connection in connections.values { connection.close() }
     }

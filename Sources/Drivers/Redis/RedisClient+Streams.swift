@@ -135,7 +135,16 @@ extension RedisClient {
         let ackTimeout = configuration.ackTimeout
         let reply = try await routed(by: streams.first?.key, onlyReads: command == ["XREAD"]) { connection in
             let reply = blockMs == nil ? try connection.command(argv) : try connection.command(argv, timeoutMs: waitMs)
-            guard confirmReplicas > 0, reply.array?.isEmpty == false else { return reply }
+            guard confirmReplicas > 0, let streams = reply.array, let first = streams.first?.array, first.count == 2,
+                let key = first[0].string
+            else { return reply }
+            // WAIT covers this connection's last write. A read of pending entries writes nothing, and a blocked read
+            // served by another client's XADD may not count as this connection's: claiming the entries again (to the
+            // same consumer) is a write of its own, after the entries in the replication stream.
+            let ids = try Self.entries(first[1]).map(\.id)
+            if !ids.isEmpty {
+                _ = try connection.command(["XCLAIM", key, command[2], command[3], "0"] + ids + ["JUSTID"]).orThrow()
+            }
             let confirmed = Int(try connection.command(["WAIT", String(confirmReplicas), String(ackTimeout.milliseconds)]).int ?? 0)
             if confirmed < confirmReplicas { throw RedisBatcher.notConfirmed(confirmed, of: confirmReplicas, within: ackTimeout) }
             return reply

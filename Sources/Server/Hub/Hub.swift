@@ -153,17 +153,16 @@ final class Hub: Service, Sendable {
     // MARK: - Fan-out
 
     private func process(_ logged: LoggedEvent) {
-        let (targets, overflowed, position) = locked.withLockedValue { locked -> ([HubConnection], [HubConnection], LogPosition) in
+        // The frame is handed to the connections' event loops under the lock: with one tail loop per partition (a
+        // cluster), an event of another partition with a later position must never overtake it at a connection.
+        let (overflowed, delivered) = locked.withLockedValue { locked -> ([HubConnection], Int) in
             let fanout = locked.state.tailed(logged)
-            return (
-                fanout.deliver.compactMap { locked.connections[$0] }, fanout.overflowed.compactMap { locked.connections[$0] },
-                fanout.position
-            )
+            let targets = fanout.deliver.compactMap { locked.connections[$0] }
+            if !targets.isEmpty { HubConnection.send(Frame.event(logged, position: fanout.position), to: targets) }
+            return (fanout.overflowed.compactMap { locked.connections[$0] }, targets.count)
         }
         for connection in overflowed { connection.end(.overflow) }
-        guard !targets.isEmpty else { return }
-        HubConnection.send(Frame.event(logged, position: position), to: targets)
-        fannedOut.increment(by: targets.count)
+        if delivered > 0 { fannedOut.increment(by: delivered) }
     }
 
     // MARK: - Connections
