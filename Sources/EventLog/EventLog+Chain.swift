@@ -27,12 +27,12 @@ extension EventLog {
     /// Reads a partition from its first event and checks every link of the chain, and that
     /// the stored chain head is the last event's hash (a removed last event shows there).
     public func verifyChain(partition: Int, batch: Int = 5000) async throws -> ChainReport {
-        let stream = keys.stream(partition)
         var previous = HashChain.genesis
-        var after = "-"
+        var after = "0-0"
         var checked = 0
         while true {
-            let entries = try await redis.xrange(stream, from: after, count: batch)
+            // The archive's entries first, then the stream's: the chain runs across the seam.
+            let entries = try await reader.entries(partition: partition, after: after, count: batch)
             for entry in entries {
                 checked += 1
                 guard let json = entry["event"] else {
@@ -46,7 +46,7 @@ extension EventLog {
                 }
             }
             guard entries.count == batch, let last = entries.last else { break }
-            after = "(" + last.id
+            after = last.id
         }
         let stored = try await redis.command(["GET", guardKeys(partition).head]).string ?? HashChain.genesis
         if stored != previous {

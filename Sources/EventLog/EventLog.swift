@@ -69,14 +69,16 @@ public final class EventLog: Service, Sendable {
     let appends: RedisBatcher
 
     /// A log over `redis` in `namespace`; `partitions` must be the count the log was written with (`checkPartitionCount`).
+    /// `archive`: where the archiver copies entries before they are trimmed (nil: `PARLEY_ARCHIVE=off`, nothing is
+    /// trimmed); every reader of the log reads it before the streams.
     public init(
         redis: RedisClient, partitions: Int, namespace: String = "parley", maxMessageBytes: Int = 4000,
-        logger: Logger = Logger(label: "parley.log")
+        archive: LogArchive? = nil, logger: Logger = Logger(label: "parley.log")
     ) {
         self.redis = redis
         self.partitioning = Partitioning(count: partitions)
         self.keys = Keys(namespace: namespace, tags: .of(redis, partitions: partitions))
-        self.reader = LogReader(redis: redis, keys: keys, partitions: partitions)
+        self.reader = LogReader(redis: redis, keys: keys, partitions: partitions, archive: archive)
         self.maxMessageBytes = maxMessageBytes
         self.logger = logger
         self.appends = RedisBatcher(client: redis)

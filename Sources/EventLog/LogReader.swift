@@ -5,11 +5,18 @@ import Events
 /// `since`, rebuilds, `verify`, `audit`, `export` and the chain check. An entry that cannot
 /// be decoded is reported in its page, never thrown: one bad entry must not stop a replay
 /// or a rebuild, and the caller says what to do with it (skip and count, log, park).
+///
+/// With an archive, the log is the archive's entries followed by the stream's: a page that
+/// starts before the stream's oldest entry is read from the archive first (entries older
+/// than the stream's oldest, which the archiver copied before they were trimmed), then
+/// from the stream, with no gap and no entry twice at the seam.
 public struct LogReader: Sendable {
     let redis: RedisClient
     let keys: Keys
     /// How many partitions the log has.
     public let partitions: Int
+    /// Where trimmed entries are (nil: nothing is ever trimmed, the stream is the whole log).
+    public let archive: LogArchive?
 
     /// An entry the reader could not turn into an event, and why.
     public struct Unreadable: Sendable, Equatable {
@@ -40,9 +47,24 @@ public struct LogReader: Sendable {
     /// The entries of `partition` after `after` (exclusive) up to `until` (inclusive), at most
     /// `count`. `cache`: the process's decode cache, for live readers only (see `EventLog.decode`).
     public func page(partition: Int, after: String, until: String = "+", count: Int, cache: DecodedEvents? = nil) async throws -> Page {
+        Self.decode(try await entries(partition: partition, after: after, until: until, count: count), partition: partition, cache: cache)
+    }
+
+    /// The stored entries behind `page`: the archive's older ones first, then the stream's.
+    public func entries(partition: Int, after: String, until: String = "+", count: Int) async throws -> [StreamEntry] {
         let start = after == "0-0" ? "-" : "(" + after
-        let entries = try await redis.xrange(keys.stream(partition), from: start, to: until, count: count)
-        return Self.decode(entries, partition: partition, cache: cache)
+        let stream = keys.stream(partition)
+        guard let archive else { return try await redis.xrange(stream, from: start, to: until, count: count) }
+        // The stream's oldest entry and the page, in one round trip (one key: one node of a cluster).
+        let replies = try await redis.pipeline([
+            ["XRANGE", stream, "-", "+", "COUNT", "1"], ["XRANGE", stream, start, until, "COUNT", String(count)],
+        ])
+        let oldest = Self.firstID(try replies[0].orThrow())
+        let newer = try RedisClient.entries(try replies[1].orThrow())
+        guard oldest == "0-0" || StreamID.less(after, oldest) else { return newer }
+        let older = try await archive.entries(
+            partition: partition, after: after, before: oldest == "0-0" ? nil : oldest, until: until, count: count)
+        return older.isEmpty ? newer : Array((older + newer).prefix(count))
     }
 
     /// Calls `body` with every page of `partition` after `after` up to `until`, in order.
@@ -115,19 +137,32 @@ public struct LogReader: Sendable {
         return replies.map(Self.firstID)
     }
 
-    /// How many entries the partitions hold now (all of them when `partitions` is nil).
+    /// How many entries the partitions hold now (all of them when `partitions` is nil), the archived ones older than
+    /// each stream included.
     public func length(partitions chosen: [Int]? = nil) async throws -> Int {
-        let replies = try await redis.pipeline((chosen ?? Array(0..<partitions)).map { ["XLEN", keys.stream($0)] })
-        return replies.reduce(0) { $0 + Int($1.int ?? 0) }
+        let chosen = chosen ?? Array(0..<partitions)
+        let replies = try await redis.pipeline(chosen.map { ["XLEN", keys.stream($0)] })
+        var total = replies.reduce(0) { $0 + Int($1.int ?? 0) }
+        if let archive {
+            let oldest = try await oldest()
+            for partition in chosen {
+                total += try await archive.count(partition: partition, before: oldest[partition] == "0-0" ? nil : oldest[partition])
+            }
+        }
+        return total
     }
 
     /// Whether anything after `position` is gone from the log: a partition whose oldest
     /// entry is newer than the position and that had entries trimmed or deleted
     /// (`entries-added` beyond `length`). A client replaying from there cannot be told
     /// everything it missed.
+    ///
+    /// With an archive, entries trimmed after they were archived are not gone: only a stream whose oldest entry the
+    /// archive does not reach (entries removed some other way, `XDEL` or a restore) counts.
     public func lostEntries(after position: LogPosition) async throws -> Bool {
         let oldest = try await oldest()
         for partition in 0..<partitions where StreamID.less(position.entryIDs[partition], oldest[partition]) {
+            if let archive, !StreamID.less(try await archive.archivedThrough(partition: partition), oldest[partition]) { continue }
             if try await wasTrimmed(partition: partition) { return true }
         }
         return false
@@ -195,10 +230,18 @@ public struct LogReader: Sendable {
 extension LogReader {
     /// The entries of `partition` before `before` (and `before` itself when `inclusive`: a
     /// position's own entry is part of what came up to it), newest first, at most `count`.
+    /// Past the stream's oldest entry, the archive's go on.
     public func page(partition: Int, before: String, inclusive: Bool = false, count: Int) async throws -> Page {
         guard before != "0-0" else { return Page(partition: partition, events: [], unreadable: [], lastEntryID: nil, entries: 0) }
         let end = inclusive ? before : "(" + before
         let reply = try await redis.command(["XREVRANGE", keys.stream(partition), end, "-", "COUNT", String(count)])
-        return Self.decode(try RedisClient.entries(reply), partition: partition, cache: nil)
+        var entries = try RedisClient.entries(reply)
+        if let archive, entries.count < count {
+            // Fewer than asked: the stream's oldest entry was reached (or `before` is older still).
+            entries += try await archive.entries(
+                partition: partition, before: entries.last?.id ?? before, inclusive: entries.isEmpty && inclusive,
+                count: count - entries.count)
+        }
+        return Self.decode(entries, partition: partition, cache: nil)
     }
 }

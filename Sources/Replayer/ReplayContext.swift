@@ -52,10 +52,13 @@ final class ReplayContext: Sendable {
         redis = try RedisClient(configuration.stores.redis)
         postgres = PostgresClient(configuration.stores.postgres)
         mongo = try MongoClient(configuration.stores.mongo)
-        log = EventLog(redis: redis, partitions: configuration.partitions, namespace: configuration.namespace, logger: logger)
+        log = EventLog(
+            redis: redis, partitions: configuration.partitions, namespace: configuration.namespace,
+            archive: configuration.readModels.archive(on: postgres), logger: logger)
         do {
             try await redis.ping()
             try await log.checkPartitionCount(claim: false)
+            try await log.reader.archive?.prepare()
             if needs.contains(.postgres) {
                 try await postgres.ping()
                 // The read models' tables come from the migrations, as at server start.

@@ -9,6 +9,8 @@ struct ServerConfiguration: Sendable {
     enum Role: String, Sendable, CaseIterable {
         case api
         case projectors
+        /// Copies the log into the archive and trims the streams (`LogArchiver`).
+        case archiver
     }
 
     var host = "127.0.0.1"
@@ -28,6 +30,8 @@ struct ServerConfiguration: Sendable {
     var postgresSchema = "public"
     /// The MongoDB collection of messages.
     var mongoCollection = "messages"
+    /// The log's archive and how long entries stay hot (`PARLEY_ARCHIVE`, `PARLEY_LOG_HOT_SECONDS`).
+    var readModels = ReadModelSettings()
     /// How long a token is valid.
     var tokenLifetime: TimeInterval = 7 * 24 * 3600
     /// bcrypt cost for new password hashes (4 to 16; every +1 doubles the time).
@@ -146,6 +150,7 @@ struct ServerConfiguration: Sendable {
             self.namespace = readModels.namespace
             self.postgresSchema = readModels.postgresSchema
             self.mongoCollection = readModels.mongoCollection
+            self.readModels = readModels
         } catch {
             throw Invalid(description: error.description)
         }
@@ -158,7 +163,7 @@ struct ServerConfiguration: Sendable {
             var roles: Set<Role> = []
             for name in flagRoles.split(separator: ",") {
                 guard let role = Role(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
-                    throw Invalid(description: "--roles: unknown role '\(name)' (known: api, projectors)")
+                    throw Invalid(description: "--roles: unknown role '\(name)' (known: api, projectors, archiver)")
                 }
                 roles.insert(role)
             }

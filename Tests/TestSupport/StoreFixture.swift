@@ -13,6 +13,8 @@ public struct StoreFixture: Sendable {
     public let postgres: PostgresClient
     public let mongo: MongoClient
     public let log: EventLog
+    /// The log's archive (`<schema>.log_archive`), empty until a test archives: what `parley-replay` reads too.
+    public let archive: LogArchive
     public let partitions: Int
     /// The namespace, schema and collection name.
     public let schema: String
@@ -27,7 +29,8 @@ public struct StoreFixture: Sendable {
         postgres = TestStores.postgres(maxConnections: 6)
         mongo = try TestStores.mongo()
         schema = TestStores.unique(prefix)
-        log = EventLog(redis: redis, partitions: partitions, namespace: schema)
+        archive = LogArchive(postgres: postgres, schema: schema)
+        log = EventLog(redis: redis, partitions: partitions, namespace: schema, archive: archive)
         // The public tables are the template of every schema: make sure they are migrated.
         if let directory = Migrator.defaultDirectory() {
             _ = try await Migrator(directory: directory).migrate(postgres, logger: Logger(label: "test"))
@@ -37,6 +40,7 @@ public struct StoreFixture: Sendable {
         scheduler = PriorityScheduler(workers: workers)
         try await metadata.prepare()
         try await messages.prepare()
+        try await archive.prepare()
     }
 
     public var read: MetadataReadModel { MetadataReadModel(postgres: postgres, schema: schema) }

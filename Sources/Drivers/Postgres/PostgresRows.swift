@@ -91,3 +91,25 @@ func parsePostgresTimestamp(_ text: String) -> Date? {
     if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(iso) { return date }
     return try? Date.ISO8601FormatStyle().parse(iso)
 }
+
+/// A PostgreSQL array literal of text values (`{"a","b",NULL}`), for `unnest($1::text[])`.
+public func postgresArray(_ values: [String?]) -> String {
+    // Byte by byte: Foundation's `replacingOccurrences` took 5% of the server's CPU here.
+    var out: [UInt8] = [UInt8(ascii: "{")]
+    out.reserveCapacity(values.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 3 })
+    for (index, value) in values.enumerated() {
+        if index > 0 { out.append(UInt8(ascii: ",")) }
+        guard let value else {
+            out += "NULL".utf8
+            continue
+        }
+        out.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { out.append(UInt8(ascii: "\\")) }
+            out.append(byte)
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+    out.append(UInt8(ascii: "}"))
+    return String(decoding: out, as: UTF8.self)
+}

@@ -150,6 +150,7 @@ public struct ProjectorRunner: Service {
         try await waitWhileTheLogIsBehind(partition)
         try await group.create()
         try await rereadWhatTheReadModelLost(group)
+        try await catchUpFromTheArchive(partition, epoch: epoch)
         try await group.claimAll(batch: options.batchSize)
         try await group.deleteIdleConsumers(idleMs: Self.idleConsumerMs)
         var applied = "0-0"
@@ -271,6 +272,23 @@ public struct ProjectorRunner: Service {
             }
         }
         try await apply(events, partition: partition, epoch: epoch)
+    }
+
+    /// A read model behind the stream's oldest entry (a new projector, a new read-model name, a group created again
+    /// after its stream was trimmed) first reads what the archiver copied out of the stream: the consumer group can only
+    /// hand out what the stream still holds.
+    private func catchUpFromTheArchive(_ partition: Int, epoch: Int64) async throws {
+        guard let archive = log.reader.archive else { return }
+        var applied = try await projector.checkpoint(partition: partition)
+        let oldest = try await log.reader.oldest()[partition]
+        guard oldest != "0-0", StreamID.less(applied, oldest) else { return }
+        while !Task.isCancelled {
+            let entries = try await archive.entries(
+                partition: partition, after: applied, before: oldest, until: "+", count: options.batchSize)
+            guard let last = entries.last else { return }
+            try await process(entries, partition: partition, epoch: epoch)
+            applied = last.id
+        }
     }
 
     /// Applies with retries: a store outage is waited out; any other failure of a batch

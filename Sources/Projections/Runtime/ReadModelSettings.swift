@@ -1,3 +1,6 @@
+import Drivers
+import EventLog
+
 /// Where the log and the read models are, as every Parley process reads it from the
 /// environment (`parley-server`, `parley-replay`): one place, so they cannot disagree.
 public struct ReadModelSettings: Sendable, Equatable {
@@ -9,6 +12,11 @@ public struct ReadModelSettings: Sendable, Equatable {
     public var postgresSchema = "public"
     /// `PARLEY_MONGO_COLLECTION` (`messages`): the messages documents.
     public var mongoCollection = "messages"
+    /// `PARLEY_ARCHIVE` (`postgres`): whether the log has an archive in `<postgresSchema>.log_archive` (every reader
+    /// reads it before the streams; the archiver copies into it and trims); `off` keeps everything in Redis.
+    public var archive = true
+    /// `PARLEY_LOG_HOT_SECONDS` (604800): how long an archived, acknowledged entry stays in its stream.
+    public var logHotSeconds = 604_800
 
     /// The longest name accepted: the replayer adds suffixes (`_shadow`, `_verify`,
     /// `_retired_<unix time>`, `_v<n>_checkpoints`, at most 19 characters) within PostgreSQL's 63.
@@ -44,5 +52,21 @@ public struct ReadModelSettings: Sendable, Equatable {
         namespace = try name("PARLEY_NAMESPACE", "parley", allowing: ["-", "_"])
         postgresSchema = try name("PARLEY_POSTGRES_SCHEMA", "public", allowing: ["_"]).lowercased()
         mongoCollection = try name("PARLEY_MONGO_COLLECTION", "messages", allowing: ["_", "-"])
+        switch (environment["PARLEY_ARCHIVE"] ?? "").lowercased() {
+        case "", "postgres": archive = true
+        case "off": archive = false
+        case let other: throw Invalid(description: "PARLEY_ARCHIVE=\(other) is neither postgres nor off")
+        }
+        if let text = environment["PARLEY_LOG_HOT_SECONDS"], !text.isEmpty {
+            guard let value = Int(text), value >= 0 else {
+                throw Invalid(description: "PARLEY_LOG_HOT_SECONDS=\(text) is not a number of seconds (0 or more)")
+            }
+            logHotSeconds = value
+        }
+    }
+
+    /// The archive these settings name on `postgres` (nil with `PARLEY_ARCHIVE=off`).
+    public func archive(on postgres: PostgresClient) -> LogArchive? {
+        archive ? LogArchive(postgres: postgres, schema: postgresSchema) : nil
     }
 }

@@ -25,7 +25,8 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         configuration: configuration, stores: stores,
         log: EventLog(
             redis: stores.redis, partitions: configuration.logPartitions, namespace: configuration.namespace,
-            maxMessageBytes: configuration.maxMessageBytes, logger: logger),
+            maxMessageBytes: configuration.maxMessageBytes, archive: configuration.readModels.archive(on: stores.postgres),
+            logger: logger),
         scheduler: PriorityScheduler(workers: 2), lag: ProjectionLag())
     try await context.log.checkPartitionCount(claim: true)
     // A group stops its services in reverse order: the stores last, after everything that
@@ -40,6 +41,16 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
     // The read models' tables and indexes exist before the first request reads them,
     // whichever roles this instance has.
     for projector in projectors { try await projector.prepare() }
+    if let archive = context.log.reader.archive {
+        try await archive.prepare()
+        if configuration.roles.contains(.archiver) {
+            var options = LogArchiver.Options()
+            options.hotSeconds = configuration.readModels.logHotSeconds
+            services.append(
+                LogArchiver(
+                    log: context.log, archive: archive, options: options, consumer: ProjectorRunner.defaultConsumerName(), logger: logger))
+        }
+    }
     if configuration.roles.contains(.projectors) {
         var options = ProjectorRunner.Options()
         options.lingerMs = configuration.projectorLingerMs

@@ -1,0 +1,151 @@
+import Drivers
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// The archiver role: copies every partition's entries, in order and as stored (their
+/// hashes included), into the archive, and trims from each stream what is safe to drop,
+/// so that Redis holds only the hot end of the log.
+///
+/// An entry is trimmed only once all three hold:
+/// - it is archived;
+/// - every consumer group of the stream has acknowledged it (each projector, including one
+///   that is behind or stopped; a group that never read blocks trimming until it does);
+/// - it is older than `hotSeconds` (`PARLEY_LOG_HOT_SECONDS`).
+///
+/// `XTRIM MINID` keeps the bound's own entry, so a stream that was ever archived keeps at
+/// least its last entry (the log's head and the lost-entries check need one).
+///
+/// One archiver per partition at a time (a lease, `<ns>:lease:archiver:<p>`); two at once
+/// would only copy the same rows twice, which the archive ignores, so the lease needs no
+/// fencing. A copy that failed (PostgreSQL away) is retried every second; trimming waits for it.
+public struct LogArchiver: Service {
+    /// How much is copied at once, how long entries stay hot, and how often streams are trimmed.
+    public struct Options: Sendable {
+        /// Entries copied per round trip.
+        public var batch = 1000
+        /// How long an entry stays in its stream after it is archived and acknowledged (`PARLEY_LOG_HOT_SECONDS`).
+        public var hotSeconds = 604_800
+        /// How often each stream is trimmed.
+        public var trimEvery: Duration = .seconds(10)
+        /// How long to wait when there is nothing new to copy.
+        public var idle: Duration = .seconds(1)
+        /// The lease on each partition.
+        public var lease = PartitionLease.ttl
+        /// The defaults: 1000 entries a copy, a week hot, a trim every 10 s.
+        public init() {}
+    }
+
+    /// The lease name and metrics label.
+    public static let name = "archiver"
+
+    let log: EventLog
+    let archive: LogArchive
+    let options: Options
+    let consumer: String
+    let logger: Logger
+    private let archived = Counter(label: "parley.archive.entries")
+    private let trimmed = Counter(label: "parley.archive.trimmed")
+
+    /// An archiver of `log` into `archive`, holding leases as `consumer`.
+    public init(log: EventLog, archive: LogArchive, options: Options = Options(), consumer: String, logger: Logger) {
+        self.log = log
+        self.archive = archive
+        self.options = options
+        self.consumer = consumer
+        self.logger = logger
+    }
+
+    /// Archives and trims every partition until graceful shutdown.
+    public func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await archive.prepare()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for partition in 0..<log.partitioning.count { group.addTask { try await self.runPartition(partition) } }
+                    try await group.waitForAll()
+                }
+            }
+        } catch is CancellationError {}
+    }
+
+    private func runPartition(_ partition: Int) async throws {
+        let lease = log.lease(Self.name, partition: partition, owner: consumer, ttl: options.lease)
+        while !Task.isCancelled {
+            do {
+                guard try await lease.take() != nil else {
+                    try await Task.sleep(for: options.lease / 3)
+                    continue
+                }
+                try await PartitionLease.renewing([lease]) {
+                    var lastTrim = ContinuousClock.now - options.trimEvery
+                    while true {
+                        let copied = try await archiveOnce(partition: partition)
+                        if ContinuousClock.now - lastTrim >= options.trimEvery {
+                            _ = try await trim(partition: partition, now: Date())
+                            lastTrim = .now
+                        }
+                        if copied < options.batch { try await Task.sleep(for: options.idle) }
+                    }
+                }
+            } catch is CancellationError {
+                try? await lease.release()
+                return
+            } catch {
+                logger.warning("archiver retries", metadata: ["partition": "\(partition)", "error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Copies the next batch of `partition`'s entries after the last archived one; returns how many it copied.
+    @discardableResult
+    public func archiveOnce(partition: Int) async throws -> Int {
+        let through = try await archive.archivedThrough(partition: partition)
+        let entries = try await log.redis.xrange(
+            log.keys.stream(partition), from: through == "0-0" ? "-" : "(" + through, count: options.batch)
+        try await archive.append(partition: partition, entries)
+        archived.increment(by: entries.count)
+        return entries.count
+    }
+
+    /// Trims what is safe to drop of `partition`'s stream at `now` (older than `hotSeconds`); returns how many entries
+    /// it removed.
+    @discardableResult
+    public func trim(partition: Int, now: Date) async throws -> Int {
+        let cutoff = Int64(now.timeIntervalSince1970 * 1000) - Int64(options.hotSeconds) * 1000
+        return try await trim(partition: partition, before: "\(max(0, cutoff))-0")
+    }
+
+    /// Trims entries of `partition` older than `cutoff` that are archived and acknowledged by every consumer group.
+    @discardableResult
+    public func trim(partition: Int, before cutoff: String) async throws -> Int {
+        let stream = log.keys.stream(partition)
+        var bound = cutoff
+        let archivedThrough = try await archive.archivedThrough(partition: partition)
+        if StreamID.less(archivedThrough, bound) { bound = archivedThrough }
+        for acknowledged in try await acknowledgedByGroups(stream) where StreamID.less(acknowledged, bound) { bound = acknowledged }
+        guard bound != "0-0" else { return 0 }
+        let removed = Int(try await log.redis.command(["XTRIM", stream, "MINID", bound]).int ?? 0)
+        trimmed.increment(by: removed)
+        return removed
+    }
+
+    /// For each consumer group of `stream`, the entry below which it has acknowledged everything: its oldest pending
+    /// entry, or the last it was handed when none is pending ("0-0" for a group that read nothing).
+    func acknowledgedByGroups(_ stream: String) async throws -> [String] {
+        var bounds: [String] = []
+        for group in try await log.redis.xinfoGroups(stream) {
+            guard let name = group["name"]?.string else { continue }
+            let delivered = group["last-delivered-id"]?.string ?? "0-0"
+            guard (group["pending"]?.int ?? 0) > 0 else {
+                bounds.append(delivered)
+                continue
+            }
+            let summary = try await log.redis.command(["XPENDING", stream, name]).orThrow().array ?? []
+            bounds.append(summary.count > 1 ? summary[1].string ?? "0-0" : "0-0")
+        }
+        return bounds
+    }
+}

@@ -1,0 +1,102 @@
+import EventLog
+import Events
+import Foundation
+import Logging
+import Projections
+import TestSupport
+import Testing
+
+/// The log outgrows Redis: entries are copied to the archive and trimmed from the streams,
+/// and every reader still sees one log.
+@Suite("The archive and trimming")
+struct ArchiveTests {
+    /// What each reader gives for the log now: compared before and after the trim.
+    struct Readings: Equatable {
+        var export: String
+        var audit: String
+        var merged: [String]
+        var since: [[String]]
+        var backwards: [String]
+        var length: Int
+    }
+
+    func read(_ f: ReplayFixture, sinceAt indices: [Int]) async throws -> Readings {
+        // To a file: megabytes through a pipe the test reads only at the end would fill it.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(f.schema)-export.jsonl").path
+        let exported = try await f.replay(["export", "--out", file])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        let export = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(atPath: file)
+        let audit = try await f.replay(["audit", "chain"])
+        #expect(audit.status == 0 && audit.stdout.contains("audit chain: OK"), "\(audit.stdout)\(audit.stderr)")
+        let all = try await f.log.read(after: .start(partitions: f.partitions), count: 100_000)
+        var since: [[String]] = []
+        for index in indices {
+            // A client that last saw event `index` (the position just after it), as the hub replays to it.
+            var position = LogPosition.start(partitions: f.partitions)
+            for event in all.prefix(index + 1) { position.advance(past: event) }
+            since.append(try await f.log.read(after: position, count: 100_000).map(\.entryID))
+        }
+        let club = f.log.partitioning.partition(ofRoom: "club")
+        let head = try await f.log.head().entryIDs[club]
+        let backwards = try await f.log.reader.page(partition: club, before: head, inclusive: true, count: 300).events.map(\.entryID)
+        return Readings(
+            export: export, audit: audit.stdout, merged: all.map(\.entryID), since: since, backwards: backwards,
+            length: try await f.log.reader.length())
+    }
+
+    @Test func fiveThousandMessagesTrimmedToTheLastHundredReadTheSameEverywhere() async throws {
+        let f = try await ReplayFixture(partitions: 2)
+        let ids = try await f.log.scriptedChat()
+        try await f.sendMany(5000, ids: ids, tasks: 16)
+        try await f.project()
+        let before = try await read(f, sinceAt: [3, 2500, 5000])
+        #expect(before.since[2].count > 10)
+
+        // Archive everything, then trim each stream to its last 100 entries.
+        var options = LogArchiver.Options()
+        options.batch = 700
+        let archiver = LogArchiver(log: f.log, archive: f.archive, options: options, consumer: "test", logger: Logger(label: "test"))
+        for partition in 0..<f.partitions {
+            while try await archiver.archiveOnce(partition: partition) > 0 {}
+        }
+        #expect(try await f.archive.count(partition: 0, before: nil) + f.archive.count(partition: 1, before: nil) == before.length)
+        let club = f.log.partitioning.partition(ofRoom: "club")
+        let stream = f.log.keys.stream(club)
+        let entries = try await f.redis.xrange(stream)
+        // Not past what a consumer group still holds: a group that never read blocks the trim.
+        try await f.redis.command(["XGROUP", "CREATE", stream, "late", "0"])
+        #expect(try await archiver.trim(partition: club, before: entries[entries.count - 100].id) == 0)
+        try await f.redis.command(["XGROUP", "DESTROY", stream, "late"])
+        #expect(try await archiver.trim(partition: club, before: entries[entries.count - 100].id) == entries.count - 100)
+        #expect(try await f.redis.command(["XLEN", stream]).int == 100)
+
+        // Every reader gives what it gave before, across the seam between the archive and the stream.
+        let after = try await read(f, sinceAt: [3, 2500, 5000])
+        #expect(after.merged == before.merged)
+        #expect(after.since == before.since)
+        #expect(after.backwards == before.backwards)
+        #expect(after.length == before.length)
+        #expect(after.audit == before.audit)
+        #expect(after.export == before.export && before.export.split(separator: "\n").count == before.length)
+        #expect(try await f.log.reader.lostEntries(after: .start(partitions: f.partitions)) == false)
+        #expect(try await f.log.verifyChain(partition: club).isIntact)
+
+        // A rebuild (beside the live read models, whose lease the runners just left) reads the archive, then the stream:
+        // verify finds the read models equal to the log.
+        let rebuilt = try await f.replay(["rebuild", "--shadow"])
+        #expect(rebuilt.status == 0, "\(rebuilt.stdout)\(rebuilt.stderr)")
+        let verified = try await f.replay(["verify"])
+        #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+        #expect(try await f.history.message(id: "bulk-7")?.body == "message 7")
+
+        // A read model that starts from nothing (a new projector) is fed the archive before the stream.
+        try await f.messages.reset()
+        try await f.project()
+        #expect(try await f.history.message(id: "bulk-7")?.body == "message 7")
+        #expect(try await f.history.message(id: "bulk-4999")?.body == "message 4999")
+        let again = try await f.replay(["verify"])
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        try await f.cleanUp()
+    }
+}
