@@ -19,7 +19,7 @@ struct AppendRequest {
         case conflict
     }
 
-    init(decision: Decision, state: DecisionState, keys guardKeys: GuardKeys) throws {
+    init(decision: Decision, state: DecisionState, keys guardKeys: GuardKeys, dedupe: DedupeWindow) throws {
         var keys = [guardKeys.stream, guardKeys.head]
         func index(_ key: String) -> Int {
             if let i = keys.firstIndex(of: key) { return i + 1 }
@@ -39,10 +39,15 @@ struct AppendRequest {
             let (key, field) = guardKeys.location(of: fact.subject)
             arguments += [String(index(key)), field, fact.expected ?? "", fact.expected == nil ? "1" : "0"]
         }
-        if let key = decision.clientMessageKey {
-            arguments += [String(index(guardKeys.clientMessages(key.roomId))), GuardKeys.clientMessageField(key)]
+        if let key = decision.clientMessageKey, let at = decision.events.first?.at {
+            // This window's ids and the last one's: a repeat within the window's length is in one of them.
+            let bucket = dedupe.bucket(at)
+            arguments += [
+                String(index(guardKeys.clientMessages(key.roomId, bucket: bucket))),
+                String(index(guardKeys.clientMessages(key.roomId, bucket: bucket - 1))), GuardKeys.clientMessageField(key),
+            ]
         } else {
-            arguments += ["", ""]
+            arguments += ["", "", ""]
         }
         arguments.append(String(decision.events.count))
         var room = state.room
@@ -53,9 +58,12 @@ struct AppendRequest {
             bodies.append((event, body))
             var seqKey = ""
             var ops: [String] = []
-            for effect in GuardEffects.of(event, before: room, after: after, clientMessageKey: decision.clientMessageKey) {
+            for effect in GuardEffects.of(
+                event, before: room, after: after, clientMessageKey: decision.clientMessageKey, dedupe: dedupe)
+            {
                 switch effect {
                 case .set(let key, let field, let value): ops += ["set", String(index(key(guardKeys))), field, value]
+                case .expireAt(let key, let ms): ops += ["expireat", String(index(key(guardKeys))), "", String(ms)]
                 case .addToSet(let key, let value): ops += ["sadd", String(index(key(guardKeys))), "", value]
                 case .removeFromSet(let key, let value): ops += ["srem", String(index(key(guardKeys))), "", value]
                 case .entryID(let key, let field): ops += ["id", String(index(key(guardKeys))), field, ""]
@@ -118,10 +126,14 @@ enum GuardEffect {
     case assignSeq(key: @Sendable (GuardKeys) -> String)
     case addToSet(key: @Sendable (GuardKeys) -> String, value: String)
     case removeFromSet(key: @Sendable (GuardKeys) -> String, value: String)
+    /// The key goes at this Unix time in milliseconds (a window of client message ids).
+    case expireAt(key: @Sendable (GuardKeys) -> String, milliseconds: Int64)
 }
 
 enum GuardEffects {
-    static func of(_ event: Event, before: RoomState?, after: RoomState?, clientMessageKey: ClientMessageKey?) -> [GuardEffect] {
+    static func of(
+        _ event: Event, before: RoomState?, after: RoomState?, clientMessageKey: ClientMessageKey?, dedupe: DedupeWindow
+    ) -> [GuardEffect] {
         let roomId = event.roomId ?? ""
         switch event.data {
         case .userRegistered(let user):
@@ -160,7 +172,9 @@ enum GuardEffects {
                     value: RoomState.MessageRecord(senderId: event.actorId, deleted: false).encoded),
             ]
             if let key = clientMessageKey {
-                effects.append(.entryID(key: { $0.clientMessages(key.roomId) }, field: GuardKeys.clientMessageField(key)))
+                let bucket = dedupe.bucket(event.at)
+                effects.append(.entryID(key: { $0.clientMessages(key.roomId, bucket: bucket) }, field: GuardKeys.clientMessageField(key)))
+                effects.append(.expireAt(key: { $0.clientMessages(key.roomId, bucket: bucket) }, milliseconds: dedupe.expiry(of: bucket)))
             }
             return effects
         case .messageDeleted(let deleted):

@@ -36,9 +36,10 @@ let appendScript = RedisScript(
         return {'conflict', tostring(i)}
       end
     end
-    local dedupeKey, dedupeField = nextArg(), nextArg()
+    local dedupeKey, previousKey, dedupeField = nextArg(), nextArg(), nextArg()
     if dedupeKey ~= '' then
       local existing = redis.call('HGET', KEYS[tonumber(dedupeKey)], dedupeField)
+        or redis.call('HGET', KEYS[tonumber(previousKey)], dedupeField)
       if existing then
         local entries = redis.call('XRANGE', KEYS[1], existing, existing)
         if #entries == 1 then return {'dup', existing, entries[1][2][2]} end
@@ -63,6 +64,8 @@ let appendScript = RedisScript(
           redis.call('SADD', key, value)
         elseif op == 'srem' then
           redis.call('SREM', key, value)
+        elseif op == 'expireat' then
+          redis.call('PEXPIREAT', key, value)
         else
           if op == 'id' then value = id end
           redis.call('HSET', key, field, value)

@@ -29,8 +29,9 @@ extension EventLog {
                     if case .messageSent(let sent) = event.data, let id = sent.clientMsgId {
                         key = ClientMessageKey(roomId: roomId, userId: event.actorId, clientMsgId: id)
                     }
-                    for effect in GuardEffects.of(event, before: before, after: afterState, clientMessageKey: key) {
+                    for effect in GuardEffects.of(event, before: before, after: afterState, clientMessageKey: key, dedupe: dedupe) {
                         switch effect {
+                        case .expireAt(let k, let ms): commands.append(["PEXPIREAT", k(keys), String(ms)])
                         case .set(let k, let field, let value): commands.append(["HSET", k(keys), field, value])
                         case .entryID(let k, let field): commands.append(["HSET", k(keys), field, logged.entryID])
                         case .assignSeq(let k): commands.append(["HSET", k(keys), "seq", String(event.seq ?? 0)])

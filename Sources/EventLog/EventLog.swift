@@ -57,6 +57,8 @@ public final class EventLog: Service, Sendable {
     public let keys: Keys
     /// Pages through the log.
     public let reader: LogReader
+    /// How long a `clientMsgId` is remembered (`PARLEY_DEDUPE_SECONDS`).
+    public let dedupe: DedupeWindow
     /// The largest message body the rules accept, in UTF-8 bytes (`PARLEY_MAX_MESSAGE_BYTES`).
     public let maxMessageBytes: Int
     /// How often a command is decided again when a fact it relied on changed under it.
@@ -73,8 +75,9 @@ public final class EventLog: Service, Sendable {
     /// trimmed); every reader of the log reads it before the streams.
     public init(
         redis: RedisClient, partitions: Int, namespace: String = "parley", maxMessageBytes: Int = 4000,
-        archive: LogArchive? = nil, logger: Logger = Logger(label: "parley.log")
+        archive: LogArchive? = nil, dedupe: DedupeWindow = DedupeWindow(seconds: 604_800), logger: Logger = Logger(label: "parley.log")
     ) {
+        self.dedupe = dedupe
         self.redis = redis
         self.partitioning = Partitioning(count: partitions)
         self.keys = Keys(namespace: namespace, tags: .of(redis, partitions: partitions))
@@ -120,7 +123,7 @@ public final class EventLog: Service, Sendable {
                 throw error
             }
             guard !decision.events.isEmpty else { return Outcome(events: [], duplicate: false) }
-            let request = try AppendRequest(decision: decision, state: state, keys: keys)
+            let request = try AppendRequest(decision: decision, state: state, keys: keys, dedupe: dedupe)
             let started = ContinuousClock.now
             let reply = try await appends.run(appendScript, keys: request.keys, arguments: request.arguments)
             let took = ContinuousClock.now - started

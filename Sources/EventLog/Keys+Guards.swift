@@ -1,4 +1,5 @@
 import Events
+import Foundation
 
 /// The Redis keys of the guard state beside the log (`Keys` names the others). Every key
 /// of a partition carries the partition's hash tag `{p}` (`{t}` on a cluster: `PartitionTags`),
@@ -8,7 +9,8 @@ import Events
 /// - `parley:g:{p}:room:<roomId>`: `kind`, `seq` (last message seq), `ver` (membership version)
 /// - `parley:g:{p}:members:<roomId>`: userId → `role:state:since`
 /// - `parley:g:{p}:msgs:<roomId>`: messageId → `senderId|deleted`
-/// - `parley:g:{p}:cmid:<roomId>`: `userId clientMsgId` → entry id of the message.sent
+/// - `parley:g:{p}:cmid:<roomId>:<bucket>`: `userId clientMsgId` → entry id of the message.sent, one hash per
+///   `PARLEY_DEDUPE_SECONDS` window of time (`DedupeWindow`), expiring once no send can be a repeat of one in it
 /// - `parley:g:{p}:direct`: `userA|userB` → direct room id (the direct-room index)
 /// - `parley:g:{p}:joined:<userId>`: the rooms of this partition the user is joined to
 ///   (the WebSocket hub reads it when the user connects)
@@ -42,8 +44,8 @@ public struct GuardKeys: Sendable {
     public func members(_ id: String) -> String { "\(prefix):members:\(id)" }
     /// A room's messages, `senderId|deleted` by message id (who may edit or delete).
     public func messages(_ id: String) -> String { "\(prefix):msgs:\(id)" }
-    /// A room's client message ids: a repeated send finds its first message here.
-    public func clientMessages(_ id: String) -> String { "\(prefix):cmid:\(id)" }
+    /// A room's client message ids of one dedupe window: a repeated send finds its first message here.
+    public func clientMessages(_ id: String, bucket: Int64) -> String { "\(prefix):cmid:\(id):\(bucket)" }
     /// The direct-room index of the partition: one room per pair of users.
     public var direct: String { "\(prefix):direct" }
     /// The rooms of this partition a user is joined to (the hub's start of a connection).
@@ -68,4 +70,23 @@ public struct GuardKeys: Sendable {
         case .username(let name): return (usernames, name)
         }
     }
+}
+
+/// How long a `clientMsgId` is remembered (`PARLEY_DEDUPE_SECONDS`): time is cut into windows of that length; a send's id
+/// is kept in its window's hash, and a send looks in its own window's and the one before. A repeat within the window's
+/// length is always found; one more than twice that length later is a new message. Each hash expires at the end of the
+/// window after its own, so a room's ids take at most two windows of sends.
+public struct DedupeWindow: Sendable, Equatable {
+    /// The window's length in milliseconds.
+    public let milliseconds: Int64
+
+    /// Windows of `seconds` (at least 1).
+    public init(seconds: Int) {
+        self.milliseconds = Int64(max(1, seconds)) * 1000
+    }
+
+    /// The window of an event at `date`.
+    public func bucket(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) / milliseconds }
+    /// When a window's hash may go: the end of the next window (Unix milliseconds, for `PEXPIREAT`).
+    public func expiry(of bucket: Int64) -> Int64 { (bucket + 2) * milliseconds }
 }

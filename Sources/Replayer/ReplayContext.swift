@@ -54,7 +54,7 @@ final class ReplayContext: Sendable {
         mongo = try MongoClient(configuration.stores.mongo)
         log = EventLog(
             redis: redis, partitions: configuration.partitions, namespace: configuration.namespace,
-            archive: configuration.readModels.archive(on: postgres), logger: logger)
+            archive: configuration.readModels.archive(on: postgres), dedupe: configuration.readModels.dedupe, logger: logger)
         do {
             try await redis.ping()
             try await log.checkPartitionCount(claim: false)

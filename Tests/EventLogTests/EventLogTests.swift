@@ -10,9 +10,9 @@ struct TestLog {
     let log: EventLog
     let redis: RedisClient
 
-    init(partitions: Int = 1, maxConnections: Int = 32) throws {
+    init(partitions: Int = 1, maxConnections: Int = 32, dedupe: DedupeWindow = DedupeWindow(seconds: 604_800)) throws {
         redis = try TestStores.redis(maxConnections: maxConnections)
-        log = EventLog(redis: redis, partitions: partitions, namespace: TestStores.unique("tlog"))
+        log = EventLog(redis: redis, partitions: partitions, namespace: TestStores.unique("tlog"), dedupe: dedupe)
     }
 
     /// Registers users and returns their ids, by name.
@@ -148,6 +148,33 @@ struct EventLogTests {
         let removal = try #require(
             events.lastIndex { $0.event.data == .memberRemoved(MemberChange(userId: u["other"]!, previousState: .joined)) })
         #expect(!events[removal...].contains { $0.event.type == .messageSent && $0.event.actorId == u["other"]! })
+        try await t.cleanUp()
+    }
+
+    @Test func aClientMsgIdIsRememberedForTheDedupeWindowThenForgotten() async throws {
+        let t = try TestLog(dedupe: DedupeWindow(seconds: 30))
+        let u = try await t.users("dee", "dan")
+        let start = Date()
+        func send(_ id: String, after seconds: Double) async throws -> EventLog.Outcome {
+            try await t.log.execute(
+                .sendDirect(to: u["dan"]!, messageId: id, body: "hi", clientMsgId: "k"), actor: u["dee"]!,
+                now: start.addingTimeInterval(seconds))
+        }
+        #expect(try await send("first", after: 0).duplicate == false)
+        // Within the window's length: the first message, whichever window the repeat falls in.
+        #expect(try await send("again", after: 29).duplicate)
+        // More than two windows later: a new message.
+        let later = try await send("later", after: 65)
+        #expect(later.duplicate == false)
+        let roomId = Partitioning.directRoomId(u["dee"]!, u["dan"]!)
+        #expect(try await t.messages(in: roomId).count == 2)
+        // The ids are kept in hashes that expire: none outlives two windows.
+        let windows = try await t.redis.keys(matching: "\(t.log.keys.namespace):g:*:cmid:*")
+        #expect(windows.count == 2)
+        for key in windows {
+            let ttl = try await t.redis.command("PTTL", key).int ?? -1
+            #expect(ttl > 0 && ttl <= 125_000, "\(key): \(ttl)")
+        }
         try await t.cleanUp()
     }
 

@@ -35,7 +35,8 @@ struct PartitionTagsTests {
                 let g = keys.guards(partition)
                 let slot = RedisSlot.of(keys.stream(partition))
                 let touched = [
-                    g.stream, g.head, g.room("r"), g.members("r"), g.messages("r"), g.clientMessages("r"), g.direct, g.joined("u"),
+                    g.stream, g.head, g.room("r"), g.members("r"), g.messages("r"), g.clientMessages("r", bucket: 7), g.direct,
+                    g.joined("u"),
                     g.usernames, g.users, g.lostEntries,
                 ]
                 #expect(touched.allSatisfy { RedisSlot.of($0) == slot })

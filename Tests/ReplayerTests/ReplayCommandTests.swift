@@ -79,7 +79,7 @@ struct ReplayCommandTests {
         let room = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).room(id: "club")
         #expect(room?.lastSeq == Int64(3 + 3000 + duringRebuild))
         let verified = try await f.replay(["verify"])
-        #expect(verified.status == 0, "\(verified.stdout)")
+        #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
         // The hold is gone: live projection goes on after the swap.
         try await f.log.execute(
             .send(roomId: "club", messageId: "after", body: "after the swap", clientMsgId: nil, replyTo: nil), actor: ids["ada"]!)

@@ -17,6 +17,8 @@ public struct ReadModelSettings: Sendable, Equatable {
     public var archive = true
     /// `PARLEY_LOG_HOT_SECONDS` (604800): how long an archived, acknowledged entry stays in its stream.
     public var logHotSeconds = 604_800
+    /// `PARLEY_DEDUPE_SECONDS` (604800): how long a `clientMsgId` is remembered (`DedupeWindow`).
+    public var dedupeSeconds = 604_800
 
     /// The longest name accepted: the replayer adds suffixes (`_shadow`, `_verify`,
     /// `_retired_<unix time>`, `_v<n>_checkpoints`, at most 19 characters) within PostgreSQL's 63.
@@ -63,7 +65,16 @@ public struct ReadModelSettings: Sendable, Equatable {
             }
             logHotSeconds = value
         }
+        if let text = environment["PARLEY_DEDUPE_SECONDS"], !text.isEmpty {
+            guard let value = Int(text), value >= 1 else {
+                throw Invalid(description: "PARLEY_DEDUPE_SECONDS=\(text) is not a number of seconds (1 or more)")
+            }
+            dedupeSeconds = value
+        }
     }
+
+    /// How long the log remembers client message ids.
+    public var dedupe: DedupeWindow { DedupeWindow(seconds: dedupeSeconds) }
 
     /// The archive these settings name on `postgres` (nil with `PARLEY_ARCHIVE=off`).
     public func archive(on postgres: PostgresClient) -> LogArchive? {

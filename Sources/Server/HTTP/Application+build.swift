@@ -26,7 +26,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         log: EventLog(
             redis: stores.redis, partitions: configuration.logPartitions, namespace: configuration.namespace,
             maxMessageBytes: configuration.maxMessageBytes, archive: configuration.readModels.archive(on: stores.postgres),
-            logger: logger),
+            dedupe: configuration.readModels.dedupe, logger: logger),
         scheduler: PriorityScheduler(workers: 2), lag: ProjectionLag())
     try await context.log.checkPartitionCount(claim: true)
     // A group stops its services in reverse order: the stores last, after everything that
