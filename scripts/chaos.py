@@ -308,7 +308,9 @@ class Chaos:
         env = self.parley_env()
         binary = os.path.join(self.options.bin, "parley-server")
         self.api = [Parley("api-a", binary, "api", env), Parley("api-b", binary, "api", env)]
-        self.projector = Parley("projector", binary, "projectors", env)
+        # The projector process also runs the archiver: it copies the log under the same faults (nothing is trimmed: a
+        # week must pass first).
+        self.projector = Parley("projector", binary, "projectors,archiver", env)
         self.second_projector = None  # started by the pause fault
         for process in self.api + [self.projector]:
             process.start()

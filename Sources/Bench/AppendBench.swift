@@ -15,6 +15,9 @@ struct AppendBench: AsyncParsableCommand {
     @Option(help: "Offered appends per second for the latency run; 0 runs closed-loop as fast as possible.") var rate = 0
     @Option(help: "Seconds to run.") var seconds = 10.0
     @Option(help: "Log partitions.") var partitions = 1
+    @Option(help: "The log's namespace (a random one by default), to run a server's archiver beside it.") var namespace: String?
+    @Option(help: "How long client message ids are remembered (PARLEY_DEDUPE_SECONDS).") var dedupeSeconds = 604_800
+    @Flag(help: "Leave the log in Redis at the end (to measure its memory, or archive it).") var keep = false
 
     func run() async throws {
         let stores = try StoreConfiguration(environment: ProcessInfo.processInfo.environment)
@@ -22,7 +25,9 @@ struct AppendBench: AsyncParsableCommand {
         var configuration = stores.redis
         configuration.maxConnections = max(senders * 2, 8)
         let redis = try RedisClient(configuration)
-        let log = EventLog(redis: redis, partitions: partitions, namespace: "bench-\(UInt32.random(in: 0...UInt32.max))")
+        let log = EventLog(
+            redis: redis, partitions: partitions, namespace: namespace ?? "bench-\(UInt32.random(in: 0...UInt32.max))",
+            dedupe: DedupeWindow(seconds: dedupeSeconds))
         // Users and rooms: every sender is a joined member of the rooms it writes to.
         let userIds = (0..<senders).map { "bench-user-\($0)" }
         for (i, id) in userIds.enumerated() {
@@ -86,8 +91,8 @@ struct AppendBench: AsyncParsableCommand {
                     format: "  call only: p50 %.2f p99 %.2f p99.9 %.2f ms; generator timer lateness: p50 %.2f p99 %.2f ms", c.p50, c.p99,
                     c.p999, l.p50, l.p99))
         }
-        // Leave no benchmark keys behind.
-        try await redis.deleteKeys(matching: "\(log.keys.namespace):*")
+        // Leave no benchmark keys behind (unless asked to).
+        if !keep { try await redis.deleteKeys(matching: "\(log.keys.namespace):*") }
         log.shutdown()
         await redis.shutdown()
     }

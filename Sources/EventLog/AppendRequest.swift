@@ -16,6 +16,8 @@ struct AppendRequest {
     enum Result {
         case appended([LoggedEvent])
         case duplicate(LoggedEvent)
+        /// A repeat of a send whose entry was trimmed from the stream since: its event is in the archive.
+        case duplicateTrimmed(entryID: String)
         case conflict
     }
 
@@ -92,6 +94,7 @@ struct AppendRequest {
             throw EventLog.LostEntries(partition: partition, detail: items.count > 1 ? items[1].string ?? "" : "")
         case "dup":
             guard items.count == 3, let id = items[1].string, let json = items[2].string else { break }
+            if json.isEmpty { return .duplicateTrimmed(entryID: id) }
             return .duplicate(LoggedEvent(partition: partition, entryID: id, event: try EventCodec.decode(json), json: json))
         case "ok":
             guard items.count == 1 + 4 * events.count else { break }

@@ -43,6 +43,16 @@ let appendScript = RedisScript(
       if existing then
         local entries = redis.call('XRANGE', KEYS[1], existing, existing)
         if #entries == 1 then return {'dup', existing, entries[1][2][2]} end
+        -- Older than the stream's oldest entry: trimmed since (archived first), still a repeat; its event is read from
+        -- the archive.
+        local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+        if first then
+          local em, es = string.match(existing, '(%d+)-(%d+)')
+          local fm, fs = string.match(first[1], '(%d+)-(%d+)')
+          if tonumber(em) < tonumber(fm) or (tonumber(em) == tonumber(fm) and tonumber(es) < tonumber(fs)) then
+            return {'dup', existing, ''}
+          end
+        end
       end
     end
     local result = {'ok'}

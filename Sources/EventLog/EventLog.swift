@@ -134,6 +134,11 @@ public final class EventLog: Service, Sendable {
                 return Outcome(events: events, duplicate: false)
             case .duplicate(let event):
                 return Outcome(events: [event], duplicate: true)
+            case .duplicateTrimmed(let entryID):
+                guard let event = try await reader.archive?.event(partition: partition, entryID: entryID) else {
+                    throw Failure(description: "a repeated send's first message (\(entryID)) is neither in the stream nor in the archive")
+                }
+                return Outcome(events: [event], duplicate: true)
             case .conflict:
                 // A fact changed since it was read: read again and decide again.
                 if let cacheKey { sendStates.remove(cacheKey) }

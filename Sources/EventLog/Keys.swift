@@ -7,7 +7,8 @@
 ///   Redis, a tag spread over the slots on a cluster; the braces are a Redis Cluster hash
 ///   tag shared with every guard key of the partition); `<ns>:partitions`: the partition count
 /// - `<ns>:g:{p}:…`: the guard state beside the log (`GuardKeys`)
-/// - `<ns>:lease:<projector>:<p>`: who projects partition p (`PartitionLease`)
+/// - `<ns>:archive`: the schema of the log's archive (`LogArchive`)
+/// - `<ns>:lease:<projector>:<p>`: who projects partition p (`PartitionLease`; `archiver` too)
 /// - `<ns>:hold:<projector>`, `<ns>:paused:<projector>:<p>`: a shadow swap's hold (`ProjectionHold`)
 /// - `<ns>:dead:<projector>`: the projector's dead-letter stream (`DeadLetters`)
 /// - `<ns>:rebuild:<projector>`: an in-place rebuild under way
@@ -28,6 +29,8 @@ public struct Keys: Sendable, Equatable {
     public func stream(_ partition: Int) -> String { "\(namespace):log:{\(tags.tag(partition))}" }
     /// Records how many partitions the log was written with (in a slot of its own: read before anything else).
     public var partitionCount: String { "\(namespace):partitions" }
+    /// Records the schema of the log's archive (`EventLog.checkArchive`).
+    public var archive: String { "\(namespace):archive" }
     /// The guard-state keys of partition `p`.
     public func guards(_ partition: Int) -> GuardKeys {
         GuardKeys(partition: partition, namespace: namespace, tag: tags.tag(partition))

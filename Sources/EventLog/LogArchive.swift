@@ -122,6 +122,15 @@ public struct LogArchive: Sendable {
         return try await postgres.query(sql, parameters).first?.int("n") ?? 0
     }
 
+    /// The archived event at `entryID` of `partition` (a repeated send's first message, trimmed from the stream since).
+    public func event(partition: Int, entryID: String) async throws -> LoggedEvent? {
+        guard let (m, s) = StreamID.parse(entryID) else { return nil }
+        let rows = try await postgres.query(
+            "SELECT entry_id, event FROM \(table) WHERE partition = $1 AND ms = $2 AND seq = $3", [partition, Int64(m), Int64(s)])
+        guard let entry = rows.first.map(Self.entry) else { return nil }
+        return try EventLog.decode(entry, partition: partition)
+    }
+
     private static func entry(_ row: PostgresRow) -> StreamEntry {
         StreamEntry(id: row.string("entry_id") ?? "0-0", fields: [("event", row.string("event") ?? "")])
     }

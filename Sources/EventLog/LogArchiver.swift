@@ -101,8 +101,19 @@ public struct LogArchiver: Service {
 
     /// Copies the next batch of `partition`'s entries after the last archived one; returns how many it copied.
     @discardableResult
+    ///
+    /// The last archived entry must still be in the stream unless it was trimmed: an archive ahead of the stream means
+    /// Redis lost entries the archive holds (a failover to a replica that lacked them, an older snapshot). Then
+    /// nothing is copied or trimmed, and appends to the partition are refused as when a read model is ahead
+    /// (`EventLog.LostEntries`), until an operator reconciles it.
     public func archiveOnce(partition: Int) async throws -> Int {
         let through = try await archive.archivedThrough(partition: partition)
+        if try await log.reader.lacks(partition: partition, entryID: through) {
+            let detail = "the archive holds partition \(partition) up to \(through), which the stream does not have"
+            try await log.reportLostEntries(partition: partition, projector: Self.name, detail: detail)
+            throw EventLog.Failure(description: detail)
+        }
+        try await log.clearLostEntries(partition: partition, projector: Self.name)
         let entries = try await log.redis.xrange(
             log.keys.stream(partition), from: through == "0-0" ? "-" : "(" + through, count: options.batch)
         try await archive.append(partition: partition, entries)
@@ -133,10 +144,17 @@ public struct LogArchiver: Service {
     }
 
     /// For each consumer group of `stream`, the entry below which it has acknowledged everything: its oldest pending
-    /// entry, or the last it was handed when none is pending ("0-0" for a group that read nothing).
+    /// entry, or the last it was handed when none is pending, whichever is older (a group rewound to a checkpoint reads
+    /// again from there); "0-0" for a group that read nothing. None for a stream that does not exist yet.
     func acknowledgedByGroups(_ stream: String) async throws -> [String] {
         var bounds: [String] = []
-        for group in try await log.redis.xinfoGroups(stream) {
+        let groups: [[String: RedisValue]]
+        do {
+            groups = try await log.redis.xinfoGroups(stream)
+        } catch let error as DriverError where error.code == .server && error.message.contains("no such key") {
+            return []
+        }
+        for group in groups {
             guard let name = group["name"]?.string else { continue }
             let delivered = group["last-delivered-id"]?.string ?? "0-0"
             guard (group["pending"]?.int ?? 0) > 0 else {
@@ -144,7 +162,8 @@ public struct LogArchiver: Service {
                 continue
             }
             let summary = try await log.redis.command(["XPENDING", stream, name]).orThrow().array ?? []
-            bounds.append(summary.count > 1 ? summary[1].string ?? "0-0" : "0-0")
+            let pending = summary.count > 1 ? summary[1].string ?? "0-0" : "0-0"
+            bounds.append(StreamID.less(delivered, pending) ? delivered : pending)
         }
         return bounds
     }

@@ -62,8 +62,9 @@ public struct LogReader: Sendable {
         let oldest = Self.firstID(try replies[0].orThrow())
         let newer = try RedisClient.entries(try replies[1].orThrow())
         guard oldest == "0-0" || StreamID.less(after, oldest) else { return newer }
-        let older = try await archive.entries(
-            partition: partition, after: after, before: oldest == "0-0" ? nil : oldest, until: until, count: count)
+        // Up to what the stream's read gave: a trim between the two reads of the pipeline moved the oldest entry on.
+        let seam = newer.first?.id ?? (oldest == "0-0" ? nil : oldest)
+        let older = try await archive.entries(partition: partition, after: after, before: seam, until: until, count: count)
         return older.isEmpty ? newer : Array((older + newer).prefix(count))
     }
 

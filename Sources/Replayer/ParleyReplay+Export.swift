@@ -69,10 +69,13 @@ final class LineWriter {
             handle = .standardOutput
             closes = false
         } else {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw ReplayConfiguration.Invalid(description: "cannot create \(path)")
+            // Opened in place, truncated: `FileManager.createFile` writes a new file and renames it over the path, which
+            // replaced a device such as /dev/null with a regular file (as root).
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            guard descriptor >= 0 else {
+                throw ReplayConfiguration.Invalid(description: "cannot create \(path): \(String(cString: strerror(errno)))")
             }
-            handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
             closes = true
         }
     }

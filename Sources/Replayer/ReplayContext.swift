@@ -58,6 +58,7 @@ final class ReplayContext: Sendable {
         do {
             try await redis.ping()
             try await log.checkPartitionCount(claim: false)
+            try await log.checkArchive(claim: false)
             try await log.reader.archive?.prepare()
             if needs.contains(.postgres) {
                 try await postgres.ping()

@@ -20,7 +20,7 @@ struct ParleyServer: AsyncParsableCommand {
 
 /// Flags shared by the subcommands; each overrides its environment variable.
 struct ServeOptions: ParsableArguments {
-    @Option(help: "Roles this process runs, comma-separated: api, projectors (default: both).")
+    @Option(help: "Roles this process runs, comma-separated: api, projectors, archiver (default: all three).")
     var roles: String?
     @Option(help: "Address to listen on (PARLEY_HTTP_HOST, default 127.0.0.1).")
     var host: String?

@@ -48,6 +48,8 @@ struct ArchiveTests {
     @Test func fiveThousandMessagesTrimmedToTheLastHundredReadTheSameEverywhere() async throws {
         let f = try await ReplayFixture(partitions: 2)
         let ids = try await f.log.scriptedChat()
+        let early = Command.send(roomId: "club", messageId: "early", body: "sent early", clientMsgId: "early-k", replyTo: nil)
+        try await f.log.execute(early, actor: ids["ada"]!)
         try await f.sendMany(5000, ids: ids, tasks: 16)
         try await f.project()
         let before = try await read(f, sinceAt: [3, 2500, 5000])
@@ -81,6 +83,12 @@ struct ArchiveTests {
         #expect(after.export == before.export && before.export.split(separator: "\n").count == before.length)
         #expect(try await f.log.reader.lostEntries(after: .start(partitions: f.partitions)) == false)
         #expect(try await f.log.verifyChain(partition: club).isIntact)
+        // A send repeated after its entry was trimmed is still a repeat: the first message, read from the archive.
+        let repeated = try await f.log.execute(
+            .send(roomId: "club", messageId: "early-again", body: "sent early", clientMsgId: "early-k", replyTo: nil), actor: ids["ada"]!)
+        #expect(repeated.duplicate)
+        if case .messageSent(let sent) = repeated.events.first?.event.data { #expect(sent.messageId == "early") }
+        #expect(try await f.redis.command(["XLEN", stream]).int == 100)
 
         // A rebuild (beside the live read models, whose lease the runners just left) reads the archive, then the stream:
         // verify finds the read models equal to the log.
@@ -97,6 +105,40 @@ struct ArchiveTests {
         #expect(try await f.history.message(id: "bulk-4999")?.body == "message 4999")
         let again = try await f.replay(["verify"])
         #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        try await f.cleanUp()
+    }
+
+    @Test func exportWritesIntoThePathItIsGivenNeverReplacingIt() async throws {
+        // On 0bdf1fa, `--out /dev/null` run as root replaced the device with a regular file; a symbolic link the same way.
+        let f = try await ReplayFixture(partitions: 1)
+        _ = try await f.log.scriptedChat()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(f.schema)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let target = directory.appendingPathComponent("target.jsonl").path
+        let link = directory.appendingPathComponent("link.jsonl").path
+        #expect(FileManager.default.createFile(atPath: target, contents: Data("old\n".utf8)))
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        let exported = try await f.replay(["export", "--out", link])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == target)
+        let written = try String(contentsOfFile: target, encoding: .utf8)
+        #expect(!written.hasPrefix("old") && written.contains("\"entryId\""))
+        try FileManager.default.removeItem(at: directory)
+        try await f.cleanUp()
+    }
+
+    @Test func everyProcessReadsTheArchiveTheLogWasTrimmedInto() async throws {
+        let f = try await ReplayFixture(partitions: 1)
+        try await f.log.checkArchive(claim: true)
+        // The same schema: fine; another one, or none, would read the log without its trimmed entries.
+        try await f.log.checkArchive(claim: true)
+        let elsewhere = EventLog(
+            redis: f.redis, partitions: 1, namespace: f.schema, archive: LogArchive(postgres: f.postgres, schema: "other_schema"))
+        await #expect(throws: EventLog.Failure.self) { try await elsewhere.checkArchive(claim: true) }
+        let without = EventLog(redis: f.redis, partitions: 1, namespace: f.schema)
+        await #expect(throws: EventLog.Failure.self) { try await without.checkArchive(claim: false) }
+        let off = try await f.replay(["verify"], environment: ["PARLEY_ARCHIVE": "off"])
+        #expect(off.status == 1 && off.stderr.contains("log_archive"), "\(off.stderr)")
         try await f.cleanUp()
     }
 }

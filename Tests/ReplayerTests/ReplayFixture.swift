@@ -19,8 +19,8 @@ extension StoreFixture {
         ]
     }
 
-    func replay(_ arguments: [String], timeout: Double = 180) async throws -> ProcessResult {
-        try await runParley("parley-replay", arguments, environment: environment, timeout: timeout)
+    func replay(_ arguments: [String], environment extra: [String: String] = [:], timeout: Double = 180) async throws -> ProcessResult {
+        try await runParley("parley-replay", arguments, environment: environment.merging(extra) { $1 }, timeout: timeout)
     }
 
     /// `count` messages in `club`, sent by ada and bea from `tasks` concurrent senders.

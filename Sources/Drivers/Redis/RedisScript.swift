@@ -51,6 +51,11 @@ public final class RedisScript: Sendable {
         let loaded = try connection.command(["SCRIPT", "LOAD", source]).orThrow()
         guard let digest = loaded.string else { throw DriverError(.redis, .invalid, "SCRIPT LOAD answered \(loaded)") }
         sha.withLockedValue { $0 = digest }
-        return try connection.command(["EVALSHA", digest, String(keys.count)] + keys + arguments)
+        let reply = try connection.command(["EVALSHA", digest, String(keys.count)] + keys + arguments)
+        // Flushed again between the load and the run (SCRIPT FLUSH, a failover): the source itself, once.
+        if case .error(let text) = reply, text.hasPrefix("NOSCRIPT") {
+            return try connection.command(["EVAL", source, String(keys.count)] + keys + arguments)
+        }
+        return reply
     }
 }

@@ -29,6 +29,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             dedupe: configuration.readModels.dedupe, logger: logger),
         scheduler: PriorityScheduler(workers: 2), lag: ProjectionLag())
     try await context.log.checkPartitionCount(claim: true)
+    try await context.log.checkArchive(claim: true)
     // A group stops its services in reverse order: the stores last, after everything that
     // uses them, and the log's append writers after the hub and the projectors.
     var services: [any Service] = [stores, context.log]

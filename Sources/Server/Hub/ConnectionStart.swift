@@ -136,7 +136,9 @@ struct ConnectionStart {
                 if let joined = Audience.joinedAfter(userId, logged.event) { return joined }
             }
             guard page.entries == pageSize, let last = page.lastEntryID else {
-                // The start of the stream: never a member, unless its oldest entries are gone.
+                // The start of the log: never a member, unless its oldest entries are gone (trimmed with no archive to
+                // read them from: with one, the pages above went on into it).
+                if log.reader.archive != nil { return false }
                 return try await log.reader.wasTrimmed(partition: partition) ? nil : false
             }
             before = last
