@@ -72,16 +72,25 @@ public struct LogArchiver: Service {
 
     private func runPartition(_ partition: Int) async throws {
         let lease = log.lease(Self.name, partition: partition, owner: consumer, ttl: options.lease)
+        var reported = false
         while !Task.isCancelled {
             do {
                 guard try await lease.take() != nil else {
                     try await Task.sleep(for: options.lease / 3)
                     continue
                 }
+                let clearFirst = reported
                 try await PartitionLease.renewing([lease]) {
+                    var reported = clearFirst
                     var lastTrim = ContinuousClock.now - options.trimEvery
                     while true {
                         let copied = try await archiveOnce(partition: partition)
+                        if reported {
+                            // Reconciled: this archiver's part of the refusal ends (one left by a process that died
+                            // expires by itself).
+                            try await log.clearLostEntries(partition: partition, projector: Self.name)
+                            reported = false
+                        }
                         if ContinuousClock.now - lastTrim >= options.trimEvery {
                             _ = try await trim(partition: partition, now: Date())
                             lastTrim = .now
@@ -92,11 +101,23 @@ public struct LogArchiver: Service {
             } catch is CancellationError {
                 try? await lease.release()
                 return
+            } catch let ahead as AheadOfTheStream {
+                reported = true
+                logger.error("archiver stops: the stream lost entries", metadata: ["partition": "\(ahead.partition)", "error": "\(ahead)"])
+                try? await Task.sleep(for: .seconds(1))
             } catch {
                 logger.warning("archiver retries", metadata: ["partition": "\(partition)", "error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
             }
         }
+    }
+
+    /// The archive holds entries of `partition` the stream lost: reported (appends there are refused meanwhile).
+    public struct AheadOfTheStream: Error, CustomStringConvertible {
+        /// The partition whose stream is behind the archive.
+        public let partition: Int
+        /// What was found, for the operator.
+        public let description: String
     }
 
     /// Copies the next batch of `partition`'s entries after the last archived one; returns how many it copied.
@@ -111,9 +132,8 @@ public struct LogArchiver: Service {
         if try await log.reader.lacks(partition: partition, entryID: through) {
             let detail = "the archive holds partition \(partition) up to \(through), which the stream does not have"
             try await log.reportLostEntries(partition: partition, projector: Self.name, detail: detail)
-            throw EventLog.Failure(description: detail)
+            throw AheadOfTheStream(partition: partition, description: detail)
         }
-        try await log.clearLostEntries(partition: partition, projector: Self.name)
         let entries = try await log.redis.xrange(
             log.keys.stream(partition), from: through == "0-0" ? "-" : "(" + through, count: options.batch)
         try await archive.append(partition: partition, entries)

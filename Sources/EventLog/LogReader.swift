@@ -132,6 +132,11 @@ public struct LogReader: Sendable {
         Self.firstID(try await redis.command(["XREVRANGE", keys.stream(partition), "+", "-", "COUNT", "1"]))
     }
 
+    /// The id of the oldest entry one partition still keeps ("0-0" when empty).
+    public func oldest(partition: Int) async throws -> String {
+        Self.firstID(try await redis.command(["XRANGE", keys.stream(partition), "-", "+", "COUNT", "1"]))
+    }
+
     /// The id of the oldest entry each partition still keeps ("0-0" for an empty one).
     public func oldest() async throws -> [String] {
         let replies = try await redis.pipeline((0..<partitions).map { ["XRANGE", keys.stream($0), "-", "+", "COUNT", "1"] })

@@ -102,7 +102,8 @@ public final class RedisBatcher: @unchecked Sendable {
     }
 
     private func writerLoop(_ node: String) {
-        var connections: [String: RedisConnection] = [:]
+        // A writer only ever sends to its own node.
+        var connection: RedisConnection?
         while true {
             condition.lock()
             while (pending[node] ?? []).isEmpty && !stopped { condition.wait() }
@@ -113,25 +114,25 @@ public final class RedisBatcher: @unchecked Sendable {
             let batch = Array(queued.prefix(maxBatch))
             pending[node] = Array(queued.dropFirst(batch.count))
             condition.unlock()
-            send(batch, to: node, connections: &connections)
+            send(batch, to: node, connection: &connection)
         }
-        for connection in connections.values { connection.close() }
+        connection?.close()
     }
 
     /// One pipeline to `node` ("" for the single server), with `WAIT` at its end when replicas must confirm.
-    private func send(_ jobs: [Job], to node: String, connections: inout [String: RedisConnection]) {
+    private func send(_ jobs: [Job], to node: String, connection open: inout RedisConnection?) {
         let configuration = client.configuration
         let connection: RedisConnection
         do {
-            if let open = connections[node], open.isUsable {
+            if let open, open.isUsable {
                 connection = open
             } else {
-                connections[node]?.close()
+                open?.close()
                 let endpoint = try client.cluster?.endpoint(of: node) ?? client.endpoint
                 connection = try RedisConnection(
                     endpoint: endpoint, connectTimeoutMs: configuration.connectTimeout.milliseconds,
                     commandTimeoutMs: configuration.commandTimeout.milliseconds)
-                connections[node] = connection
+                open = connection
             }
         } catch {
             // Nothing was sent: the routed way waits out a failover and finds the new primary.
@@ -140,7 +141,7 @@ public final class RedisBatcher: @unchecked Sendable {
         }
         let replicas = configuration.ackReplicas
         var commands = jobs.map(\.arguments)
-        if replicas > 0 { commands.append(["WAIT", String(replicas), String(configuration.ackTimeout.milliseconds)]) }
+        if replicas > 0 { commands.append(RedisConnection.waitArguments(replicas: replicas, within: configuration.ackTimeout)) }
         let replies: [RedisValue]
         do {
             replies = try connection.pipeline(commands)
@@ -153,7 +154,7 @@ public final class RedisBatcher: @unchecked Sendable {
             if client.isCluster, RedisCluster.Redirection(reply) != nil {
                 reroute(job)
             } else if confirmed < replicas, !isError(reply) {
-                job.continuation.resume(throwing: Self.notConfirmed(confirmed, of: replicas, within: configuration.ackTimeout))
+                job.continuation.resume(throwing: DriverError.notConfirmed(confirmed, of: replicas, within: configuration.ackTimeout))
             } else {
                 job.continuation.resume(returning: reply)
             }
@@ -181,8 +182,7 @@ public final class RedisBatcher: @unchecked Sendable {
                     let reply = try connection.command(arguments)
                     guard replicas > 0, RedisCluster.Redirection(reply) == nil else { return reply }
                     if case .error = reply { return reply }
-                    let confirmed = Int(try connection.command(["WAIT", String(replicas), String(timeout.milliseconds)]).int ?? 0)
-                    if confirmed < replicas { throw Self.notConfirmed(confirmed, of: replicas, within: timeout) }
+                    try connection.confirm(replicas: replicas, within: timeout)
                     return reply
                 }
                 job.continuation.resume(returning: reply)
@@ -191,8 +191,23 @@ public final class RedisBatcher: @unchecked Sendable {
             }
         }
     }
+}
 
-    /// The error of an append that fewer replicas than required confirmed in time (a `NOREPLICAS` refusal: HTTP 503).
+extension RedisConnection {
+    /// The argv of `WAIT replicas timeout`, for pipelines.
+    static func waitArguments(replicas: Int, within timeout: Duration) -> [String] {
+        ["WAIT", String(replicas), String(timeout.milliseconds)]
+    }
+
+    /// Waits until `replicas` replicas have this connection's last write; fewer within `timeout` throws `NOREPLICAS`.
+    func confirm(replicas: Int, within timeout: Duration) throws {
+        let confirmed = Int(try command(Self.waitArguments(replicas: replicas, within: timeout)).orThrow().int ?? 0)
+        if confirmed < replicas { throw DriverError.notConfirmed(confirmed, of: replicas, within: timeout) }
+    }
+}
+
+extension DriverError {
+    /// A write that fewer replicas than required confirmed in time: a `NOREPLICAS` refusal (HTTP 503).
     static func notConfirmed(_ confirmed: Int, of replicas: Int, within timeout: Duration) -> DriverError {
         DriverError(
             .redis, .server,

@@ -145,8 +145,7 @@ extension RedisClient {
             if !ids.isEmpty {
                 _ = try connection.command(["XCLAIM", key, command[2], command[3], "0"] + ids + ["JUSTID"]).orThrow()
             }
-            let confirmed = Int(try connection.command(["WAIT", String(confirmReplicas), String(ackTimeout.milliseconds)]).int ?? 0)
-            if confirmed < confirmReplicas { throw RedisBatcher.notConfirmed(confirmed, of: confirmReplicas, within: ackTimeout) }
+            try connection.confirm(replicas: confirmReplicas, within: ackTimeout)
             return reply
         }.orThrow()
         guard let streams = reply.array else { return [] }  // null: BLOCK timed out

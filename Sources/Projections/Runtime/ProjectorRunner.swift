@@ -280,7 +280,7 @@ public struct ProjectorRunner: Service {
     private func catchUpFromTheArchive(_ partition: Int, epoch: Int64) async throws {
         guard let archive = log.reader.archive else { return }
         var applied = try await projector.checkpoint(partition: partition)
-        let oldest = try await log.reader.oldest()[partition]
+        let oldest = try await log.reader.oldest(partition: partition)
         guard oldest != "0-0", StreamID.less(applied, oldest) else { return }
         while !Task.isCancelled {
             let entries = try await archive.entries(
