@@ -1,5 +1,12 @@
 # Helpers the scripts share; sourced (`. scripts/lib.sh`) from the repository root.
 
+# libmongoc (Debian's build initialises itself when it is loaded, before Parley's code runs)
+# keeps performance counters in /dev/shm/mongoc-<pid>, which a killed process leaves
+# behind; a later process given the same pid then warns "Falling back to malloc for
+# counters" on stderr (seen in CI: a start-up test expects its one line of error).
+# Parley never reads the counters.
+export MONGOC_DISABLE_SHM=1
+
 # python_venv DIR IMPORTS PACKAGE...: makes sure the venv at DIR can `import IMPORTS`,
 # installing PACKAGE... from PyPI into it when it cannot. Debian's python3 has the venv
 # module (python3-venv); pyenv's may come first on PATH.

@@ -39,7 +39,14 @@ struct AppendRequest {
         var arguments = [String(facts.count)]
         for fact in facts {
             let (key, field) = guardKeys.location(of: fact.subject)
-            arguments += [String(index(key)), field, fact.expected ?? "", fact.expected == nil ? "1" : "0"]
+            if case .message(let roomId, let messageId) = fact.subject, let evictions = state.coldMessages[messageId],
+                let expected = fact.expected
+            {
+                // Read from the archive: still absent from the guard state, and no eviction in the room since it was read.
+                arguments += [String(index(key)), field, expected, "2", String(index(guardKeys.room(roomId))), evictions]
+            } else {
+                arguments += [String(index(key)), field, fact.expected ?? "", fact.expected == nil ? "1" : "0"]
+            }
         }
         if let key = decision.clientMessageKey, let at = decision.events.first?.at {
             // This window's ids and the last one's: a repeat within the window's length is in one of them.

@@ -10,7 +10,9 @@ import Drivers
 /// and last the partition's lost-entries flag (`GuardKeys.lostEntries`): while it exists the
 /// script appends nothing and answers {"lost", what a projector found}.
 /// ARGV, read in order (flat, so the script parses nothing):
-///   factCount, then per fact: keyIndex, field, expected value ("" with absent=1: must be absent), absent
+///   factCount, then per fact: keyIndex, field, expected value ("" with absent=1: must be absent), absent; absent=2
+///     (a message's record read from the archive) is followed by roomKeyIndex, evictions: the field equals the expected
+///     value, or it is absent and the room's `ev` (evictions so far) is still `evictions`
 ///   dedupeKeyIndex ("" for none), dedupeField
 ///   eventCount, then per event: body, sha256(body), seqKeyIndex ("" for none), opCount,
 ///     then per op: op, keyIndex, field, value
@@ -32,6 +34,13 @@ let appendScript = RedisScript(
       local value = redis.call('HGET', key, field)
       if absent == '1' then
         if value then return {'conflict', tostring(i)} end
+      elseif absent == '2' then
+        local roomKey, evictions = KEYS[tonumber(nextArg())], nextArg()
+        if value then
+          if value ~= expected then return {'conflict', tostring(i)} end
+        elseif (redis.call('HGET', roomKey, 'ev') or '0') ~= evictions then
+          return {'conflict', tostring(i)}
+        end
       elseif value ~= expected then
         return {'conflict', tostring(i)}
       end

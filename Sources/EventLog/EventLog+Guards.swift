@@ -13,7 +13,10 @@ extension EventLog {
         var folded = 0
         for partition in 0..<partitioning.count {
             let keys = guardKeys(partition)
+            // Records of messages last changed up to here left the guard state for the archive (`LogArchiver`): they stay there.
+            let evictedThrough = try await reader.archive?.evictedThrough(partition: partition) ?? "0-0"
             var rooms: [String: RoomState] = [:]
+            var coldRooms: Set<String> = []
             var after = "0-0"
             var head = HashChain.genesis
             while true {
@@ -22,6 +25,11 @@ extension EventLog {
                 for logged in events {
                     let event = logged.event
                     let roomId = event.roomId ?? ""
+                    if case .messageDeleted(let deleted) = event.data, rooms[roomId]?.messages[deleted.messageId] == nil {
+                        // Sent in an earlier batch (whose records are written) or evicted: its record is needed to delete it.
+                        let record = try await messageRecord(roomId: roomId, messageId: deleted.messageId, keys: keys)
+                        rooms[roomId]?.messages[deleted.messageId] = record
+                    }
                     let before = rooms[roomId]
                     let afterState = Rules.evolve(before, event)
                     if let afterState { rooms[roomId] = afterState }
@@ -29,7 +37,12 @@ extension EventLog {
                     if case .messageSent(let sent) = event.data, let id = sent.clientMsgId {
                         key = ClientMessageKey(roomId: roomId, userId: event.actorId, clientMsgId: id)
                     }
+                    let evicted = !StreamID.less(evictedThrough, logged.entryID)
                     for effect in GuardEffects.of(event, before: before, after: afterState, clientMessageKey: key, dedupe: dedupe) {
+                        if evicted, case .set(let k, _, _) = effect, k(keys) == keys.messages(roomId) {
+                            if coldRooms.insert(roomId).inserted { commands.append(["HSET", keys.room(roomId), "ev", "1"]) }
+                            continue
+                        }
                         switch effect {
                         case .expireAt(let k, let ms): commands.append(["PEXPIREAT", k(keys), String(ms)])
                         case .set(let k, let field, let value): commands.append(["HSET", k(keys), field, value])
@@ -51,6 +64,14 @@ extension EventLog {
             if head != HashChain.genesis { try await redis.command(["SET", keys.head, head]) }
         }
         return folded
+    }
+
+    /// A message's record as the guard state or, once evicted, the archive holds it (nil: no such message).
+    private func messageRecord(roomId: String, messageId: String, keys: GuardKeys) async throws -> RoomState.MessageRecord? {
+        if let text = try await redis.command(["HGET", keys.messages(roomId), messageId]).string {
+            return RoomState.MessageRecord(encoded: text)
+        }
+        return try await reader.archive?.messageRecords(roomId: roomId, ids: [messageId])[messageId]
     }
 
     /// Every guard-state key and its contents, for comparing live guard state with a rebuild.

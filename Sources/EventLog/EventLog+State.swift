@@ -51,8 +51,21 @@ extension EventLog {
                 if let member = RoomState.Member(encoded: encoded) { room.members[userId] = member }
             }
             if !messages.isEmpty {
+                var missing: [String] = []
                 for (id, value) in zip(messages, replies[2].array ?? []) {
-                    if let text = value.string, let record = RoomState.MessageRecord(encoded: text) { room.messages[id] = record }
+                    if let text = value.string, let record = RoomState.MessageRecord(encoded: text) {
+                        room.messages[id] = record
+                    } else {
+                        missing.append(id)
+                    }
+                }
+                // `ev` counts the room's evictions: a room that never had one has every message's record in Redis, so an
+                // id missing there is no message at all, and the archive is not asked.
+                if let evictions = meta["ev"], !missing.isEmpty, let archive = reader.archive {
+                    for (id, record) in try await archive.messageRecords(roomId: roomId, ids: missing) {
+                        room.messages[id] = record
+                        state.coldMessages[id] = evictions
+                    }
                 }
             }
             state.room = room

@@ -17,6 +17,12 @@ import ServiceLifecycle
 /// `XTRIM MINID` keeps the bound's own entry, so a stream that was ever archived keeps at
 /// least its last entry (the log's head and the lost-entries check need one).
 ///
+/// Before each trim, the records of messages whose last change is trimmed leave the guard
+/// state (`msgs:<room>` in Redis), each only if Redis still holds the archived value (a
+/// change not archived yet keeps it there, and moves it to a later eviction). The room's
+/// `ev` counts its evictions: an append that read a record from the archive checks that
+/// none happened since. So Redis holds the records of the hot window's messages only.
+///
 /// One archiver per partition at a time (a lease, `<ns>:lease:archiver:<p>`); two at once
 /// would only copy the same rows twice, which the archive ignores, so the lease needs no
 /// fencing. A copy that failed (PostgreSQL away) is retried every second; trimming waits for it.
@@ -47,6 +53,7 @@ public struct LogArchiver: Service {
     let logger: Logger
     private let archived = Counter(label: "parley.archive.entries")
     private let trimmed = Counter(label: "parley.archive.trimmed")
+    private let evictedFacts = Counter(label: "parley.archive.evicted_facts")
 
     /// An archiver of `log` into `archive`, holding leases as `consumer`.
     public init(log: EventLog, archive: LogArchive, options: Options = Options(), consumer: String, logger: Logger) {
@@ -156,18 +163,61 @@ public struct LogArchiver: Service {
         var bound = cutoff
         let archivedThrough = try await archive.archivedThrough(partition: partition)
         if StreamID.less(archivedThrough, bound) { bound = archivedThrough }
-        for acknowledged in try await acknowledgedByGroups(stream) where StreamID.less(acknowledged, bound) { bound = acknowledged }
+        var holding: [String] = []
+        for (group, acknowledged) in try await acknowledgedByGroups(stream) where StreamID.less(acknowledged, bound) {
+            bound = acknowledged
+            holding.append(group)
+        }
+        let held = holding.last.flatMap { StreamID.less(bound, cutoff) && StreamID.less(bound, archivedThrough) ? $0 : nil }
+        // 1 while a consumer group holds the partition's trim back (the log line names it), 0 otherwise.
+        Gauge(label: "parley.archive.trim_held_back", dimensions: [("partition", String(partition))]).record(held == nil ? 0 : 1)
+        if let group = held {
+            // A stopped projector, or a group nobody reads any more, keeps the stream (and Redis) growing: say which.
+            logger.warning(
+                "a consumer group holds trimming back",
+                metadata: ["partition": "\(partition)", "group": "\(group)", "acknowledged": "\(bound)"])
+        }
         guard bound != "0-0" else { return 0 }
+        try await evictFacts(partition: partition, before: bound)
         let removed = Int(try await log.redis.command(["XTRIM", stream, "MINID", bound]).int ?? 0)
         trimmed.increment(by: removed)
         return removed
     }
 
+    /// Removes from the guard state the records of `partition`'s messages last changed before `bound` (archived, so an
+    /// append finds them in the archive); returns how many left.
+    @discardableResult
+    func evictFacts(partition: Int, before bound: String) async throws -> Int {
+        var through = try await archive.evictedThrough(partition: partition)
+        var evicted = 0
+        let keys = log.guardKeys(partition)
+        while StreamID.less(through, bound) {
+            let facts = try await archive.changedFacts(partition: partition, after: through, before: bound, count: options.batch)
+            guard let last = facts.last else { break }
+            var scriptKeys: [String] = []
+            var arguments = [String(facts.count)]
+            func index(_ key: String) -> String {
+                if let i = scriptKeys.firstIndex(of: key) { return String(i + 1) }
+                scriptKeys.append(key)
+                return String(scriptKeys.count)
+            }
+            for fact in facts {
+                arguments += [index(keys.messages(fact.roomId)), index(keys.room(fact.roomId)), fact.messageId, fact.record.encoded]
+            }
+            evicted += Int(try await evictScript.run(log.redis, keys: scriptKeys, arguments: arguments).orThrow().int ?? 0)
+            through = last.entryID
+            try await archive.setEvicted(partition: partition, through: through)
+            if facts.count < options.batch { break }
+        }
+        evictedFacts.increment(by: evicted)
+        return evicted
+    }
+
     /// For each consumer group of `stream`, the entry below which it has acknowledged everything: its oldest pending
     /// entry, or the last it was handed when none is pending, whichever is older (a group rewound to a checkpoint reads
     /// again from there); "0-0" for a group that read nothing. None for a stream that does not exist yet.
-    func acknowledgedByGroups(_ stream: String) async throws -> [String] {
-        var bounds: [String] = []
+    func acknowledgedByGroups(_ stream: String) async throws -> [(group: String, acknowledged: String)] {
+        var bounds: [(group: String, acknowledged: String)] = []
         let groups: [[String: RedisValue]]
         do {
             groups = try await log.redis.xinfoGroups(stream)
@@ -178,13 +228,32 @@ public struct LogArchiver: Service {
             guard let name = group["name"]?.string else { continue }
             let delivered = group["last-delivered-id"]?.string ?? "0-0"
             guard (group["pending"]?.int ?? 0) > 0 else {
-                bounds.append(delivered)
+                bounds.append((name, delivered))
                 continue
             }
             let summary = try await log.redis.command(["XPENDING", stream, name]).orThrow().array ?? []
             let pending = summary.count > 1 ? summary[1].string ?? "0-0" : "0-0"
-            bounds.append(StreamID.less(delivered, pending) ? delivered : pending)
+            bounds.append((name, StreamID.less(delivered, pending) ? delivered : pending))
         }
         return bounds
     }
 }
+
+/// Removes message records from a partition's guard state where they still hold the archived value, and counts an eviction
+/// in each room that lost one (`ev`). KEYS: the guard keys, by index. ARGV: count, then per record: messagesKeyIndex,
+/// roomKeyIndex, messageId, archived value. Returns how many left.
+let evictScript = RedisScript(
+    #"""
+    local evicted, rooms, a = 0, {}, 2
+    for _ = 1, tonumber(ARGV[1]) do
+      local key, room, field, expected = KEYS[tonumber(ARGV[a])], KEYS[tonumber(ARGV[a + 1])], ARGV[a + 2], ARGV[a + 3]
+      a = a + 4
+      if redis.call('HGET', key, field) == expected then
+        redis.call('HDEL', key, field)
+        rooms[room] = true
+        evicted = evicted + 1
+      end
+    end
+    for room in pairs(rooms) do redis.call('HINCRBY', room, 'ev', 1) end
+    return evicted
+    """#)

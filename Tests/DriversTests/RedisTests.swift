@@ -101,9 +101,10 @@ struct RedisTests {
     @Test func callersWaitForAFreeConnectionThenTimeOut() async throws {
         let redis = try RedisClient(.init(url: TestStores.redisURL, maxConnections: 1, acquireTimeout: .milliseconds(300)))
         let stream = TestStores.unique("t:busy")
-        async let blocked = redis.xread([(stream, "$")], blockMs: 4000)
-        // Time for the XREAD to take the only connection, also on a loaded machine (200 ms was seen too short in CI).
-        try await Task.sleep(for: .milliseconds(1500))
+        async let blocked = redis.xread([(stream, "$")], blockMs: 10_000)
+        // Time for the XREAD to take the only connection, also on a loaded machine (200 ms, then 1.5 s, were seen too
+        // short in CI).
+        try await Task.sleep(for: .milliseconds(3000))
         do {
             try await redis.command("PING")
             Issue.record("PING should have timed out waiting for the only connection")

@@ -46,7 +46,9 @@ struct SlowClientTests {
         let ending = try await stalled.readToEnd(seconds: 15)
         #expect(ending.closedByServer)
         #expect(ending.bytes > 0)
-        if let code = ending.closeCode { #expect(code == 4001) }
+        // 4001: its queue overflowed. On a machine slow enough that the 1,200 sends take over a minute, the WebSocket
+        // library's own ping (every 30 s, no pong from a client that reads nothing) closes it first with 1001 (seen in CI).
+        if let code = ending.closeCode { #expect(code == 4001 || code == 1001) }
         bobWS.close()
         try await s.cleanUp()
     }

@@ -7,6 +7,8 @@ private let mongocInitialized: Bool = {
     // live in a shared-memory segment per process (for `mongoc-stat`), which a killed
     // process leaves behind in /dev/shm and which Parley never reads; when one cannot be
     // made, init warns on stderr ("Falling back to malloc for counters", seen in tests).
+    // A libmongoc built to initialise itself when loaded (Debian's) has read the variable
+    // before this runs: `scripts/lib.sh` exports it for every process the scripts start.
     setenv("MONGOC_DISABLE_SHM", "1", 0)
     parley_mongoc_quiet_logs()
     mongoc_init()

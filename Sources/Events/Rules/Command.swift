@@ -153,11 +153,15 @@ public struct DecisionState: Sendable, Equatable {
     public var knownUsers: Set<String>
     /// For `register`: whether the username is taken.
     public var usernameTaken: Bool
+    /// Messages of `room` whose records were read from the archive (no longer in the guard state), each with the room's
+    /// eviction count when they were read: the append checks that none of them was evicted again since. The rules ignore it.
+    public var coldMessages: [String: String]
 
     /// The defaults know nothing: no room, no known users, the username free.
-    public init(room: RoomState? = nil, knownUsers: Set<String> = [], usernameTaken: Bool = false) {
+    public init(room: RoomState? = nil, knownUsers: Set<String> = [], usernameTaken: Bool = false, coldMessages: [String: String] = [:]) {
         self.room = room
         self.knownUsers = knownUsers
         self.usernameTaken = usernameTaken
+        self.coldMessages = coldMessages
     }
 }
