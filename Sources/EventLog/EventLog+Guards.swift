@@ -11,6 +11,7 @@ extension EventLog {
     public func rebuildGuards(batch: Int = 5000) async throws -> Int {
         try await deleteGuards()
         var folded = 0
+        let rebuildMark = String(Int64(Date().timeIntervalSince1970 * 1000) * 1000)
         for partition in 0..<partitioning.count {
             let keys = guardKeys(partition)
             // Records of messages last changed up to here left the guard state for the archive (`LogArchiver`): they stay there.
@@ -21,6 +22,7 @@ extension EventLog {
             var head = HashChain.genesis
             while true {
                 let events = try await read(partition: partition, after: after, count: batch)
+                let archived = try await archivedRecords(of: events, through: evictedThrough)
                 var commands: [[String]] = []
                 for logged in events {
                     let event = logged.event
@@ -39,8 +41,11 @@ extension EventLog {
                     }
                     let evicted = !StreamID.less(evictedThrough, logged.entryID)
                     for effect in GuardEffects.of(event, before: before, after: afterState, clientMessageKey: key, dedupe: dedupe) {
-                        if evicted, case .set(let k, _, _) = effect, k(keys) == keys.messages(roomId) {
-                            if coldRooms.insert(roomId).inserted { commands.append(["HSET", keys.room(roomId), "ev", "1"]) }
+                        if evicted, case .set(let k, let field, _) = effect, k(keys) == keys.messages(roomId),
+                            archived.contains(roomId + "\u{0}" + field)
+                        {
+                            // A value no earlier count had: an append decided before the rebuild cannot match it.
+                            if coldRooms.insert(roomId).inserted { commands.append(["HSET", keys.room(roomId), "ev", rebuildMark]) }
                             continue
                         }
                         switch effect {
@@ -64,6 +69,26 @@ extension EventLog {
             if head != HashChain.genesis { try await redis.command(["SET", keys.head, head]) }
         }
         return folded
+    }
+
+    /// The messages (`room\0id`) of `events` up to `through` whose records the archive holds: only those stay out of Redis
+    /// (a record the archive lacks, from an archive older than its facts table, is written back).
+    private func archivedRecords(of events: [LoggedEvent], through: String) async throws -> Set<String> {
+        guard through != "0-0", let archive = reader.archive else { return [] }
+        var byRoom: [String: [String]] = [:]
+        for logged in events where !StreamID.less(through, logged.entryID) {
+            guard let roomId = logged.event.roomId else { continue }
+            switch logged.event.data {
+            case .messageSent(let sent): byRoom[roomId, default: []].append(sent.messageId)
+            case .messageDeleted(let deleted): byRoom[roomId, default: []].append(deleted.messageId)
+            default: continue
+            }
+        }
+        var archived: Set<String> = []
+        for (roomId, ids) in byRoom {
+            for id in try await archive.messageRecords(roomId: roomId, ids: ids).keys { archived.insert(roomId + "\u{0}" + id) }
+        }
+        return archived
     }
 
     /// A message's record as the guard state or, once evicted, the archive holds it (nil: no such message).

@@ -35,7 +35,11 @@ extension EventLog {
         guard let roomId = command.roomId(actor: actor) else { return DecisionState() }
         var commands: [[String]] = [["HGETALL", keys.room(roomId)]]
         commands.append(members.map { ["HMGET", keys.members(roomId)] + $0 } ?? ["HGETALL", keys.members(roomId)])
-        if !messages.isEmpty { commands.append(["HMGET", keys.messages(roomId)] + messages) }
+        if !messages.isEmpty {
+            // `ev` again after the records: an eviction between the two reads of the room (the pipeline is not atomic)
+            // shows here, so a record it took is looked for in the archive.
+            commands += [["HMGET", keys.messages(roomId)] + messages, ["HGET", keys.room(roomId), "ev"]]
+        }
         if !knownUsers.isEmpty { commands.append(["HMGET", users.users] + knownUsers) }
         let replies = try await redis.pipeline(commands).map { try $0.orThrow() }
 
@@ -61,7 +65,7 @@ extension EventLog {
                 }
                 // `ev` counts the room's evictions: a room that never had one has every message's record in Redis, so an
                 // id missing there is no message at all, and the archive is not asked.
-                if let evictions = meta["ev"], !missing.isEmpty, let archive = reader.archive {
+                if let evictions = replies[3].string, !missing.isEmpty, let archive = reader.archive {
                     for (id, record) in try await archive.messageRecords(roomId: roomId, ids: missing) {
                         room.messages[id] = record
                         state.coldMessages[id] = evictions

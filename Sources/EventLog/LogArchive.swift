@@ -215,13 +215,15 @@ public struct LogArchive: Sendable {
         return "\(ms)-\(seq)"
     }
 
-    /// Records that facts of `partition` changed up to `through` left the guard state.
+    /// Records that facts of `partition` changed up to `through` left the guard state; never moves back (an archiver that
+    /// woke from a pause past its lease may report an older point).
     public func setEvicted(partition: Int, through: String) async throws {
         guard let (m, s) = StreamID.parse(through) else { return }
         try await postgres.query(
             """
             INSERT INTO \(evicted) (partition, ms, seq) VALUES ($1, $2, $3)
             ON CONFLICT (partition) DO UPDATE SET ms = EXCLUDED.ms, seq = EXCLUDED.seq
+            WHERE (\(evicted).ms, \(evicted).seq) < (EXCLUDED.ms, EXCLUDED.seq)
             """, [partition, Int64(m), Int64(s)])
     }
 
