@@ -40,14 +40,20 @@ public enum TestStores {
         PostgresClient(.init(url: url, maxConnections: maxConnections))
     }
 
-    /// A port nothing listens on now.
+    /// A port nothing listens on now, below the kernel's ephemeral range (32768–60999 by default). A port the kernel hands
+    /// out for binding port 0 is in that range, where the suite's hundreds of outgoing store connections also take theirs:
+    /// one took such a port before the server bound it ("Address already in use", seen in CI).
     public static func freePort() -> Int {
+        for _ in 0..<500 {
+            let port = Int.random(in: 20_000..<32_000)
+            if bindable(port) { return port }
+        }
+        // All taken (never seen): one the kernel picks.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -56,6 +62,20 @@ public enum TestStores {
             }
         }
         return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Whether `port` of 127.0.0.1 can be bound now (0: any).
+    private static func bindable(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 }
+        }
     }
 }
 
