@@ -72,6 +72,7 @@ struct AppendRequest {
             {
                 switch effect {
                 case .set(let key, let field, let value): ops += ["set", String(index(key(guardKeys))), field, value]
+                case .remove(let key, let field): ops += ["hdel", String(index(key(guardKeys))), field, ""]
                 case .expireAt(let key, let ms): ops += ["expireat", String(index(key(guardKeys))), "", String(ms)]
                 case .addToSet(let key, let value): ops += ["sadd", String(index(key(guardKeys))), "", value]
                 case .removeFromSet(let key, let value): ops += ["srem", String(index(key(guardKeys))), "", value]
@@ -130,6 +131,8 @@ struct AppendRequest {
 /// and after it, so that live appends and a rebuild from the log write the same values.
 enum GuardEffect {
     case set(key: @Sendable (GuardKeys) -> String, field: String, value: String)
+    /// Remove a hash field (a user's last reaction to a message, an unpinned message).
+    case remove(key: @Sendable (GuardKeys) -> String, field: String)
     /// Store the entry id the event gets (client message ids point at their message).
     case entryID(key: @Sendable (GuardKeys) -> String, field: String)
     /// The event is a message: take the next `seq` of this room key.
@@ -190,6 +193,21 @@ enum GuardEffects {
         case .messageDeleted(let deleted):
             guard let record = after?.messages[deleted.messageId] else { return [] }
             return [.set(key: { $0.messages(roomId) }, field: deleted.messageId, value: record.encoded)]
+        case .reactionAdded(let reaction), .reactionRemoved(let reaction):
+            let field = RoomState.reactionKey(reaction.messageId, event.actorId)
+            guard let emoji = after?.reactions[field] else { return [.remove(key: { $0.reactions(roomId) }, field: field)] }
+            return [.set(key: { $0.reactions(roomId) }, field: field, value: RoomState.encodeReactions(emoji))]
+        case .messagePinned(let pin), .messageUnpinned(let pin):
+            let count = after?.pinCount ?? 0
+            let pinned = after?.pins.contains(pin.messageId) ?? false
+            return [
+                pinned
+                    ? .set(key: { $0.pins(roomId) }, field: pin.messageId, value: "1")
+                    : .remove(key: { $0.pins(roomId) }, field: pin.messageId),
+                count > 0
+                    ? .set(key: { $0.room(roomId) }, field: "pins", value: String(count))
+                    : .remove(key: { $0.room(roomId) }, field: "pins"),
+            ]
         case .messageEdited, .roomRenamed, .roomRead:
             return []
         }

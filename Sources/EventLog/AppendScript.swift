@@ -16,7 +16,7 @@ import Drivers
 ///   dedupeKeyIndex ("" for none), dedupeField
 ///   eventCount, then per event: body, sha256(body), seqKeyIndex ("" for none), opCount,
 ///     then per op: op, keyIndex, field, value
-/// ops: "set" (HSET), "id" (HSET to this event's entry id), "sadd"/"srem" (SADD/SREM of
+/// ops: "set" (HSET), "hdel" (HDEL of the field), "id" (HSET to this event's entry id), "sadd"/"srem" (SADD/SREM of
 /// `value`, the field unused).
 /// Returns {"ok", id1, seq1, prevHash1, hash1, ...} (seq "" when none; the stored JSON is
 /// the body the caller sent plus the suffix it can rebuild from these), {"dup", id, json}
@@ -85,6 +85,8 @@ let appendScript = RedisScript(
           redis.call('SREM', key, value)
         elseif op == 'expireat' then
           redis.call('PEXPIREAT', key, value)
+        elseif op == 'hdel' then
+          redis.call('HDEL', key, field)
         else
           if op == 'id' then value = id end
           redis.call('HSET', key, field, value)

@@ -24,6 +24,7 @@ extension EventLog {
                 let events = try await read(partition: partition, after: after, count: batch)
                 let archived = try await archivedRecords(of: events, through: evictedThrough)
                 var commands: [[String]] = []
+                var seenReactions: Set<String> = []  // this batch's: their state is in `rooms`, not yet in Redis
                 for logged in events {
                     let event = logged.event
                     let roomId = event.roomId ?? ""
@@ -31,6 +32,18 @@ extension EventLog {
                         // Sent in an earlier batch (whose records are written) or evicted: its record is needed to delete it.
                         let record = try await messageRecord(roomId: roomId, messageId: deleted.messageId, keys: keys)
                         rooms[roomId]?.messages[deleted.messageId] = record
+                    }
+                    switch event.data {
+                    case .reactionAdded(let reaction), .reactionRemoved(let reaction):
+                        // Reactions are cleared at each batch's end like messages: an earlier batch's are in Redis.
+                        let field = RoomState.reactionKey(reaction.messageId, event.actorId)
+                        if rooms[roomId] != nil, seenReactions.insert(roomId + "\u{0}" + field).inserted,
+                            rooms[roomId]?.reactions[field] == nil,
+                            let text = try await redis.command(["HGET", keys.reactions(roomId), field]).string
+                        {
+                            rooms[roomId]?.reactions[field] = RoomState.decodeReactions(text)
+                        }
+                    default: break
                     }
                     let before = rooms[roomId]
                     let afterState = Rules.evolve(before, event)
@@ -51,6 +64,7 @@ extension EventLog {
                         switch effect {
                         case .expireAt(let k, let ms): commands.append(["PEXPIREAT", k(keys), String(ms)])
                         case .set(let k, let field, let value): commands.append(["HSET", k(keys), field, value])
+                        case .remove(let k, let field): commands.append(["HDEL", k(keys), field])
                         case .entryID(let k, let field): commands.append(["HSET", k(keys), field, logged.entryID])
                         case .assignSeq(let k): commands.append(["HSET", k(keys), "seq", String(event.seq ?? 0)])
                         case .addToSet(let k, let value): commands.append(["SADD", k(keys), value])
@@ -60,7 +74,10 @@ extension EventLog {
                     head = event.hash ?? head
                 }
                 // Messages never come back, so the rooms fold keeps them only as guard keys.
-                for id in rooms.keys { rooms[id]?.messages.removeAll(keepingCapacity: true) }
+                for id in rooms.keys {
+                    rooms[id]?.messages.removeAll(keepingCapacity: true)
+                    rooms[id]?.reactions.removeAll(keepingCapacity: true)
+                }
                 _ = try await redis.pipeline(commands).map { try $0.orThrow() }
                 folded += events.count
                 guard events.count == batch, let last = events.last else { break }

@@ -10,6 +10,8 @@ extension EventLog {
         var members: [String]? = [actor]  // nil: every member
         var messages: [String] = []
         var knownUsers: [String] = []
+        var pinOf: String?  // the message whose pin the command reads
+        var reactionsOf: String?  // the message whose reactions by the actor the command reads
         switch command {
         case .register(_, let username, _, _):
             let taken = try await redis.command(["HEXISTS", users.usernames, username.lowercased()])
@@ -20,8 +22,14 @@ extension EventLog {
             knownUsers = [to]
         case .send(_, _, _, _, let replyTo):
             messages = replyTo.map { [$0] } ?? []
-        case .edit(_, let messageId, _), .delete(_, let messageId):
+        case .edit(_, let messageId, _):
             messages = [messageId]
+        case .delete(_, let messageId), .pin(_, let messageId), .unpin(_, let messageId):
+            messages = [messageId]
+            pinOf = messageId
+        case .react(_, let messageId, _), .unreact(_, let messageId, _):
+            messages = [messageId]
+            reactionsOf = messageId
         case .invite(_, let userId):
             members = [actor, userId]
             knownUsers = [userId]
@@ -40,6 +48,9 @@ extension EventLog {
             // shows here, so a record it took is looked for in the archive.
             commands += [["HMGET", keys.messages(roomId)] + messages, ["HGET", keys.room(roomId), "ev"]]
         }
+        let extra = commands.count
+        if let pinOf { commands.append(["HGET", keys.pins(roomId), pinOf]) }
+        if let reactionsOf { commands.append(["HGET", keys.reactions(roomId), RoomState.reactionKey(reactionsOf, actor)]) }
         if !knownUsers.isEmpty { commands.append(["HMGET", users.users] + knownUsers) }
         let replies = try await redis.pipeline(commands).map { try $0.orThrow() }
 
@@ -47,7 +58,12 @@ extension EventLog {
         let meta = Self.pairs(replies[0])
         if let kindText = meta["kind"], let kind = RoomKind(rawValue: kindText) {
             var room = RoomState(
-                id: roomId, kind: kind, version: Int64(meta["ver"] ?? "") ?? 0, lastSeq: Int64(meta["seq"] ?? "") ?? 0)
+                id: roomId, kind: kind, version: Int64(meta["ver"] ?? "") ?? 0, lastSeq: Int64(meta["seq"] ?? "") ?? 0,
+                pinCount: Int(meta["pins"] ?? "") ?? 0)
+            if let pinOf, replies[extra].string != nil { room.pins.insert(pinOf) }
+            if let reactionsOf, let text = replies[extra + (pinOf == nil ? 0 : 1)].string {
+                room.reactions[RoomState.reactionKey(reactionsOf, actor)] = RoomState.decodeReactions(text)
+            }
             let memberValues: [(String, String)] =
                 members.map { ids in zip(ids, replies[1].array ?? []).compactMap { id, v in v.string.map { (id, $0) } } }
                 ?? Self.pairs(replies[1]).map { ($0.key, $0.value) }

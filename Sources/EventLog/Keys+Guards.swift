@@ -9,6 +9,10 @@ import Foundation
 /// - `parley:g:{p}:room:<roomId>`: `kind`, `seq` (last message seq), `ver` (membership version)
 /// - `parley:g:{p}:members:<roomId>`: userId → `role:state:since`
 /// - `parley:g:{p}:msgs:<roomId>`: messageId → `senderId|deleted`
+/// - `parley:g:{p}:rx:<roomId>`: `messageId userId` → that user's reactions to the message (sorted emoji, space-separated);
+///   a user's last reaction removed removes the field, so it holds at most one field per message and reacting user
+/// - `parley:g:{p}:pins:<roomId>`: messageId → `1` while the message is pinned (at most `maxPinsPerRoom`); the room hash
+///   keeps their number as `pins`
 /// - `parley:g:{p}:cmid:<roomId>:<bucket>`: `userId clientMsgId` → entry id of the message.sent, one hash per
 ///   `PARLEY_DEDUPE_SECONDS` window of time (`DedupeWindow`), expiring once no send can be a repeat of one in it
 /// - `parley:g:{p}:direct`: `userA|userB` → direct room id (the direct-room index)
@@ -44,6 +48,10 @@ public struct GuardKeys: Sendable {
     public func members(_ id: String) -> String { "\(prefix):members:\(id)" }
     /// A room's messages, `senderId|deleted` by message id (who may edit or delete).
     public func messages(_ id: String) -> String { "\(prefix):msgs:\(id)" }
+    /// A room's reactions: one field per message and reacting user.
+    public func reactions(_ id: String) -> String { "\(prefix):rx:\(id)" }
+    /// A room's pinned messages.
+    public func pins(_ id: String) -> String { "\(prefix):pins:\(id)" }
     /// A room's client message ids of one dedupe window: a repeated send finds its first message here.
     public func clientMessages(_ id: String, bucket: Int64) -> String { "\(prefix):cmid:\(id):\(bucket)" }
     /// The direct-room index of the partition: one room per pair of users.
@@ -67,6 +75,8 @@ public struct GuardKeys: Sendable {
         case .room(let roomId, let field): return (room(roomId), field)
         case .member(let roomId, let userId): return (members(roomId), userId)
         case .message(let roomId, let messageId): return (messages(roomId), messageId)
+        case .reactions(let roomId, let messageId, let userId): return (reactions(roomId), RoomState.reactionKey(messageId, userId))
+        case .pin(let roomId, let messageId): return (pins(roomId), messageId)
         case .username(let name): return (usernames, name)
         }
     }

@@ -30,6 +30,8 @@ struct AuditTrail {
     private(set) var entries: [Entry] = []
     private var usernames: [String: String]
     private var bodies: [String: (body: String, by: String)] = [:]
+    /// Each message's seq, for lines about it ("pinned bob's message 12").
+    private var seqs: [String: Int64] = [:]
     private var roomNames: [String: String] = [:]
 
     init(usernames: [String: String]) {
@@ -42,6 +44,12 @@ struct AuditTrail {
     }
 
     func name(_ userId: String) -> String { usernames[userId] ?? userId }
+
+    /// "bob's message 12" for a message the trail has seen sent, else its id.
+    func message(_ messageId: String) -> String {
+        guard let sender = bodies[messageId]?.by, let seq = seqs[messageId] else { return "message \(messageId)" }
+        return "\(name(sender))'s message \(seq)"
+    }
 
     /// Adds `logged` when `include` says so; every event still updates what the trail
     /// knows (bodies, room names), so later entries read right.
@@ -73,6 +81,7 @@ struct AuditTrail {
         case .messageSent(let sent):
             summary = "message \(sent.messageId): \(quoted(sent.body))" + (sent.replyTo.map { " (reply to \($0))" } ?? "")
             bodies[sent.messageId] = (sent.body, event.actorId)
+            seqs[sent.messageId] = event.seq
         case .messageEdited(let edited):
             previous = bodies[edited.messageId]?.body
             summary = "edited \(edited.messageId): " + (previous.map { "\(quoted($0)) → " } ?? "") + quoted(edited.body)
@@ -82,6 +91,10 @@ struct AuditTrail {
             previous = was?.body
             summary = "deleted \(deleted.messageId)" + (was.map { " (sent by \(name($0.by)): \(quoted($0.body)))" } ?? "")
         case .roomRead(let read): summary = "read up to seq \(read.seq)"
+        case .reactionAdded(let reaction): summary = "reacted \(quoted(reaction.emoji)) to \(message(reaction.messageId))"
+        case .reactionRemoved(let reaction): summary = "took back \(quoted(reaction.emoji)) from \(message(reaction.messageId))"
+        case .messagePinned(let pin): summary = "pinned \(message(pin.messageId))"
+        case .messageUnpinned(let pin): summary = "unpinned \(message(pin.messageId))"
         }
         guard include else { return }
         entries.append(

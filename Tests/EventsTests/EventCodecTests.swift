@@ -17,7 +17,9 @@ struct EventCodecTests {
             .memberRoleChanged(MemberChange(userId: "u", role: .admin)),
             .roomRenamed(RoomRenamed(name: "n")), .messageSent(MessageSent(messageId: "m", body: "b\"é/\n", replyTo: "m0")),
             .messageEdited(MessageEdited(messageId: "m", body: "b2")), .messageDeleted(MessageDeleted(messageId: "m")),
-            .roomRead(RoomRead(seq: 7)),
+            .roomRead(RoomRead(seq: 7)), .reactionAdded(Reaction(messageId: "m", emoji: "👍🏽")),
+            .reactionRemoved(Reaction(messageId: "m", emoji: ":ship\"it:")), .messagePinned(MessagePin(messageId: "m")),
+            .messageUnpinned(MessagePin(messageId: "m")),
         ]
         #expect(Set(samples.map(\.type)) == Set(EventType.allCases))
         for data in samples {

@@ -189,6 +189,73 @@ struct RulesTests {
         s.refuse("carol", .send(roomId: d, messageId: "m", body: "x", clientMsgId: nil, replyTo: nil), .notAMember)
     }
 
+    @Test func reactionsAreOnePerEmojiPerPersonAndNeverOnADeletedMessage() throws {
+        var s = try Script.group()
+        try s.run("bob", .send(roomId: "g", messageId: "m1", body: "hello", clientMsgId: nil, replyTo: nil))
+        let added = try s.run("alice", .react(roomId: "g", messageId: "m1", emoji: "👍"))
+        #expect(added.map(\.data) == [.reactionAdded(Reaction(messageId: "m1", emoji: "👍"))])
+        #expect(try s.run("alice", .react(roomId: "g", messageId: "m1", emoji: "👍")).isEmpty)  // there already
+        try s.run("alice", .react(roomId: "g", messageId: "m1", emoji: "❤️"))
+        try s.run("bob", .react(roomId: "g", messageId: "m1", emoji: "👍"))
+        #expect(s.rooms["g"]?.reactions[RoomState.reactionKey("m1", "alice")] == ["❤️", "👍"].sorted())
+        #expect(try s.run("bob", .unreact(roomId: "g", messageId: "m1", emoji: "🎉")).isEmpty)  // not there
+        try s.run("bob", .unreact(roomId: "g", messageId: "m1", emoji: "👍"))
+        #expect(s.rooms["g"]?.reactions[RoomState.reactionKey("m1", "bob")] == nil)
+        for bad in ["", "a b", "\u{0}", String(repeating: "x", count: 33), "\n", "\t"] {
+            s.refuse("bob", .react(roomId: "g", messageId: "m1", emoji: bad), .invalidRequest)
+        }
+        s.refuse("bob", .react(roomId: "g", messageId: "nope", emoji: "👍"), .notFound)
+        s.refuse("carol", .react(roomId: "g", messageId: "m1", emoji: "👍"), .notAMember)  // only invited
+        s.refuse("dave", .react(roomId: "g", messageId: "m1", emoji: "👍"), .notAMember)
+        // At most 20 different ones per person and message.
+        for i in 0..<18 { try s.run("alice", .react(roomId: "g", messageId: "m1", emoji: "e\(i)")) }
+        s.refuse("alice", .react(roomId: "g", messageId: "m1", emoji: "one-too-many"), .conflict)
+        try s.run("bob", .react(roomId: "g", messageId: "m1", emoji: "one-too-many"))  // bob has his own 20
+        try s.run("bob", .delete(roomId: "g", messageId: "m1"))
+        s.refuse("alice", .react(roomId: "g", messageId: "m1", emoji: "👍"), .conflict)
+        s.refuse("alice", .unreact(roomId: "g", messageId: "m1", emoji: "👍"), .conflict)
+        let decision = try Rules.decide(
+            .react(roomId: "g", messageId: "m0", emoji: "x"),
+            DecisionState(
+                room: RoomState(
+                    id: "g", kind: .group, members: ["bob": .init(role: .member, state: .joined, since: 2)],
+                    messages: ["m0": .init(senderId: "alice", deleted: false)])), s.context("bob"))
+        #expect(decision.facts.contains(Fact(.reactions(roomId: "g", messageId: "m0", userId: "bob"), nil)))
+        #expect(decision.facts.contains(Fact(.message(roomId: "g", messageId: "m0"), "alice|0")))
+    }
+
+    @Test func pinsAreForOwnersAndAdminsOfGroupsAndEitherMemberOfADirectRoom() throws {
+        var s = try Script.group()
+        try s.run("bob", .send(roomId: "g", messageId: "m1", body: "hello", clientMsgId: nil, replyTo: nil))
+        s.refuse("bob", .pin(roomId: "g", messageId: "m1"), .forbidden)  // a member of a group
+        s.refuse("dave", .pin(roomId: "g", messageId: "m1"), .notAMember)
+        s.refuse("alice", .pin(roomId: "g", messageId: "nope"), .notFound)
+        #expect(try s.run("alice", .pin(roomId: "g", messageId: "m1")).map(\.data) == [.messagePinned(MessagePin(messageId: "m1"))])
+        #expect(try s.run("alice", .pin(roomId: "g", messageId: "m1")).isEmpty)  // pinned already
+        #expect(s.rooms["g"]?.pinCount == 1)
+        try s.run("alice", .setRole(roomId: "g", userId: "bob", role: .admin))
+        try s.run("bob", .unpin(roomId: "g", messageId: "m1"))  // an admin may
+        #expect(try s.run("bob", .unpin(roomId: "g", messageId: "m1")).isEmpty)
+        #expect(s.rooms["g"]?.pinCount == 0)
+        // At most 50 a room.
+        for i in 0..<50 {
+            try s.run("bob", .send(roomId: "g", messageId: "p\(i)", body: "x", clientMsgId: nil, replyTo: nil))
+            try s.run("alice", .pin(roomId: "g", messageId: "p\(i)"))
+        }
+        s.refuse("alice", .pin(roomId: "g", messageId: "m1"), .conflict)
+        // Deleting a pinned message unpins it in the same decision.
+        let deleted = try s.run("bob", .delete(roomId: "g", messageId: "p3"))
+        #expect(deleted.map(\.data) == [.messageUnpinned(MessagePin(messageId: "p3")), .messageDeleted(MessageDeleted(messageId: "p3"))])
+        #expect(s.rooms["g"]?.pinCount == 49)
+        s.refuse("alice", .pin(roomId: "g", messageId: "p3"), .conflict)  // deleted
+        try s.run("alice", .pin(roomId: "g", messageId: "m1"))  // room for one again
+        // A direct room: either member.
+        try s.run("carol", .sendDirect(to: "dave", messageId: "d1", body: "hi", clientMsgId: nil))
+        let direct = Partitioning.directRoomId("carol", "dave")
+        try s.run("dave", .pin(roomId: direct, messageId: "d1"))
+        try s.run("carol", .unpin(roomId: direct, messageId: "d1"))
+    }
+
     @Test func messagesEditDeleteReplyAndReadReceipts() throws {
         var s = try Script.group()
         try s.run("bob", .send(roomId: "g", messageId: "m1", body: "hello", clientMsgId: "c1", replyTo: nil))

@@ -197,6 +197,49 @@ struct ReplayCommandTests {
         try await f.cleanUp()
     }
 
+    @Test func reactionsPinsAndReceiptsVerifyRebuildAndAuditLikeEverythingElse() async throws {
+        let f = try await ReplayFixture()
+        let ids = try await f.log.scriptedChat()
+        try await f.log.reactionsAndPins(ids)
+        try await f.sendMany(30, ids: ids)
+        try await f.project()
+        let clean = try await f.replay(["verify"])
+        #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
+        let live = try #require(try await f.messages.documents().findOne(["_id": "c1"]))
+        #expect(live["reactions"]?.arrayValue?.compactMap(\.stringValue) == ["👍 \(ids["ada"]!)", "👍 \(ids["bea"]!)"])
+        let pins = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).pins(roomId: "club")
+        #expect(pins.map(\.messageId) == ["c1"] && pins.first?.pinnedBy == ids["bea"])
+        let receipts = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).receipts(roomId: "club")
+        #expect(receipts.allSatisfy { $0.at != nil } && receipts.contains { $0.userId == ids["bea"] && $0.seq >= 4 })
+
+        // The new fields are compared too: a reaction, a pin and a receipt time changed behind the log's back.
+        _ = try await f.messages.documents().updateOne(filter: ["_id": "c2"], update: ["$set": ["reactions": []]])
+        try await f.postgres.query("DELETE FROM \(f.schema).room_pins WHERE room_id = 'club'")
+        try await f.postgres.query(
+            "UPDATE \(f.schema).room_members SET last_read_at = now() - interval '1 day' WHERE room_id = 'club' AND user_id = $1",
+            [ids["bea"]!])
+        let dirty = try await f.replay(["verify"])
+        #expect(dirty.status == 1)
+        #expect(dirty.stdout.contains("messages c2: reactions is [], the log makes"), "\(dirty.stdout)")
+        #expect(dirty.stdout.contains("room_pins club/c1: missing from the live read model"), "\(dirty.stdout)")
+        #expect(dirty.stdout.contains("room_members club/\(ids["bea"]!): last_read_at is"), "\(dirty.stdout)")
+        let rebuilt = try await f.replay(["rebuild", "--shadow"])
+        #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
+        let repaired = try await f.replay(["verify"])
+        #expect(repaired.status == 0, "\(repaired.stdout)")
+        let c2 = try await f.messages.documents().findOne(["_id": "c2"])
+        #expect(c2?["reactions"]?.arrayValue?.compactMap(\.stringValue) == ["❤️ \(ids["bea"]!)"])
+
+        let table = try await f.replay(["audit", "room", "club"])
+        for expected in [
+            #"ada  reacted "👍" to bea's message 1"#, #"ada  took back "🎉" from bea's message 1"#, "bea  pinned bea's message 1",
+            "ada  pinned ada's message 2", "bea  unpinned ada's message 2", "ada  unpinned ada's message 4",
+        ] {
+            #expect(table.stdout.contains(expected), "no line has \(expected)")
+        }
+        try await f.cleanUp()
+    }
+
     @Test func auditShowsWhoDidWhatWithEveryEditAndDeletionAndNoSecret() async throws {
         let f = try await ReplayFixture()
         let ids = try await f.log.scriptedChat()

@@ -44,6 +44,15 @@ struct AuthorizationMatrixTests {
             .init(
                 name: "delete member's message", method: "DELETE", path: { r, m, _ in "/v1/rooms/\(r)/messages/\(m)" }, body: { _ in nil }),
             .init(name: "read receipt", method: "POST", path: { r, _, _ in "/v1/rooms/\(r)/read" }, body: { _ in ["seq": 1] }),
+            .init(
+                name: "react", method: "POST", path: { r, m, _ in "/v1/rooms/\(r)/messages/\(m)/reactions" }, body: { _ in ["emoji": "👍"] }),
+            .init(
+                name: "unreact", method: "DELETE", path: { r, m, _ in "/v1/rooms/\(r)/messages/\(m)/reactions/%F0%9F%91%8D" },
+                body: { _ in nil }),
+            .init(name: "pin", method: "PUT", path: { r, m, _ in "/v1/rooms/\(r)/pins/\(m)" }, body: { _ in nil }),
+            .init(name: "unpin", method: "DELETE", path: { r, m, _ in "/v1/rooms/\(r)/pins/\(m)" }, body: { _ in nil }),
+            .init(name: "pins", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)/pins" }, body: { _ in nil }),
+            .init(name: "receipts", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)/receipts" }, body: { _ in nil }),
         ]
     }
 
@@ -68,6 +77,12 @@ struct AuthorizationMatrixTests {
             ("edit member's message", bad + [out, out, "200", no, no, out]),
             ("delete member's message", bad + [out, out, "200", "200", "200", out]),
             ("read receipt", bad + [out, out, "200", "200", "200", out]),
+            ("react", bad + [out, out, "201", "201", "201", out]),
+            ("unreact", bad + [out, out, "200", "200", "200", out]),
+            ("pin", bad + [out, out, no, "201", "201", out]),
+            ("unpin", bad + [out, out, no, "200", "200", out]),
+            ("pins", bad + [out, out, "200", "200", "200", out]),
+            ("receipts", bad + [out, out, "200", "200", "200", out]),
         ]
     }
 

@@ -21,7 +21,7 @@ final class ServerProcess: @unchecked Sendable {
     /// earlier one left.
     /// Every command class's rate limit out of the way of the flows (the limits have tests of their own).
     static let generousRates = Dictionary(
-        uniqueKeysWithValues: ["EDITS", "RECEIPTS", "ROOMS", "MEMBERSHIP", "TYPING"].flatMap {
+        uniqueKeysWithValues: ["EDITS", "RECEIPTS", "ROOMS", "MEMBERSHIP", "TYPING", "REACTIONS"].flatMap {
             [("PARLEY_RATE_\($0)_PER_MINUTE", "1000000"), ("PARLEY_RATE_\($0)_BURST", "100000")]
         } + [
             ("PARLEY_RATE_LOGINS_PER_MINUTE", "1000000"), ("PARLEY_RATE_LOGIN_FAILURES_PER_HOUR", "1000000"),

@@ -30,3 +30,24 @@ extension EventLog {
         return ids
     }
 }
+
+extension EventLog {
+    /// After `scriptedChat`: reactions (added, repeated, taken back), pins (pinned, unpinned, and a pinned message deleted,
+    /// which unpins it) and read receipts in `club`, as ada, bea (an admin) and cyd would give them.
+    public func reactionsAndPins(_ ids: [String: String]) async throws {
+        let (ada, bea) = (ids["ada"]!, ids["bea"]!)
+        try await execute(.react(roomId: "club", messageId: "c1", emoji: "👍"), actor: ada)
+        try await execute(.react(roomId: "club", messageId: "c1", emoji: "🎉"), actor: ada)
+        try await execute(.react(roomId: "club", messageId: "c1", emoji: "👍"), actor: bea)
+        try await execute(.react(roomId: "club", messageId: "c2", emoji: "❤️"), actor: bea)
+        try await execute(.unreact(roomId: "club", messageId: "c1", emoji: "🎉"), actor: ada)
+        try await execute(.pin(roomId: "club", messageId: "c1"), actor: bea)
+        try await execute(.pin(roomId: "club", messageId: "c2"), actor: ada)
+        try await execute(.unpin(roomId: "club", messageId: "c2"), actor: bea)
+        try await execute(.send(roomId: "club", messageId: "c4", body: "pin and go", clientMsgId: nil, replyTo: nil), actor: ada)
+        try await execute(.pin(roomId: "club", messageId: "c4"), actor: ada)
+        try await execute(.react(roomId: "club", messageId: "c4", emoji: "👀"), actor: bea)
+        try await execute(.delete(roomId: "club", messageId: "c4"), actor: ada)
+        try await execute(.markRead(roomId: "club", seq: 4), actor: bea)
+    }
+}

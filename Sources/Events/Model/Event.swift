@@ -88,6 +88,10 @@ extension Event: Codable {
         case .messageEdited: self.data = .messageEdited(try data(MessageEdited.self))
         case .messageDeleted: self.data = .messageDeleted(try data(MessageDeleted.self))
         case .roomRead: self.data = .roomRead(try data(RoomRead.self))
+        case .reactionAdded: self.data = .reactionAdded(try data(Reaction.self))
+        case .reactionRemoved: self.data = .reactionRemoved(try data(Reaction.self))
+        case .messagePinned: self.data = .messagePinned(try data(MessagePin.self))
+        case .messageUnpinned: self.data = .messageUnpinned(try data(MessagePin.self))
         }
     }
 
@@ -112,6 +116,8 @@ extension Event: Codable {
         case .messageEdited(let d): try container.encode(d, forKey: .data)
         case .messageDeleted(let d): try container.encode(d, forKey: .data)
         case .roomRead(let d): try container.encode(d, forKey: .data)
+        case .reactionAdded(let d), .reactionRemoved(let d): try container.encode(d, forKey: .data)
+        case .messagePinned(let d), .messageUnpinned(let d): try container.encode(d, forKey: .data)
         }
         try container.encodeIfPresent(prevHash, forKey: .prevHash)
         try container.encodeIfPresent(hash, forKey: .hash)

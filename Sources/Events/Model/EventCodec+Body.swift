@@ -46,6 +46,11 @@ extension EventCodec {
             add("messageId", d.messageId)
         case .roomRead(let d):
             fields.append(("seq", String(d.seq)))
+        case .reactionAdded(let d), .reactionRemoved(let d):
+            add("emoji", d.emoji)
+            add("messageId", d.messageId)
+        case .messagePinned(let d), .messageUnpinned(let d):
+            add("messageId", d.messageId)
         }
         return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }

@@ -85,6 +85,14 @@ extension JSONReader {
             guard case .integer(let seq)? = fields["seq"] else { return nil }
             used += 1
             data = .roomRead(RoomRead(seq: seq))
+        case .reactionAdded, .reactionRemoved:
+            guard let messageId = text("messageId"), let emoji = text("emoji") else { return nil }
+            let reaction = Reaction(messageId: messageId, emoji: emoji)
+            data = type == .reactionAdded ? .reactionAdded(reaction) : .reactionRemoved(reaction)
+        case .messagePinned, .messageUnpinned:
+            guard let messageId = text("messageId") else { return nil }
+            let pin = MessagePin(messageId: messageId)
+            data = type == .messagePinned ? .messagePinned(pin) : .messageUnpinned(pin)
         }
         // A field this reader does not know: leave the event to JSONDecoder.
         return used == fields.count ? data : nil

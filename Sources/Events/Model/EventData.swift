@@ -147,6 +147,27 @@ public struct RoomRead: Codable, Sendable, Equatable {
     public init(seq: Int64) { self.seq = seq }
 }
 
+/// `reaction.added` and `reaction.removed`: the actor's reaction with `emoji` to a message of the room.
+public struct Reaction: Codable, Sendable, Equatable {
+    /// The message reacted to: a message of the room, not deleted.
+    public var messageId: String
+    /// The reaction: 1 to 32 UTF-8 bytes without white space or U+0000 (an emoji, or a short code like `:shipit:`).
+    public var emoji: String
+    /// Checks nothing: `Rules.decide` validates the emoji and the message first.
+    public init(messageId: String, emoji: String) {
+        self.messageId = messageId
+        self.emoji = emoji
+    }
+}
+
+/// `message.pinned` and `message.unpinned`: a message of the room pinned to (or taken off) the room's pins.
+public struct MessagePin: Codable, Sendable, Equatable {
+    /// The message pinned or unpinned. A deleted message is unpinned by its deletion (the same decision).
+    public var messageId: String
+    /// Checks nothing: `Rules.decide` checks the pinner's role and the room's limit first.
+    public init(messageId: String) { self.messageId = messageId }
+}
+
 /// The typed `data` of an event.
 public enum EventData: Sendable, Equatable {
     case userRegistered(UserRegistered)
@@ -162,6 +183,10 @@ public enum EventData: Sendable, Equatable {
     case messageEdited(MessageEdited)
     case messageDeleted(MessageDeleted)
     case roomRead(RoomRead)
+    case reactionAdded(Reaction)
+    case reactionRemoved(Reaction)
+    case messagePinned(MessagePin)
+    case messageUnpinned(MessagePin)
 
     /// The wire type of this case; `Event.type` reads it.
     public var type: EventType {
@@ -179,6 +204,22 @@ public enum EventData: Sendable, Equatable {
         case .messageEdited: return .messageEdited
         case .messageDeleted: return .messageDeleted
         case .roomRead: return .roomRead
+        case .reactionAdded: return .reactionAdded
+        case .reactionRemoved: return .reactionRemoved
+        case .messagePinned: return .messagePinned
+        case .messageUnpinned: return .messageUnpinned
+        }
+    }
+
+    /// The message a reaction or pin event is about.
+    public var messageId: String? {
+        switch self {
+        case .reactionAdded(let r), .reactionRemoved(let r): return r.messageId
+        case .messagePinned(let p), .messageUnpinned(let p): return p.messageId
+        case .messageEdited(let e): return e.messageId
+        case .messageDeleted(let d): return d.messageId
+        case .messageSent(let s): return s.messageId
+        default: return nil
         }
     }
 

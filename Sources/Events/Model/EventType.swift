@@ -14,6 +14,10 @@ public enum EventType: String, Codable, Sendable, CaseIterable {
     case messageEdited = "message.edited"
     case messageDeleted = "message.deleted"
     case roomRead = "room.read"
+    case reactionAdded = "reaction.added"
+    case reactionRemoved = "reaction.removed"
+    case messagePinned = "message.pinned"
+    case messageUnpinned = "message.unpinned"
 
     /// The version new events of this type are written with.
     public var currentVersion: Int {

@@ -18,6 +18,14 @@ public enum Command: Sendable, Equatable {
     case setRole(roomId: String, userId: String, role: Role)
     case rename(roomId: String, name: String)
     case markRead(roomId: String, seq: Int64)
+    /// Adds the actor's reaction `emoji` to a message (nothing when it is there already).
+    case react(roomId: String, messageId: String, emoji: String)
+    /// Takes the actor's reaction `emoji` off a message (nothing when it is not there).
+    case unreact(roomId: String, messageId: String, emoji: String)
+    /// Pins a message to its room (owner or admin of a group, either member of a direct room).
+    case pin(roomId: String, messageId: String)
+    /// Takes a message off the room's pins.
+    case unpin(roomId: String, messageId: String)
 
     /// The room a command acts on (the direct room for `sendDirect`), nil for `register`.
     public func roomId(actor: String) -> String? {
@@ -26,7 +34,8 @@ public enum Command: Sendable, Equatable {
         case .sendDirect(let to, _, _, _): return Partitioning.directRoomId(actor, to)
         case .createGroup(let id, _, _), .send(let id, _, _, _, _), .edit(let id, _, _), .delete(let id, _),
             .invite(let id, _), .join(let id), .decline(let id), .leave(let id), .remove(let id, _),
-            .setRole(let id, _, _), .rename(let id, _), .markRead(let id, _):
+            .setRole(let id, _, _), .rename(let id, _), .markRead(let id, _), .react(let id, _, _), .unreact(let id, _, _),
+            .pin(let id, _), .unpin(let id, _):
             return id
         }
     }
@@ -69,6 +78,10 @@ public struct Fact: Sendable, Equatable, Hashable {
         case room(roomId: String, field: String)
         case member(roomId: String, userId: String)
         case message(roomId: String, messageId: String)
+        /// One user's reactions to one message (the emoji, sorted, space-separated).
+        case reactions(roomId: String, messageId: String, userId: String)
+        /// Whether a message is pinned ("1", or absent).
+        case pin(roomId: String, messageId: String)
         case username(String)
     }
 
@@ -135,6 +148,12 @@ public struct DecisionContext: Sendable {
     public var maxInvitesPerCommand = 100
     /// The most Unicode scalars a `clientMsgId` may have, as JSON Schema's maxLength counts them (the OpenAPI document's 128).
     public var maxClientMsgIdLength = 128
+    /// The most distinct reactions one user may have on one message; one more is `conflict`.
+    public var maxReactionsPerUser = 20
+    /// The most UTF-8 bytes an emoji (a reaction) may have.
+    public var maxEmojiBytes = 32
+    /// The most messages a room may have pinned at once; one more is `conflict`.
+    public var maxPinsPerRoom = 50
 
     /// `newID` makes the event ids (`Events.newID` in production, counted in tests); limits not passed keep their defaults.
     public init(actorId: String, now: Date, maxMessageBytes: Int = 4000, newID: @escaping @Sendable () -> String) {

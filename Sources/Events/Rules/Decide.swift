@@ -93,9 +93,19 @@ public enum Rules {
             guard message.senderId == actor || me.role >= .admin else {
                 throw RuleError(.forbidden, "only the sender or an admin deletes a message")
             }
-            let facts = [memberFact(room, actor, me), Fact(.message(roomId: roomId, messageId: messageId), message.encoded)]
+            var facts = [memberFact(room, actor, me), Fact(.message(roomId: roomId, messageId: messageId), message.encoded)]
             if message.deleted { return Decision(events: [], facts: facts) }  // already deleted: nothing to do
-            return Decision(events: [event(.messageDeleted(MessageDeleted(messageId: messageId)), room: roomId)], facts: facts)
+            // A deleted message leaves the pins in the same step: whether it is pinned is a fact, so a pin that comes
+            // between the read and the append is seen.
+            let pinned = room.pins.contains(messageId)
+            facts.append(pinFact(room, messageId))
+            var events: [Event] = []
+            if pinned {
+                facts.append(pinCountFact(room))
+                events.append(event(.messageUnpinned(MessagePin(messageId: messageId)), room: roomId))
+            }
+            events.append(event(.messageDeleted(MessageDeleted(messageId: messageId)), room: roomId))
+            return Decision(events: events, facts: facts)
 
         case .invite(let roomId, let userId):
             let room = try existing(state.room, roomId)
@@ -184,6 +194,53 @@ public enum Rules {
                 throw RuleError(.conflict, "seq must be between 0 and \(room.lastSeq), the room's last message")
             }
             return Decision(events: [event(.roomRead(RoomRead(seq: seq)), room: roomId)], facts: [memberFact(room, actor, me)])
+
+        case .react(let roomId, let messageId, let emoji), .unreact(let roomId, let messageId, let emoji):
+            let room = try existing(state.room, roomId)
+            let me = try joinedMember(actor, of: room)
+            try validateEmoji(emoji, context)
+            guard let message = room.messages[messageId] else { throw RuleError(.notFound, "no message \(messageId) in this room") }
+            guard !message.deleted else { throw RuleError(.conflict, "message \(messageId) was deleted") }
+            let key = RoomState.reactionKey(messageId, actor)
+            let mine = room.reactions[key] ?? []
+            let facts = [
+                memberFact(room, actor, me), Fact(.message(roomId: roomId, messageId: messageId), message.encoded),
+                Fact(.reactions(roomId: roomId, messageId: messageId, userId: actor), mine.isEmpty ? nil : RoomState.encodeReactions(mine)),
+            ]
+            let reaction = Reaction(messageId: messageId, emoji: emoji)
+            if case .unreact = command {
+                guard mine.contains(emoji) else { return Decision(events: [], facts: facts) }  // not there: nothing to do
+                return Decision(events: [event(.reactionRemoved(reaction), room: roomId)], facts: facts)
+            }
+            if mine.contains(emoji) { return Decision(events: [], facts: facts) }  // there already: nothing to do
+            guard mine.count < context.maxReactionsPerUser else {
+                throw RuleError(.conflict, "at most \(context.maxReactionsPerUser) different reactions per person on a message")
+            }
+            return Decision(events: [event(.reactionAdded(reaction), room: roomId)], facts: facts)
+
+        case .pin(let roomId, let messageId), .unpin(let roomId, let messageId):
+            let room = try existing(state.room, roomId)
+            let me = try joinedMember(actor, of: room)
+            guard room.kind == .direct || me.role >= .admin else {
+                throw RuleError(.forbidden, "only the owner or an admin pins messages in a group")
+            }
+            guard let message = room.messages[messageId] else { throw RuleError(.notFound, "no message \(messageId) in this room") }
+            let pinned = room.pins.contains(messageId)
+            let facts = [
+                memberFact(room, actor, me), Fact(.message(roomId: roomId, messageId: messageId), message.encoded),
+                pinFact(room, messageId), pinCountFact(room),
+            ]
+            let pin = MessagePin(messageId: messageId)
+            if case .unpin = command {
+                guard pinned else { return Decision(events: [], facts: facts) }  // not pinned: nothing to do
+                return Decision(events: [event(.messageUnpinned(pin), room: roomId)], facts: facts)
+            }
+            guard !message.deleted else { throw RuleError(.conflict, "message \(messageId) was deleted") }
+            if pinned { return Decision(events: [], facts: facts) }  // pinned already: nothing to do
+            guard room.pinCount < context.maxPinsPerRoom else {
+                throw RuleError(.conflict, "a room has at most \(context.maxPinsPerRoom) pinned messages: unpin one first")
+            }
+            return Decision(events: [event(.messagePinned(pin), room: roomId)], facts: facts)
         }
     }
 
@@ -205,6 +262,26 @@ public enum Rules {
 
     static func memberFact(_ room: RoomState, _ userId: String, _ member: RoomState.Member?) -> Fact {
         Fact(.member(roomId: room.id, userId: userId), member?.encoded)
+    }
+
+    static func pinFact(_ room: RoomState, _ messageId: String) -> Fact {
+        Fact(.pin(roomId: room.id, messageId: messageId), room.pins.contains(messageId) ? "1" : nil)
+    }
+
+    /// The room's pin count as the guard state keeps it: absent when none.
+    static func pinCountFact(_ room: RoomState) -> Fact {
+        Fact(.room(roomId: room.id, field: "pins"), room.pinCount > 0 ? String(room.pinCount) : nil)
+    }
+
+    /// An emoji is 1 to `maxEmojiBytes` UTF-8 bytes with no white space (the guard state separates a user's reactions
+    /// with spaces) and no U+0000.
+    static func validateEmoji(_ emoji: String, _ context: DecisionContext) throws(RuleError) {
+        guard !emoji.isEmpty, emoji.utf8.count <= context.maxEmojiBytes else {
+            throw RuleError(.invalidRequest, "an emoji is 1 to \(context.maxEmojiBytes) bytes of UTF-8")
+        }
+        guard !emoji.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw RuleError(.invalidRequest, "an emoji has no white space or control characters")
+        }
     }
 
     /// U+0000 cannot be stored in a PostgreSQL text value (libpq's parameters end at it, and

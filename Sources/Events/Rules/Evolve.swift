@@ -53,6 +53,21 @@ extension Rules {
             state.messages[sent.messageId] = .init(senderId: event.actorId, deleted: false)
         case .messageDeleted(let deleted):
             state.messages[deleted.messageId]?.deleted = true
+        case .reactionAdded(let reaction):
+            let key = RoomState.reactionKey(reaction.messageId, event.actorId)
+            var emoji = state.reactions[key] ?? []
+            if !emoji.contains(reaction.emoji) {
+                emoji.append(reaction.emoji)
+                state.reactions[key] = emoji.sorted()
+            }
+        case .reactionRemoved(let reaction):
+            let key = RoomState.reactionKey(reaction.messageId, event.actorId)
+            let emoji = (state.reactions[key] ?? []).filter { $0 != reaction.emoji }
+            state.reactions[key] = emoji.isEmpty ? nil : emoji
+        case .messagePinned(let pin):
+            if state.pins.insert(pin.messageId).inserted { state.pinCount += 1 }
+        case .messageUnpinned(let pin):
+            if state.pins.remove(pin.messageId) != nil { state.pinCount = max(0, state.pinCount - 1) }
         case .messageEdited, .roomRead, .roomCreated, .userRegistered:
             break
         }

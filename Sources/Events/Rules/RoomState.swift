@@ -69,11 +69,19 @@ public struct RoomState: Sendable, Equatable {
     public var lastSeq: Int64
     /// The messages loaded for the command (all of them after `evolve`).
     public var messages: [String: MessageRecord]
+    /// Reactions by `Self.reactionKey(messageId, userId)`: that user's emoji on that message, sorted (loaded for the
+    /// command; all of them after `evolve`). A user with none has no entry.
+    public var reactions: [String: [String]]
+    /// The pinned messages loaded for the command (all of them after `evolve`).
+    public var pins: Set<String>
+    /// How many messages of the room are pinned now (all of them, loaded or not).
+    public var pinCount: Int
 
     /// Loaded state may hold only some `members` and `messages`: those the command needs.
     public init(
         id: String, kind: RoomKind, name: String? = nil, members: [String: Member] = [:], version: Int64 = 0,
-        lastSeq: Int64 = 0, messages: [String: MessageRecord] = [:]
+        lastSeq: Int64 = 0, messages: [String: MessageRecord] = [:], reactions: [String: [String]] = [:], pins: Set<String> = [],
+        pinCount: Int = 0
     ) {
         self.id = id
         self.kind = kind
@@ -82,7 +90,19 @@ public struct RoomState: Sendable, Equatable {
         self.version = version
         self.lastSeq = lastSeq
         self.messages = messages
+        self.reactions = reactions
+        self.pins = pins
+        self.pinCount = pinCount
     }
+
+    /// The key of one user's reactions to one message in `reactions` (and the guard state's field).
+    public static func reactionKey(_ messageId: String, _ userId: String) -> String { messageId + " " + userId }
+
+    /// The guard-state encoding of a user's reactions: the emoji, sorted, separated by spaces (an emoji has none).
+    public static func encodeReactions(_ emoji: [String]) -> String { emoji.joined(separator: " ") }
+
+    /// Parses `encodeReactions`' text.
+    public static func decodeReactions(_ text: String) -> [String] { text.split(separator: " ").map(String.init) }
 
     /// The member record of `userId` if they are joined now.
     public func joined(_ userId: String) -> Member? {

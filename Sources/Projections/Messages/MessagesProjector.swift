@@ -6,8 +6,9 @@ import Foundation
 /// Messages into MongoDB, one document per message (CONTRACT section 2): `_id` (message
 /// id), `roomId`, `seq`, `senderId`, `body`, `clientMsgId`, `sentAt`, `editedAt`,
 /// `deleted`, `replyTo`, plus `firstBody` and `edits` (every edit's body and time) for the
-/// edit history, and `pos`, the log position of the last event applied to the document.
-/// A deletion clears every body (the log keeps them for audits).
+/// edit history, `reactions` (`emoji userId` pairs, oldest first: `MessageRecord.reactionGroups` counts them), and `pos`,
+/// the log position of the last event applied to the document. A deletion clears every body and the reactions (the log
+/// keeps them for audits).
 ///
 /// MongoDB has no transactions here, so each write is idempotent on its own: a send is an
 /// upsert that only inserts, and an edit or deletion applies only if the document's `pos`
@@ -19,7 +20,7 @@ public struct MessagesProjector: Projector {
     /// The scheduler priority of its batches: `.live` for the server, `.rebuild` for the replayer's shadow and verify copies.
     public let priority: ProjectionPriority
     /// Only message events change the collection; the others only move the checkpoint.
-    public let eventTypes: Set<EventType> = [.messageSent, .messageEdited, .messageDeleted]
+    public let eventTypes: Set<EventType> = [.messageSent, .messageEdited, .messageDeleted, .reactionAdded, .reactionRemoved]
     /// Where it writes: the live collection the pointer names (`MessagesLocation`), or a fixed one for the replayer's
     /// shadow or verify copy.
     public let location: MessagesLocation
@@ -145,7 +146,7 @@ public struct MessagesProjector: Projector {
                     "roomId": .string(event.roomId ?? ""), "seq": .int64(event.seq ?? 0), "senderId": .string(event.actorId),
                     "body": .string(sent.body), "firstBody": .string(sent.body), "clientMsgId": sent.clientMsgId.map(BSON.string) ?? .null,
                     "sentAt": at, "editedAt": .null, "deleted": false, "replyTo": sent.replyTo.map(BSON.string) ?? .null,
-                    "edits": [], "pos": pos,
+                    "edits": [], "reactions": [], "pos": pos,
                 ]
                 document["partition"] = .int32(Int32(partition))
                 writes.append(
@@ -168,10 +169,21 @@ public struct MessagesProjector: Projector {
                         update: [
                             "$set": [
                                 "deleted": true, "deletedAt": at, "deletedBy": .string(event.actorId), "body": .null,
-                                "firstBody": .null, "edits": [], "pos": pos,
+                                "firstBody": .null, "edits": [], "reactions": [], "pos": pos,
                             ]
                         ],
                         upsert: false))
+            case .reactionAdded(let reaction), .reactionRemoved(let reaction):
+                // A pair of strings, not a subdocument: `$addToSet` and `$pull` then compare plain values, and the pairs
+                // keep the order reactions came in (the rules refuse a reaction to a deleted message).
+                let pair = BSON.string(MessageRecord.reactionPair(emoji: reaction.emoji, userId: event.actorId))
+                let change: BSONDocument =
+                    event.type == .reactionAdded ? ["$addToSet": ["reactions": pair]] : ["$pull": ["reactions": pair]]
+                var update = change
+                update["$set"] = ["pos": pos]
+                writes.append(
+                    .updateOne(
+                        filter: ["_id": .string(reaction.messageId), "pos": ["$lt": pos], "deleted": false], update: update, upsert: false))
             default:
                 continue
             }
@@ -223,6 +235,37 @@ public struct MessageRecord: Codable, Sendable, Equatable {
     public var replyTo: String?
     /// Every edit, oldest first (empty when never edited, or once deleted).
     public var edits: [Edit]
+    /// Every reaction as `emoji userId`, in the order they came (empty once deleted).
+    public var reactions: [String]
+
+    /// One emoji's reactions to a message: who reacted, in the order they did.
+    public struct ReactionGroup: Sendable, Equatable {
+        /// The reaction.
+        public var emoji: String
+        /// Who reacted with it, oldest first.
+        public var userIds: [String]
+    }
+
+    /// The reactions by emoji, in the order each emoji first came.
+    public var reactionGroups: [ReactionGroup] {
+        var groups: [ReactionGroup] = []
+        var index: [String: Int] = [:]
+        for pair in reactions {
+            guard let space = pair.lastIndex(of: " ") else { continue }
+            let emoji = String(pair[..<space])
+            let user = String(pair[pair.index(after: space)...])
+            if let i = index[emoji] {
+                groups[i].userIds.append(user)
+            } else {
+                index[emoji] = groups.count
+                groups.append(ReactionGroup(emoji: emoji, userIds: [user]))
+            }
+        }
+        return groups
+    }
+
+    /// How a reaction is kept in the document's `reactions` (an emoji has no white space, a user id none either).
+    public static func reactionPair(emoji: String, userId: String) -> String { emoji + " " + userId }
 
     /// One edit of a message: the text it set and when.
     public struct Edit: Codable, Sendable, Equatable {
@@ -244,6 +287,7 @@ public struct MessageRecord: Codable, Sendable, Equatable {
         editedAt = Self.date(d["editedAt"])
         replyTo = d["replyTo"]?.stringValue
         edits = deleted ? [] : (d["edits"]?.arrayValue ?? []).compactMap(Self.edit)
+        reactions = deleted ? [] : (d["reactions"]?.arrayValue ?? []).compactMap(\.stringValue)
     }
 
     // MongoDB keeps what Parley writes as BSON booleans, dates and subdocuments.
@@ -296,7 +340,7 @@ public struct MessagesReadModel: Sendable {
 
     /// Runs `query` on the collection readers follow; when it finds nothing and the pointer has moved since (a read
     /// that waited past a swap and the drop of the collection it named), once more on the one named now.
-    private func read<T>(_ query: (MongoCollection) async throws -> T, found: (T) -> Bool) async throws -> T {
+    func read<T>(_ query: (MongoCollection) async throws -> T, found: (T) -> Bool) async throws -> T {
         let name = try await location.area()
         let result = try await query(mongo.collection(name))
         guard !found(result), location.followsPointer else { return result }
@@ -320,5 +364,15 @@ public struct MessagesReadModel: Sendable {
     /// One message by id; nil when the read model has none (no such message, or not projected yet).
     public func message(id: String) async throws -> MessageRecord? {
         try await read({ try await $0.findOne(["_id": .string(id)]) }, found: { $0 != nil }).map(MessageRecord.init)
+    }
+}
+
+extension MessagesReadModel {
+    /// The messages with these ids that the read model has, by id (a room's pins fetch theirs in one query).
+    public func messages(ids: [String]) async throws -> [String: MessageRecord] {
+        guard !ids.isEmpty else { return [:] }
+        let filter: BSONDocument = ["_id": ["$in": .array(ids.map(BSON.string))]]
+        let documents = try await read({ try await $0.find(filter, sort: ["_id": 1], limit: ids.count) }, found: { !$0.isEmpty })
+        return Dictionary(documents.map(MessageRecord.init).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
     }
 }

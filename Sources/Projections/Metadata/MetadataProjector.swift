@@ -16,8 +16,8 @@ public struct MetadataProjector: Projector {
     public let schema: String
     /// The scheduler priority of its batches: `.live` for the server, `.rebuild` for the replayer's shadow and verify copies.
     public let priority: ProjectionPriority
-    /// Every type: users, rooms, members, last messages and read receipts all live in these tables.
-    public let eventTypes = Set(EventType.allCases)
+    /// Users, rooms, members, last messages, read receipts and pins live in these tables; reactions do not.
+    public let eventTypes = Set(EventType.allCases).subtracting([.reactionAdded, .reactionRemoved])
     /// The schema whose tables (made by the migrations) a new schema copies.
     public let template: String
     let postgres: PostgresClient
@@ -38,7 +38,7 @@ public struct MetadataProjector: Projector {
     }
 
     /// The read model's tables, the same in every schema: what `prepare` copies from the template and `swap` moves.
-    public static let tables = ["users", "rooms", "room_members", "projector_checkpoints"]
+    public static let tables = ["users", "rooms", "room_members", "room_pins", "projector_checkpoints"]
 
     /// A schema other than the template gets the template's tables (made by the migrations).
     /// In one transaction under an advisory lock: `CREATE ... IF NOT EXISTS` run by two
@@ -132,7 +132,7 @@ public struct MetadataProjector: Projector {
         }
         var members: [String: (room: String, user: String, change: MemberChange)] = [:]
         var lastMessages: [String: (seq: Int64, id: String, by: String, body: String, at: Date)] = [:]
-        var reads: [String: (room: String, user: String, seq: Int64)] = [:]
+        var reads: [String: (room: String, user: String, seq: Int64, at: Date)] = [:]
         var afterSends: [(sql: String, parameters: [any PostgresBindable])] = []
 
         mutating func member(room: String, user: String, _ change: MemberChange) {
@@ -145,9 +145,9 @@ public struct MetadataProjector: Projector {
             }
         }
 
-        mutating func read(room: String, user: String, seq: Int64) {
+        mutating func read(room: String, user: String, seq: Int64, at: Date) {
             let key = room + " " + user
-            if (reads[key]?.seq ?? -1) < seq { reads[key] = (room, user, seq) }
+            if (reads[key]?.seq ?? -1) < seq { reads[key] = (room, user, seq, at) }
         }
 
         func flush(schema s: String, connection c: PostgresConnection) throws {
@@ -206,11 +206,14 @@ public struct MetadataProjector: Projector {
                 let rows = Array(reads.values)
                 try c.query(
                     """
-                    UPDATE \(s).room_members AS m SET last_read_seq = v.seq
-                    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v(room, usr, seq)
+                    UPDATE \(s).room_members AS m SET last_read_seq = v.seq, last_read_at = v.at
+                    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[]) AS v(room, usr, seq, at)
                     WHERE m.room_id = v.room AND m.user_id = v.usr AND m.last_read_seq < v.seq
                     """,
-                    [postgresArray(rows.map(\.room)), postgresArray(rows.map(\.user)), postgresArray(rows.map { String($0.seq) })])
+                    [
+                        postgresArray(rows.map(\.room)), postgresArray(rows.map(\.user)), postgresArray(rows.map { String($0.seq) }),
+                        postgresArray(rows.map { formatTimestamp($0.at) }),
+                    ])
             }
             for statement in afterSends { try c.query(statement.sql, statement.parameters) }
         }
@@ -262,9 +265,19 @@ public struct MetadataProjector: Projector {
             if (batch.lastMessages[room]?.seq ?? -1) < seq {
                 batch.lastMessages[room] = (seq, sent.messageId, event.actorId, sent.body, at)
             }
-            batch.read(room: room, user: event.actorId, seq: seq)  // what I send, I have read
+            batch.read(room: room, user: event.actorId, seq: seq, at: at)  // what I send, I have read
         case .roomRead(let read):
-            batch.read(room: room, user: event.actorId, seq: read.seq)
+            batch.read(room: room, user: event.actorId, seq: read.seq, at: at)
+        case .messagePinned(let pin):
+            try c.query(
+                """
+                INSERT INTO \(s).room_pins (room_id, message_id, pinned_by, pinned_at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (room_id, message_id) DO NOTHING
+                """, [room, pin.messageId, event.actorId, at])
+        case .messageUnpinned(let pin):
+            try c.query("DELETE FROM \(s).room_pins WHERE room_id = $1 AND message_id = $2", [room, pin.messageId])
+        case .reactionAdded, .reactionRemoved:
+            break
         case .messageEdited(let edited):
             batch.afterSends.append(
                 (

@@ -42,6 +42,26 @@ public struct MemberRecord: Codable, Sendable, Equatable {
     public var lastReadSeq: Int64
 }
 
+/// How far one member has read a room.
+public struct ReceiptRecord: Codable, Sendable, Equatable {
+    /// The reader.
+    public var userId: String
+    /// The last message they have read (a receipt, or a message they sent).
+    public var seq: Int64
+    /// When their position last moved; nil for positions projected before the read model kept it.
+    public var at: Date?
+}
+
+/// One pinned message of a room.
+public struct PinRecord: Codable, Sendable, Equatable {
+    /// The message pinned.
+    public var messageId: String
+    /// Who pinned it.
+    public var pinnedBy: String
+    /// When.
+    public var pinnedAt: Date
+}
+
 /// The last message of a room, for room lists.
 public struct LastMessage: Codable, Sendable, Equatable {
     /// The message's id, to fetch it whole from the messages read model.
@@ -167,6 +187,31 @@ public struct MetadataReadModel: Sendable {
             InviteRecord(
                 roomId: row.string("room_id") ?? "", roomName: row.string("name"), invitedBy: row.string("invited_by"),
                 invitedAt: row.date("invited_at"))
+        }
+    }
+
+    /// Where each joined member of a room has read up to, furthest first: those who read nothing yet are left out.
+    public func receipts(roomId: String) async throws -> [ReceiptRecord] {
+        try await postgres.query(
+            """
+            SELECT user_id, last_read_seq, last_read_at FROM \(schema).room_members
+            WHERE room_id = $1 AND state = 'joined' AND last_read_seq > 0 ORDER BY last_read_seq DESC, user_id
+            """, [roomId]
+        ).map { row in
+            ReceiptRecord(userId: row.string("user_id") ?? "", seq: row.int64("last_read_seq") ?? 0, at: row.date("last_read_at"))
+        }
+    }
+
+    /// A room's pinned messages, most recently pinned first (at most `maxPinsPerRoom` by the rules).
+    public func pins(roomId: String) async throws -> [PinRecord] {
+        try await postgres.query(
+            """
+            SELECT message_id, pinned_by, pinned_at FROM \(schema).room_pins WHERE room_id = $1 ORDER BY pinned_at DESC, message_id
+            """, [roomId]
+        ).map { row in
+            PinRecord(
+                messageId: row.string("message_id") ?? "", pinnedBy: row.string("pinned_by") ?? "",
+                pinnedAt: row.date("pinned_at") ?? Date(timeIntervalSince1970: 0))
         }
     }
 

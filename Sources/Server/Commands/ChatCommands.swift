@@ -124,4 +124,19 @@ struct ChatCommands: Sendable {
         try limits.admit(.membership, actor)
         try await log.execute(.setRole(roomId: roomId, userId: userId, role: role), actor: actor)
     }
+
+    /// Adds or removes the actor's reaction; returns whether it appended (false: it was there already, or not there).
+    func react(_ actor: String, roomId: String, messageId: String, emoji: String, add: Bool) async throws -> Bool {
+        try limits.admit(.reactions, actor)
+        let command: Command =
+            add ? .react(roomId: roomId, messageId: messageId, emoji: emoji) : .unreact(roomId: roomId, messageId: messageId, emoji: emoji)
+        return !(try await log.execute(command, actor: actor).events.isEmpty)
+    }
+
+    /// Pins or unpins a message; returns whether it appended (false: it was pinned already, or not pinned).
+    func pin(_ actor: String, roomId: String, messageId: String, pinned: Bool) async throws -> Bool {
+        try limits.admit(.membership, actor)
+        let command: Command = pinned ? .pin(roomId: roomId, messageId: messageId) : .unpin(roomId: roomId, messageId: messageId)
+        return !(try await log.execute(command, actor: actor).events.isEmpty)
+    }
 }

@@ -15,8 +15,10 @@ struct CommandLimits: Sendable {
         case receipts
         /// Group rooms created.
         case rooms
-        /// Invites, joins, declines, leaves, removals, role changes, renames.
+        /// Invites, joins, declines, leaves, removals, role changes, renames, pins.
         case membership
+        /// Reactions added or removed (one that changes nothing appends nothing, but still takes a token).
+        case reactions
         /// Typing signals, per user and room (never in the log, but fanned out to every member).
         case typing
 
@@ -28,6 +30,7 @@ struct CommandLimits: Sendable {
             case .receipts: return (600, 60)
             case .rooms: return (30, 10)
             case .membership: return (120, 30)
+            case .reactions: return (600, 60)
             case .typing: return (30, 5)
             }
         }

@@ -73,6 +73,7 @@ extension API {
         let limit = try number("limit").map(Int.init) ?? 50
         guard (1...200).contains(limit) else { throw APIError.invalid("limit must be 1 to 200") }
         let page = try await messages.page(roomId: roomId, before: try number("before"), after: try number("after"), limit: limit)
-        return Reply(HistoryJSON(messages: page.messages.map(MessageJSON.init), hasMore: page.hasMore))
+        let viewer = try context.user()
+        return Reply(HistoryJSON(messages: page.messages.map { MessageJSON($0, viewer: viewer) }, hasMore: page.hasMore))
     }
 }

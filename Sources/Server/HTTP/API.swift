@@ -36,6 +36,7 @@ struct API: Sendable {
         registerAccounts(routes, authenticated: authenticated)
         registerRooms(authenticated)
         registerMessages(authenticated)
+        registerReactions(authenticated)
     }
 
     /// 403 unless `userId` is a joined member now (or, with `invited`, invited).

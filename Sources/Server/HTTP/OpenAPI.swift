@@ -48,6 +48,14 @@ enum OpenAPI {
         text(max: 1000, description: "at most PARLEY_MAX_MESSAGE_BYTES bytes of UTF-8 (4000 by default; larger: 413)")
     }
 
+    /// A reaction: 1 to 32 bytes of UTF-8 without white space or control characters (8 characters always fit).
+    static var emoji: [String: Any] {
+        [
+            "type": "string", "minLength": 1, "maxLength": 8, "pattern": "^[^\\s\\x00-\\x1f\\x7f]+$",
+            "description": "1 to 32 bytes of UTF-8, no white space",
+        ]
+    }
+
     static var operations: [Operation] {
         [
             .init(
@@ -135,6 +143,28 @@ enum OpenAPI {
                 method: "post", path: "/v1/rooms/{roomId}/read", summary: "Read receipt",
                 body: object(["seq": ["type": "integer", "format": "int64", "minimum": 0]], required: ["seq"]),
                 responses: [200: "Result"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/rooms/{roomId}/messages/{messageId}/reactions",
+                summary: "React to a message (201; 200 when the reaction is there already)",
+                body: object(["emoji": emoji], required: ["emoji"]),
+                responses: [200: "ReactionResult", 201: "ReactionResult"].merging(errors) { a, _ in a }),
+            .init(
+                method: "delete", path: "/v1/rooms/{roomId}/messages/{messageId}/reactions/{emoji}",
+                summary: "Take my reaction off a message (the emoji URL-encoded)",
+                responses: [200: "ReactionResult"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/rooms/{roomId}/pins", summary: "The room's pinned messages, latest pin first",
+                responses: [200: "PinList"].merging(errors) { a, _ in a }),
+            .init(
+                method: "put", path: "/v1/rooms/{roomId}/pins/{messageId}",
+                summary: "Pin a message (owner or admin of a group, either member of a direct room; at most 50)",
+                responses: [200: "PinResult", 201: "PinResult"].merging(errors) { a, _ in a }),
+            .init(
+                method: "delete", path: "/v1/rooms/{roomId}/pins/{messageId}", summary: "Unpin a message",
+                responses: [200: "PinResult"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/rooms/{roomId}/receipts", summary: "How far each member has read, furthest first",
+                responses: [200: "ReceiptList"].merging(errors) { a, _ in a }),
             .init(method: "get", path: "/healthz", summary: "Liveness", auth: false, responses: [200: "Health"]),
             .init(
                 method: "get", path: "/readyz", summary: "Readiness: stores reachable, projector lag", auth: false,
@@ -159,8 +189,33 @@ enum OpenAPI {
                 "clientMsgId": ["type": "string", "nullable": true], "sentAt": ["type": "string", "format": "date-time"],
                 "editedAt": ["type": "string", "format": "date-time", "nullable": true], "deleted": ["type": "boolean"],
                 "replyTo": ["type": "string", "nullable": true],
+                "reactions": [
+                    "type": "array",
+                    "items": object(["emoji": string, "count": integer, "me": ["type": "boolean"]], required: ["emoji", "count", "me"]),
+                ],
             ]),
             "MessageEnvelope": object(["message": ref("Message")], required: ["message"]),
+            "ReactionResult": object(
+                ["reaction": object(["messageId": string, "emoji": string, "reacted": ["type": "boolean"]])], required: ["reaction"]),
+            "PinResult": object(["pin": object(["messageId": string, "pinned": ["type": "boolean"]])], required: ["pin"]),
+            "PinList": object(
+                [
+                    "pins": [
+                        "type": "array",
+                        "items": object([
+                            "message": ref("Message"), "pinnedBy": string, "pinnedAt": ["type": "string", "format": "date-time"],
+                        ]),
+                    ]
+                ], required: ["pins"]),
+            "ReceiptList": object(
+                [
+                    "receipts": [
+                        "type": "array",
+                        "items": object([
+                            "userId": string, "seq": integer, "at": ["type": "string", "format": "date-time", "nullable": true],
+                        ]),
+                    ]
+                ], required: ["receipts"]),
             "Member": object(["userId": string, "role": string, "state": string, "lastReadSeq": integer]),
             "Room": object([
                 "id": string, "kind": ["type": "string", "enum": ["direct", "group"]], "name": string, "createdBy": string,
