@@ -168,7 +168,7 @@ enum GuardEffects {
             }
             return effects
         case .memberInvited(let m), .inviteDeclined(let m), .memberJoined(let m), .memberLeft(let m), .memberRemoved(let m),
-            .memberRoleChanged(let m):
+            .memberRoleChanged(let m), .memberBanned(let m), .memberUnbanned(let m), .memberMuted(let m), .memberUnmuted(let m):
             guard let member = after?.members[m.userId] else { return [] }
             let userId = m.userId
             return [
@@ -208,6 +208,10 @@ enum GuardEffects {
                     ? .set(key: { $0.room(roomId) }, field: "pins", value: String(count))
                     : .remove(key: { $0.room(roomId) }, field: "pins"),
             ]
+        case .userBlocked:
+            return [.set(key: { $0.blocks(roomId) }, field: event.actorId, value: "1")]
+        case .userUnblocked:
+            return [.remove(key: { $0.blocks(roomId) }, field: event.actorId)]
         case .messageEdited, .roomRenamed, .roomRead:
             return []
         }

@@ -12,6 +12,8 @@ extension EventLog {
         var knownUsers: [String] = []
         var pinOf: String?  // the message whose pin the command reads
         var reactionsOf: String?  // the message whose reactions by the actor the command reads
+        var readBlocks = false  // the command concerns a direct room (existing or not) and reads who blocks whom in it
+        var inviteeBlocks: String?
         switch command {
         case .register(_, let username, _, _):
             let taken = try await redis.command(["HEXISTS", users.usernames, username.lowercased()])
@@ -20,8 +22,22 @@ extension EventLog {
             knownUsers = invite
         case .sendDirect(let to, _, _, _):
             knownUsers = [to]
-        case .send(_, _, _, _, let replyTo):
+            readBlocks = true
+        case .send(let roomId, _, _, _, let replyTo):
             messages = replyTo.map { [$0] } ?? []
+            if roomId.hasPrefix("d-") {
+                // A direct room: both members, and whether either blocks the other.
+                members = nil
+                readBlocks = true
+            }
+        case .ban(_, let userId, _):
+            members = [actor, userId]
+            knownUsers = [userId]
+        case .unban(_, let userId), .mute(_, let userId, _), .unmute(_, let userId):
+            members = [actor, userId]
+        case .block(let userId), .unblock(let userId):
+            knownUsers = [userId]
+            readBlocks = true
         case .edit(_, let messageId, _):
             messages = [messageId]
         case .delete(_, let messageId), .pin(_, let messageId), .unpin(_, let messageId):
@@ -33,6 +49,11 @@ extension EventLog {
         case .invite(_, let userId):
             members = [actor, userId]
             knownUsers = [userId]
+            // Whether the invitee blocks the inviter is kept with their direct room, in another partition: read apart, so
+            // not checked again atomically at the append.
+            let direct = Partitioning.directRoomId(actor, userId)
+            let blocks = guardKeys(partitioning.partition(ofRoom: direct)).blocks(direct)
+            if try await redis.command(["HGET", blocks, userId]).string != nil { inviteeBlocks = userId }
         case .remove(_, let userId), .setRole(_, let userId, _):
             members = [actor, userId]
         case .leave:
@@ -51,10 +72,14 @@ extension EventLog {
         let extra = commands.count
         if let pinOf { commands.append(["HGET", keys.pins(roomId), pinOf]) }
         if let reactionsOf { commands.append(["HGET", keys.reactions(roomId), RoomState.reactionKey(reactionsOf, actor)]) }
+        let blocksAt = commands.count
+        if readBlocks { commands.append(["HKEYS", keys.blocks(roomId)]) }
         if !knownUsers.isEmpty { commands.append(["HMGET", users.users] + knownUsers) }
         let replies = try await redis.pipeline(commands).map { try $0.orThrow() }
 
         var state = DecisionState()
+        if readBlocks { state.blockers = Set(replies[blocksAt].array?.compactMap(\.string) ?? []) }
+        if let inviteeBlocks { state.blockers.insert(inviteeBlocks) }
         let meta = Self.pairs(replies[0])
         if let kindText = meta["kind"], let kind = RoomKind(rawValue: kindText) {
             var room = RoomState(

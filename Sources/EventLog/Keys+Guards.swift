@@ -13,6 +13,8 @@ import Foundation
 ///   a user's last reaction removed removes the field, so it holds at most one field per message and reacting user
 /// - `parley:g:{p}:pins:<roomId>`: messageId → `1` while the message is pinned (at most `maxPinsPerRoom`); the room hash
 ///   keeps their number as `pins`
+/// - `parley:g:{p}:blocks:<directRoomId>`: userId → `1` while that user blocks the other user of the direct room (which
+///   need not exist): at most two fields
 /// - `parley:g:{p}:cmid:<roomId>:<bucket>`: `userId clientMsgId` → entry id of the message.sent, one hash per
 ///   `PARLEY_DEDUPE_SECONDS` window of time (`DedupeWindow`), expiring once no send can be a repeat of one in it
 /// - `parley:g:{p}:direct`: `userA|userB` → direct room id (the direct-room index)
@@ -52,6 +54,8 @@ public struct GuardKeys: Sendable {
     public func reactions(_ id: String) -> String { "\(prefix):rx:\(id)" }
     /// A room's pinned messages.
     public func pins(_ id: String) -> String { "\(prefix):pins:\(id)" }
+    /// Who blocks whom between the two users of a direct room.
+    public func blocks(_ id: String) -> String { "\(prefix):blocks:\(id)" }
     /// A room's client message ids of one dedupe window: a repeated send finds its first message here.
     public func clientMessages(_ id: String, bucket: Int64) -> String { "\(prefix):cmid:\(id):\(bucket)" }
     /// The direct-room index of the partition: one room per pair of users.
@@ -77,6 +81,7 @@ public struct GuardKeys: Sendable {
         case .message(let roomId, let messageId): return (messages(roomId), messageId)
         case .reactions(let roomId, let messageId, let userId): return (reactions(roomId), RoomState.reactionKey(messageId, userId))
         case .pin(let roomId, let messageId): return (pins(roomId), messageId)
+        case .block(let roomId, let userId): return (blocks(roomId), userId)
         case .username(let name): return (usernames, name)
         }
     }

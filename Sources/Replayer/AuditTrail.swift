@@ -95,6 +95,12 @@ struct AuditTrail {
         case .reactionRemoved(let reaction): summary = "took back \(quoted(reaction.emoji)) from \(message(reaction.messageId))"
         case .messagePinned(let pin): summary = "pinned \(message(pin.messageId))"
         case .messageUnpinned(let pin): summary = "unpinned \(message(pin.messageId))"
+        case .memberBanned(let m): summary = "banned \(name(m.userId))" + (m.reason.map { ": \($0)" } ?? "")
+        case .memberUnbanned(let m): summary = "unbanned \(name(m.userId))"
+        case .memberMuted(let m): summary = "muted \(name(m.userId))" + (m.until.map { " until \(Self.time($0))" } ?? "")
+        case .memberUnmuted(let m): summary = "unmuted \(name(m.userId))"
+        case .userBlocked(let block): summary = "blocked \(name(block.userId))"
+        case .userUnblocked(let block): summary = "unblocked \(name(block.userId))"
         }
         guard include else { return }
         entries.append(

@@ -28,6 +28,35 @@ struct AudienceTests {
         }
     }
 
+    @Test func aBannedUserGetsTheBanAndTheUnbanAndNothingBetweenAndABlockReachesOnlyTheBlocker() throws {
+        var s = Script()
+        var events = try s.run("alice", .createGroup(roomId: "club", name: "club", invite: ["bob"]))
+        events += try s.run("bob", .join(roomId: "club"))
+        events += try s.run("alice", .mute(roomId: "club", userId: "bob", until: nil))
+        events += try s.run("alice", .unmute(roomId: "club", userId: "bob"))
+        let since = events.count
+        events += try s.run("alice", .ban(roomId: "club", userId: "bob", reason: "spam"))
+        events += try s.run("alice", .send(roomId: "club", messageId: "m1", body: "one", clientMsgId: nil, replyTo: nil))
+        events += try s.run("alice", .unban(roomId: "club", userId: "bob"))
+        events += try s.run("alice", .send(roomId: "club", messageId: "m2", body: "two", clientMsgId: nil, replyTo: nil))
+        var bob = Viewer(userId: "bob", rooms: [])
+        #expect(
+            Self.labels(events, for: &bob) == [
+                "member.invited:bob", "member.joined:bob", "member.muted:bob", "member.unmuted:bob", "member.banned:bob",
+                "member.unbanned:bob",
+            ])
+        #expect(bob.rooms.isEmpty)
+        // Wound back from after the ban to before it: bob was a joined member then (the ban says so).
+        let wound = Viewer(userId: "bob", rooms: []).rewound(over: Array(events[since...]))
+        #expect(wound.viewer.rooms == ["club"] && wound.unresolved.isEmpty)
+        let block = try #require(
+            try Rules.decide(.block(userId: "bob"), DecisionState(knownUsers: ["bob"]), s.context("alice")).events.first)
+        #expect(Audience.recipients(of: block, joinedBefore: ["alice", "bob"]) == ["alice"])
+        var alice = Viewer(userId: "alice", rooms: [block.roomId!])
+        var bobNow = Viewer(userId: "bob", rooms: [block.roomId!])
+        #expect(alice.receives(block) && !bobNow.receives(block))
+    }
+
     @Test func aMemberReceivesTheRoomFromTheirInviteUntilTheirRemoval() throws {
         let (before, after) = try Self.club()
         var bob = Viewer(userId: "bob", rooms: [])

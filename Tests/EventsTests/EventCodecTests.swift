@@ -20,6 +20,10 @@ struct EventCodecTests {
             .roomRead(RoomRead(seq: 7)), .reactionAdded(Reaction(messageId: "m", emoji: "👍🏽")),
             .reactionRemoved(Reaction(messageId: "m", emoji: ":ship\"it:")), .messagePinned(MessagePin(messageId: "m")),
             .messageUnpinned(MessagePin(messageId: "m")),
+            .memberBanned(MemberChange(userId: "u", previousState: .joined, reason: "spam \"links\"")),
+            .memberUnbanned(MemberChange(userId: "u")), .memberMuted(MemberChange(userId: "u", until: at)),
+            .memberMuted(MemberChange(userId: "u")), .memberUnmuted(MemberChange(userId: "u")), .userBlocked(UserBlock(userId: "u")),
+            .userUnblocked(UserBlock(userId: "u")),
         ]
         #expect(Set(samples.map(\.type)) == Set(EventType.allCases))
         for data in samples {

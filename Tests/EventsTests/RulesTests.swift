@@ -256,6 +256,108 @@ struct RulesTests {
         try s.run("carol", .unpin(roomId: direct, messageId: "d1"))
     }
 
+    @Test func bansRemoveAndKeepOutUntilUnbannedAndFollowRank() throws {
+        var s = try Script.group()  // alice owner, bob member, carol invited
+        try s.run("alice", .setRole(roomId: "g", userId: "bob", role: .admin))
+        s.refuse("bob", .ban(roomId: "g", userId: "alice", reason: nil), .forbidden)  // nobody over the owner
+        s.refuse("alice", .ban(roomId: "g", userId: "alice", reason: nil), .conflict)
+        s.refuse("alice", .ban(roomId: "g", userId: "nobody", reason: nil), .notFound)
+        s.refuse("alice", .ban(roomId: "g", userId: "carol", reason: String(repeating: "x", count: 501)), .invalidRequest)
+        let banned = try s.run("bob", .ban(roomId: "g", userId: "carol", reason: "  spam  "))  // an admin over an invitee
+        #expect(banned.map(\.data) == [.memberBanned(MemberChange(userId: "carol", previousState: .invited, reason: "spam"))])
+        #expect(s.rooms["g"]?.members["carol"]?.state == .banned)
+        #expect(try s.run("bob", .ban(roomId: "g", userId: "carol", reason: nil)).isEmpty)  // banned already
+        s.refuse("carol", .join(roomId: "g"), .forbidden)
+        s.refuse("alice", .invite(roomId: "g", userId: "carol"), .forbidden)
+        // Someone who was never in the room can be banned before they come.
+        try s.run("alice", .ban(roomId: "g", userId: "dave", reason: nil))
+        s.refuse("bob", .invite(roomId: "g", userId: "dave"), .forbidden)
+        try s.run("alice", .unban(roomId: "g", userId: "carol"))
+        #expect(s.rooms["g"]?.members["carol"]?.state == .left)
+        #expect(try s.run("alice", .unban(roomId: "g", userId: "carol")).isEmpty)
+        try s.run("bob", .invite(roomId: "g", userId: "carol"))
+        try s.run("carol", .join(roomId: "g"))
+        s.refuse("carol", .ban(roomId: "g", userId: "bob", reason: nil), .forbidden)  // a member bans nobody
+        // The owner bans an admin; the ban takes the admin's role too.
+        try s.run("alice", .ban(roomId: "g", userId: "bob", reason: nil))
+        #expect(s.rooms["g"]?.members["bob"]?.state == .banned && s.rooms["g"]?.members["bob"]?.role == .member)
+        s.refuse("bob", .send(roomId: "g", messageId: "m", body: "x", clientMsgId: nil, replyTo: nil), .notAMember)
+        // The direct room has none of it.
+        try s.run("carol", .sendDirect(to: "dave", messageId: "d1", body: "hi", clientMsgId: nil))
+        s.refuse("carol", .ban(roomId: Partitioning.directRoomId("carol", "dave"), userId: "dave", reason: nil), .forbidden)
+    }
+
+    @Test func aMutedMemberReadsButDoesNotSendEditReactOrPinUntilTheMuteEnds() throws {
+        var s = try Script.group()
+        try s.run("bob", .send(roomId: "g", messageId: "m1", body: "hi", clientMsgId: nil, replyTo: nil))
+        s.refuse("bob", .mute(roomId: "g", userId: "alice", until: nil), .forbidden)
+        s.refuse("alice", .mute(roomId: "g", userId: "bob", until: s.now.addingTimeInterval(-1)), .invalidRequest)
+        s.refuse("alice", .mute(roomId: "g", userId: "dave", until: nil), .notFound)
+        let soon = s.now.addingTimeInterval(60)
+        #expect(
+            try s.run("alice", .mute(roomId: "g", userId: "bob", until: soon)).map(\.data) == [
+                .memberMuted(MemberChange(userId: "bob", until: soon))
+            ])
+        #expect(try s.run("alice", .mute(roomId: "g", userId: "bob", until: soon)).isEmpty)
+        for command: Command in [
+            .send(roomId: "g", messageId: "m2", body: "x", clientMsgId: nil, replyTo: nil), .edit(roomId: "g", messageId: "m1", body: "y"),
+            .react(roomId: "g", messageId: "m1", emoji: "👍"),
+        ] {
+            s.refuse("bob", command, .forbidden)
+        }
+        try s.run("bob", .markRead(roomId: "g", seq: 1))  // reading is fine
+        try s.run("bob", .delete(roomId: "g", messageId: "m1"))  // and taking back one's own message
+        // Once `until` has passed, the same record lets them send.
+        let counter = s.counter
+        let send = Command.send(roomId: "g", messageId: "m3", body: "back", clientMsgId: nil, replyTo: nil)
+        let after = try Rules.decide(
+            send, s.state(for: send, "bob"), DecisionContext(actorId: "bob", now: soon.addingTimeInterval(1)) { counter.next() })
+        #expect(after.events.count == 1)
+        // Until unmuted.
+        try s.run("alice", .mute(roomId: "g", userId: "bob", until: nil))
+        #expect(s.rooms["g"]?.members["bob"]?.mutedUntil == .max)
+        try s.run("alice", .unmute(roomId: "g", userId: "bob"))
+        try s.run("bob", .send(roomId: "g", messageId: "m4", body: "ok", clientMsgId: nil, replyTo: nil))
+        #expect(try s.run("alice", .unmute(roomId: "g", userId: "bob")).isEmpty)
+        // The mute is in the member record the append checks.
+        let record = RoomState.Member(role: .member, state: .joined, since: 2, mutedUntil: 1_764_000_060_000)
+        #expect(record.encoded == "member:joined:2:1764000060000" && RoomState.Member(encoded: record.encoded) == record)
+        #expect(RoomState.Member(encoded: "member:joined:2") == RoomState.Member(role: .member, state: .joined, since: 2))
+    }
+
+    @Test func aBlockStopsPrivateMessagesAndInvitesFromTheBlockedUserOnly() throws {
+        var s = try Script.group()
+        try s.run("bob", .sendDirect(to: "dave", messageId: "d1", body: "hi", clientMsgId: nil))
+        let direct = Partitioning.directRoomId("bob", "dave")
+        let block = try Rules.decide(.block(userId: "bob"), DecisionState(knownUsers: ["bob"]), s.context("dave"))
+        #expect(block.events.map(\.data) == [.userBlocked(UserBlock(userId: "bob"))] && block.events.first?.roomId == direct)
+        #expect(block.facts == [Fact(.block(roomId: direct, userId: "dave"), nil)])
+        var state = s.state(for: .sendDirect(to: "dave", messageId: "d2", body: "x", clientMsgId: nil), "bob")
+        state.blockers = ["dave"]
+        #expect(throws: RuleError.self) {
+            try Rules.decide(.sendDirect(to: "dave", messageId: "d2", body: "x", clientMsgId: nil), state, s.context("bob"))
+        }
+        #expect(throws: RuleError.self) {
+            try Rules.decide(.send(roomId: direct, messageId: "d2", body: "x", clientMsgId: nil, replyTo: nil), state, s.context("bob"))
+        }
+        // The blocker may still write: only the blocked user is kept out.
+        let reply = try Rules.decide(
+            .send(roomId: direct, messageId: "d3", body: "go away", clientMsgId: nil, replyTo: nil), state, s.context("dave"))
+        #expect(reply.events.count == 1 && reply.facts.contains(Fact(.block(roomId: direct, userId: "bob"), nil)))
+        var invite = s.state(for: .invite(roomId: "g", userId: "dave"), "alice")
+        invite.blockers = ["dave"]
+        #expect(throws: RuleError(.forbidden, "dave does not take invites from you")) {
+            try Rules.decide(.invite(roomId: "g", userId: "dave"), invite, s.context("alice"))
+        }
+        #expect(
+            try Rules.decide(.block(userId: "bob"), DecisionState(knownUsers: ["bob"], blockers: ["dave"]), s.context("dave")).events
+                .isEmpty)
+        let unblock = try Rules.decide(.unblock(userId: "bob"), DecisionState(knownUsers: ["bob"], blockers: ["dave"]), s.context("dave"))
+        #expect(unblock.events.map(\.data) == [.userUnblocked(UserBlock(userId: "bob"))])
+        #expect(throws: RuleError.self) { try Rules.decide(.block(userId: "dave"), DecisionState(knownUsers: ["dave"]), s.context("dave")) }
+        #expect(throws: RuleError.self) { try Rules.decide(.block(userId: "zed"), DecisionState(), s.context("dave")) }
+    }
+
     @Test func messagesEditDeleteReplyAndReadReceipts() throws {
         var s = try Script.group()
         try s.run("bob", .send(roomId: "g", messageId: "m1", body: "hello", clientMsgId: "c1", replyTo: nil))

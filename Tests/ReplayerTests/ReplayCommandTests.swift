@@ -200,13 +200,18 @@ struct ReplayCommandTests {
     @Test func reactionsPinsAndReceiptsVerifyRebuildAndAuditLikeEverythingElse() async throws {
         let f = try await ReplayFixture()
         let ids = try await f.log.scriptedChat()
-        try await f.log.reactionsAndPins(ids)
+        try await f.log.reactionsPinsAndModeration(ids)
         try await f.sendMany(30, ids: ids)
         try await f.project()
         let clean = try await f.replay(["verify"])
         #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
         let live = try #require(try await f.messages.documents().findOne(["_id": "c1"]))
         #expect(live["reactions"]?.arrayValue?.compactMap(\.stringValue) == ["👍 \(ids["ada"]!)", "👍 \(ids["bea"]!)"])
+        let bans = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).bans(roomId: "club")
+        #expect(bans.map(\.userId) == [ids["cyd"]!] && bans.first?.reason == "spam" && bans.first?.bannedBy == ids["ada"])
+        let blocks = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).blocks(of: ids["ada"]!)
+        #expect(blocks.map(\.userId) == [ids["cyd"]!])
+        #expect(try await MetadataReadModel(postgres: f.postgres, schema: f.schema).blocks(of: ids["bea"]!).isEmpty)
         let pins = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).pins(roomId: "club")
         #expect(pins.map(\.messageId) == ["c1"] && pins.first?.pinnedBy == ids["bea"])
         let receipts = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).receipts(roomId: "club")
@@ -216,12 +221,17 @@ struct ReplayCommandTests {
         _ = try await f.messages.documents().updateOne(filter: ["_id": "c2"], update: ["$set": ["reactions": []]])
         try await f.postgres.query("DELETE FROM \(f.schema).room_pins WHERE room_id = 'club'")
         try await f.postgres.query(
+            "UPDATE \(f.schema).room_members SET ban_reason = 'nothing' WHERE room_id = 'club' AND user_id = $1", [ids["cyd"]!])
+        try await f.postgres.query("DELETE FROM \(f.schema).user_blocks")
+        try await f.postgres.query(
             "UPDATE \(f.schema).room_members SET last_read_at = now() - interval '1 day' WHERE room_id = 'club' AND user_id = $1",
             [ids["bea"]!])
         let dirty = try await f.replay(["verify"])
         #expect(dirty.status == 1)
         #expect(dirty.stdout.contains("messages c2: reactions is [], the log makes"), "\(dirty.stdout)")
         #expect(dirty.stdout.contains("room_pins club/c1: missing from the live read model"), "\(dirty.stdout)")
+        #expect(dirty.stdout.contains(#"ban_reason is "nothing", the log makes "spam""#), "\(dirty.stdout)")
+        #expect(dirty.stdout.contains("user_blocks \(ids["ada"]!)/\(ids["cyd"]!): missing from the live read model"), "\(dirty.stdout)")
         #expect(dirty.stdout.contains("room_members club/\(ids["bea"]!): last_read_at is"), "\(dirty.stdout)")
         let rebuilt = try await f.replay(["rebuild", "--shadow"])
         #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
@@ -233,7 +243,8 @@ struct ReplayCommandTests {
         let table = try await f.replay(["audit", "room", "club"])
         for expected in [
             #"ada  reacted "👍" to bea's message 1"#, #"ada  took back "🎉" from bea's message 1"#, "bea  pinned bea's message 1",
-            "ada  pinned ada's message 2", "bea  unpinned ada's message 2", "ada  unpinned ada's message 4",
+            "ada  pinned ada's message 2", "bea  unpinned ada's message 2", "ada  unpinned ada's message 4", "bea  muted cyd",
+            "ada  unmuted cyd", "ada  muted cyd until 2100-01-01 00:00:00", "ada  banned cyd: spam",
         ] {
             #expect(table.stdout.contains(expected), "no line has \(expected)")
         }

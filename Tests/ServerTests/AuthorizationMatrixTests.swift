@@ -53,6 +53,11 @@ struct AuthorizationMatrixTests {
             .init(name: "unpin", method: "DELETE", path: { r, m, _ in "/v1/rooms/\(r)/pins/\(m)" }, body: { _ in nil }),
             .init(name: "pins", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)/pins" }, body: { _ in nil }),
             .init(name: "receipts", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)/receipts" }, body: { _ in nil }),
+            .init(name: "ban member", method: "POST", path: { r, _, t in "/v1/rooms/\(r)/bans/\(t)" }, body: { _ in ["reason": "x"] }),
+            .init(name: "unban member", method: "DELETE", path: { r, _, t in "/v1/rooms/\(r)/bans/\(t)" }, body: { _ in nil }),
+            .init(name: "bans", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)/bans" }, body: { _ in nil }),
+            .init(name: "mute member", method: "POST", path: { r, _, t in "/v1/rooms/\(r)/mutes/\(t)" }, body: { _ in nil }),
+            .init(name: "unmute member", method: "DELETE", path: { r, _, t in "/v1/rooms/\(r)/mutes/\(t)" }, body: { _ in nil }),
         ]
     }
 
@@ -83,6 +88,11 @@ struct AuthorizationMatrixTests {
             ("unpin", bad + [out, out, no, "200", "200", out]),
             ("pins", bad + [out, out, "200", "200", "200", out]),
             ("receipts", bad + [out, out, "200", "200", "200", out]),
+            ("ban member", bad + [out, out, no, "200", "200", out]),
+            ("unban member", bad + [out, out, no, "200", "200", out]),
+            ("bans", bad + [out, out, no, "200", "200", out]),
+            ("mute member", bad + [out, out, no, "200", "200", out]),
+            ("unmute member", bad + [out, out, no, "200", "200", out]),
         ]
     }
 

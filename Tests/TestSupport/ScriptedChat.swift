@@ -1,5 +1,6 @@
 import EventLog
 import Events
+import Foundation
 
 extension EventLog {
     /// Users ada, bea, cyd and a scripted history with every kind of event: a group
@@ -33,9 +34,10 @@ extension EventLog {
 
 extension EventLog {
     /// After `scriptedChat`: reactions (added, repeated, taken back), pins (pinned, unpinned, and a pinned message deleted,
-    /// which unpins it) and read receipts in `club`, as ada, bea (an admin) and cyd would give them.
-    public func reactionsAndPins(_ ids: [String: String]) async throws {
-        let (ada, bea) = (ids["ada"]!, ids["bea"]!)
+    /// which unpins it), read receipts, a mute, a ban and a block in `club`, as ada (the owner), bea (an admin) and cyd (an
+    /// invitee) would give them.
+    public func reactionsPinsAndModeration(_ ids: [String: String]) async throws {
+        let (ada, bea, cyd) = (ids["ada"]!, ids["bea"]!, ids["cyd"]!)
         try await execute(.react(roomId: "club", messageId: "c1", emoji: "👍"), actor: ada)
         try await execute(.react(roomId: "club", messageId: "c1", emoji: "🎉"), actor: ada)
         try await execute(.react(roomId: "club", messageId: "c1", emoji: "👍"), actor: bea)
@@ -49,5 +51,12 @@ extension EventLog {
         try await execute(.react(roomId: "club", messageId: "c4", emoji: "👀"), actor: bea)
         try await execute(.delete(roomId: "club", messageId: "c4"), actor: ada)
         try await execute(.markRead(roomId: "club", seq: 4), actor: bea)
+        try await execute(.mute(roomId: "club", userId: cyd, until: nil), actor: bea)
+        try await execute(.unmute(roomId: "club", userId: cyd), actor: ada)
+        try await execute(.mute(roomId: "club", userId: cyd, until: Date(timeIntervalSince1970: 4_102_444_800)), actor: ada)
+        try await execute(.ban(roomId: "club", userId: cyd, reason: "spam"), actor: ada)
+        try await execute(.block(userId: cyd), actor: ada)
+        try await execute(.block(userId: ada), actor: bea)
+        try await execute(.unblock(userId: ada), actor: bea)
     }
 }

@@ -85,7 +85,7 @@ public func formatISO8601Milliseconds(_ date: Date) -> String {
 }
 
 /// Parses timestamptz text as PostgreSQL prints it (`2026-11-25 13:49:10.123+00`).
-func parsePostgresTimestamp(_ text: String) -> Date? {
+public func parsePostgresTimestamp(_ text: String) -> Date? {
     var iso = text.replacingOccurrences(of: " ", with: "T")
     if iso.hasSuffix("+00") { iso = String(iso.dropLast(3)) + "Z" }
     if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(iso) { return date }

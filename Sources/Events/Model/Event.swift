@@ -92,6 +92,12 @@ extension Event: Codable {
         case .reactionRemoved: self.data = .reactionRemoved(try data(Reaction.self))
         case .messagePinned: self.data = .messagePinned(try data(MessagePin.self))
         case .messageUnpinned: self.data = .messageUnpinned(try data(MessagePin.self))
+        case .memberBanned: self.data = .memberBanned(try data(MemberChange.self))
+        case .memberUnbanned: self.data = .memberUnbanned(try data(MemberChange.self))
+        case .memberMuted: self.data = .memberMuted(try data(MemberChange.self))
+        case .memberUnmuted: self.data = .memberUnmuted(try data(MemberChange.self))
+        case .userBlocked: self.data = .userBlocked(try data(UserBlock.self))
+        case .userUnblocked: self.data = .userUnblocked(try data(UserBlock.self))
         }
     }
 
@@ -109,8 +115,10 @@ extension Event: Codable {
         case .userRegistered(let d): try container.encode(d, forKey: .data)
         case .roomCreated(let d): try container.encode(d, forKey: .data)
         case .memberInvited(let d), .inviteDeclined(let d), .memberJoined(let d), .memberLeft(let d),
-            .memberRemoved(let d), .memberRoleChanged(let d):
+            .memberRemoved(let d), .memberRoleChanged(let d), .memberBanned(let d), .memberUnbanned(let d), .memberMuted(let d),
+            .memberUnmuted(let d):
             try container.encode(d, forKey: .data)
+        case .userBlocked(let d), .userUnblocked(let d): try container.encode(d, forKey: .data)
         case .roomRenamed(let d): try container.encode(d, forKey: .data)
         case .messageSent(let d): try container.encode(d, forKey: .data)
         case .messageEdited(let d): try container.encode(d, forKey: .data)

@@ -28,10 +28,14 @@ extension EventCodec {
             if let members = d.members { fields.append(("members", "[" + members.map(jsonString).joined(separator: ",") + "]")) }
             add("name", d.name)
         case .memberInvited(let m), .inviteDeclined(let m), .memberJoined(let m), .memberLeft(let m), .memberRemoved(let m),
-            .memberRoleChanged(let m):
+            .memberRoleChanged(let m), .memberBanned(let m), .memberUnbanned(let m), .memberMuted(let m), .memberUnmuted(let m):
             add("previousState", m.previousState?.rawValue)
+            add("reason", m.reason)
             add("role", m.role?.rawValue)
+            if let until = m.until { fields.append(("until", "\"" + formatTimestamp(until) + "\"")) }
             add("userId", m.userId)
+        case .userBlocked(let d), .userUnblocked(let d):
+            add("userId", d.userId)
         case .roomRenamed(let d):
             add("name", d.name)
         case .messageSent(let d):

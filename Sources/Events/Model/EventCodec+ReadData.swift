@@ -44,9 +44,17 @@ extension JSONReader {
             default: return nil
             }
             data = .roomCreated(RoomCreated(kind: kind, name: name, members: members))
-        case .memberInvited, .inviteDeclined, .memberJoined, .memberLeft, .memberRemoved, .memberRoleChanged:
-            guard let userId = text("userId"), let roleText = optional("role"), let previousText = optional("previousState") else {
+        case .memberInvited, .inviteDeclined, .memberJoined, .memberLeft, .memberRemoved, .memberRoleChanged, .memberBanned,
+            .memberUnbanned, .memberMuted, .memberUnmuted:
+            guard let userId = text("userId"), let roleText = optional("role"), let previousText = optional("previousState"),
+                let reason = optional("reason"), let untilText = optional("until")
+            else {
                 return nil
+            }
+            var until: Date?
+            if let untilText {
+                guard let parsed = parseTimestamp(untilText) else { return nil }
+                until = parsed
             }
             var role: Role?
             if let roleText {
@@ -58,13 +66,17 @@ extension JSONReader {
                 guard let known = MemberState(rawValue: previousText) else { return nil }
                 previous = known
             }
-            let change = MemberChange(userId: userId, role: role, previousState: previous)
+            let change = MemberChange(userId: userId, role: role, previousState: previous, reason: reason, until: until)
             switch type {
             case .memberInvited: data = .memberInvited(change)
             case .inviteDeclined: data = .inviteDeclined(change)
             case .memberJoined: data = .memberJoined(change)
             case .memberLeft: data = .memberLeft(change)
             case .memberRemoved: data = .memberRemoved(change)
+            case .memberBanned: data = .memberBanned(change)
+            case .memberUnbanned: data = .memberUnbanned(change)
+            case .memberMuted: data = .memberMuted(change)
+            case .memberUnmuted: data = .memberUnmuted(change)
             default: data = .memberRoleChanged(change)
             }
         case .roomRenamed:
@@ -89,6 +101,9 @@ extension JSONReader {
             guard let messageId = text("messageId"), let emoji = text("emoji") else { return nil }
             let reaction = Reaction(messageId: messageId, emoji: emoji)
             data = type == .reactionAdded ? .reactionAdded(reaction) : .reactionRemoved(reaction)
+        case .userBlocked, .userUnblocked:
+            guard let userId = text("userId") else { return nil }
+            data = type == .userBlocked ? .userBlocked(UserBlock(userId: userId)) : .userUnblocked(UserBlock(userId: userId))
         case .messagePinned, .messageUnpinned:
             guard let messageId = text("messageId") else { return nil }
             let pin = MessagePin(messageId: messageId)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A member's role in a group room. Direct rooms have two `member`s.
 public enum Role: String, Codable, Sendable, Comparable, CaseIterable {
     case owner, admin, member
@@ -16,7 +18,8 @@ public enum Role: String, Codable, Sendable, Comparable, CaseIterable {
 
 /// Where a user stands in a room (CONTRACT `room_members.state`).
 public enum MemberState: String, Codable, Sendable, CaseIterable {
-    case invited, joined, left, removed, declined
+    /// `banned`: removed and kept out (no invite, no join) until unbanned, which leaves them `left`.
+    case invited, joined, left, removed, declined, banned
 }
 
 /// `direct` rooms hold two users and are made by their first message; `group` rooms are
@@ -72,12 +75,18 @@ public struct MemberChange: Codable, Sendable, Equatable {
     /// read the room up to the removal depends on it (the WebSocket replay after `since`
     /// reads it); nil on other events and on removals logged before it was recorded.
     public var previousState: MemberState?
+    /// On `member.banned`: why, in the banner's words (trimmed, at most 500 characters); nil when none was given.
+    public var reason: String?
+    /// On `member.muted`: when the mute ends; nil for a mute until unmuted.
+    public var until: Date?
 
-    /// `role` and `previousState` stay nil for the events that do not carry them.
-    public init(userId: String, role: Role? = nil, previousState: MemberState? = nil) {
+    /// `role`, `previousState`, `reason` and `until` stay nil for the events that do not carry them.
+    public init(userId: String, role: Role? = nil, previousState: MemberState? = nil, reason: String? = nil, until: Date? = nil) {
         self.userId = userId
         self.role = role
         self.previousState = previousState
+        self.reason = reason
+        self.until = until
     }
 }
 
@@ -168,6 +177,16 @@ public struct MessagePin: Codable, Sendable, Equatable {
     public init(messageId: String) { self.messageId = messageId }
 }
 
+/// `user.blocked` and `user.unblocked`: the actor stops (or starts again) taking private messages and invites from
+/// `userId`. Logged in the partition of their direct room (which need not exist yet), so that a private message is
+/// checked against it atomically; only the blocker is sent it.
+public struct UserBlock: Codable, Sendable, Equatable {
+    /// The user blocked or unblocked.
+    public var userId: String
+    /// Checks nothing: `Rules.decide` checks the user exists first.
+    public init(userId: String) { self.userId = userId }
+}
+
 /// The typed `data` of an event.
 public enum EventData: Sendable, Equatable {
     case userRegistered(UserRegistered)
@@ -187,6 +206,12 @@ public enum EventData: Sendable, Equatable {
     case reactionRemoved(Reaction)
     case messagePinned(MessagePin)
     case messageUnpinned(MessagePin)
+    case memberBanned(MemberChange)
+    case memberUnbanned(MemberChange)
+    case memberMuted(MemberChange)
+    case memberUnmuted(MemberChange)
+    case userBlocked(UserBlock)
+    case userUnblocked(UserBlock)
 
     /// The wire type of this case; `Event.type` reads it.
     public var type: EventType {
@@ -208,6 +233,12 @@ public enum EventData: Sendable, Equatable {
         case .reactionRemoved: return .reactionRemoved
         case .messagePinned: return .messagePinned
         case .messageUnpinned: return .messageUnpinned
+        case .memberBanned: return .memberBanned
+        case .memberUnbanned: return .memberUnbanned
+        case .memberMuted: return .memberMuted
+        case .memberUnmuted: return .memberUnmuted
+        case .userBlocked: return .userBlocked
+        case .userUnblocked: return .userUnblocked
         }
     }
 
@@ -227,7 +258,8 @@ public enum EventData: Sendable, Equatable {
     public var member: MemberChange? {
         switch self {
         case .memberInvited(let m), .inviteDeclined(let m), .memberJoined(let m), .memberLeft(let m),
-            .memberRemoved(let m), .memberRoleChanged(let m):
+            .memberRemoved(let m), .memberRoleChanged(let m), .memberBanned(let m), .memberUnbanned(let m), .memberMuted(let m),
+            .memberUnmuted(let m):
             return m
         default:
             return nil

@@ -18,6 +18,12 @@ public enum EventType: String, Codable, Sendable, CaseIterable {
     case reactionRemoved = "reaction.removed"
     case messagePinned = "message.pinned"
     case messageUnpinned = "message.unpinned"
+    case memberBanned = "member.banned"
+    case memberUnbanned = "member.unbanned"
+    case memberMuted = "member.muted"
+    case memberUnmuted = "member.unmuted"
+    case userBlocked = "user.blocked"
+    case userUnblocked = "user.unblocked"
 
     /// The version new events of this type are written with.
     public var currentVersion: Int {

@@ -6,7 +6,9 @@
 /// - the user a membership event concerns (an invitee, a removed or declining user), and
 /// - the members a room starts with (its creator, both users of a direct room).
 ///
-/// User events (`user.registered`) go to nobody.
+/// User events (`user.registered`) go to nobody, and a block (`user.blocked`, `user.unblocked`, logged in the two users'
+/// direct room) only to the blocker: the blocked user learns of it when a private message or invite is refused.
+/// A mute is not about membership: it reaches the room's joined members like a message.
 public enum Audience {
     /// How an event changes whether a user is a joined member of its room.
     public enum Change: Sendable, Equatable {
@@ -20,7 +22,7 @@ public enum Audience {
         case .roomCreated(let created):
             return created.kind == .direct ? (created.members ?? []).map { ($0, .joins) } : [(event.actorId, .joins)]
         case .memberJoined(let m): return [(m.userId, .joins)]
-        case .memberLeft(let m), .memberRemoved(let m), .inviteDeclined(let m): return [(m.userId, .stopsBeingMember)]
+        case .memberLeft(let m), .memberRemoved(let m), .inviteDeclined(let m), .memberBanned(let m): return [(m.userId, .stopsBeingMember)]
         default: return []
         }
     }
@@ -29,8 +31,11 @@ public enum Audience {
     /// the member a membership event concerns, the members a room starts with. The second
     /// half of the rule; the joined members are the first.
     public static func addressed(_ event: Event) -> [String] {
-        if case .roomCreated = event.data { return membershipChanges(event).map(\.userId) }
-        return event.data.member.map { [$0.userId] } ?? []
+        switch event.data {
+        case .roomCreated: return membershipChanges(event).map(\.userId)
+        case .memberMuted, .memberUnmuted: return []
+        default: return event.data.member.map { [$0.userId] } ?? []
+        }
     }
 
     /// Whether the event is about `userId` as a member: it invites, admits, removes or
@@ -42,13 +47,24 @@ public enum Audience {
     /// The users who receive `event`, given the joined members of its room before it.
     public static func recipients(of event: Event, joinedBefore members: Set<String>) -> Set<String> {
         guard event.roomId != nil else { return [] }
+        if isBlock(event) { return [event.actorId] }
         return members.union(addressed(event))
     }
 
     /// Whether `userId` receives `event`, given whether they were a joined member of its
     /// room before it (`recipients` for one user).
     public static func reaches(_ userId: String, _ event: Event, joinedBefore: Bool) -> Bool {
-        event.roomId != nil && (joinedBefore || concerns(userId, event))
+        guard event.roomId != nil else { return false }
+        if isBlock(event) { return userId == event.actorId }
+        return joinedBefore || concerns(userId, event)
+    }
+
+    /// A block or unblock: only its actor receives it.
+    static func isBlock(_ event: Event) -> Bool {
+        switch event.data {
+        case .userBlocked, .userUnblocked: return true
+        default: return false
+        }
     }
 
     /// Whether `userId` is a joined member of the event's room just after `event`; nil when
@@ -57,7 +73,8 @@ public enum Audience {
         switch event.data {
         case .roomCreated: return concerns(userId, event) ? true : nil
         case .memberJoined(let m), .memberRoleChanged(let m): return m.userId == userId ? true : nil
-        case .memberInvited(let m), .inviteDeclined(let m), .memberLeft(let m), .memberRemoved(let m):
+        case .memberInvited(let m), .inviteDeclined(let m), .memberLeft(let m), .memberRemoved(let m), .memberBanned(let m),
+            .memberUnbanned(let m):
             return m.userId == userId ? false : nil
         default: return nil
         }
@@ -70,6 +87,8 @@ public enum Audience {
     public static func joinedBefore(_ userId: String, _ event: Event) -> Bool? {
         switch event.data {
         case .memberRemoved(let m): return m.userId == userId ? m.previousState.map { $0 == .joined } : nil
+        case .memberBanned(let m): return m.userId == userId ? m.previousState == .joined : nil
+        case .memberUnbanned(let m): return m.userId == userId ? false : nil
         case .roomCreated: return concerns(userId, event) ? false : nil
         case .memberInvited(let m), .memberJoined(let m), .inviteDeclined(let m): return m.userId == userId ? false : nil
         case .memberLeft(let m), .memberRoleChanged(let m): return m.userId == userId ? true : nil

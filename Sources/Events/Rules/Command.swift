@@ -26,6 +26,15 @@ public enum Command: Sendable, Equatable {
     case pin(roomId: String, messageId: String)
     /// Takes a message off the room's pins.
     case unpin(roomId: String, messageId: String)
+    /// Bans a user from a group: removed if a member or invitee, and kept out until unbanned.
+    case ban(roomId: String, userId: String, reason: String?)
+    case unban(roomId: String, userId: String)
+    /// Mutes a member of a group (until `until`, or until unmuted): they read but do not send, edit, react or pin.
+    case mute(roomId: String, userId: String, until: Date?)
+    case unmute(roomId: String, userId: String)
+    /// The actor blocks a user: no private message from them (new or in an existing direct room), no invite from them.
+    case block(userId: String)
+    case unblock(userId: String)
 
     /// The room a command acts on (the direct room for `sendDirect`), nil for `register`.
     public func roomId(actor: String) -> String? {
@@ -35,8 +44,9 @@ public enum Command: Sendable, Equatable {
         case .createGroup(let id, _, _), .send(let id, _, _, _, _), .edit(let id, _, _), .delete(let id, _),
             .invite(let id, _), .join(let id), .decline(let id), .leave(let id), .remove(let id, _),
             .setRole(let id, _, _), .rename(let id, _), .markRead(let id, _), .react(let id, _, _), .unreact(let id, _, _),
-            .pin(let id, _), .unpin(let id, _):
+            .pin(let id, _), .unpin(let id, _), .ban(let id, _, _), .unban(let id, _), .mute(let id, _, _), .unmute(let id, _):
             return id
+        case .block(let userId), .unblock(let userId): return Partitioning.directRoomId(actor, userId)
         }
     }
 }
@@ -82,6 +92,8 @@ public struct Fact: Sendable, Equatable, Hashable {
         case reactions(roomId: String, messageId: String, userId: String)
         /// Whether a message is pinned ("1", or absent).
         case pin(roomId: String, messageId: String)
+        /// Whether `userId` blocks the other user of the direct room `roomId` ("1", or absent).
+        case block(roomId: String, userId: String)
         case username(String)
     }
 
@@ -154,6 +166,8 @@ public struct DecisionContext: Sendable {
     public var maxEmojiBytes = 32
     /// The most messages a room may have pinned at once; one more is `conflict`.
     public var maxPinsPerRoom = 50
+    /// The most characters a ban's reason may have once trimmed.
+    public var maxReasonLength = 500
 
     /// `newID` makes the event ids (`Events.newID` in production, counted in tests); limits not passed keep their defaults.
     public init(actorId: String, now: Date, maxMessageBytes: Int = 4000, newID: @escaping @Sendable () -> String) {
@@ -175,12 +189,19 @@ public struct DecisionState: Sendable, Equatable {
     /// Messages of `room` whose records were read from the archive (no longer in the guard state), each with the room's
     /// eviction count when they were read: the append checks that none of them was evicted again since. The rules ignore it.
     public var coldMessages: [String: String]
+    /// For commands between two users (a private message, a block, an invite): which of the two block the other, read
+    /// from the guard state of their direct room (which need not exist).
+    public var blockers: Set<String>
 
-    /// The defaults know nothing: no room, no known users, the username free.
-    public init(room: RoomState? = nil, knownUsers: Set<String> = [], usernameTaken: Bool = false, coldMessages: [String: String] = [:]) {
+    /// The defaults know nothing: no room, no known users, the username free, nobody blocking.
+    public init(
+        room: RoomState? = nil, knownUsers: Set<String> = [], usernameTaken: Bool = false, coldMessages: [String: String] = [:],
+        blockers: Set<String> = []
+    ) {
         self.room = room
         self.knownUsers = knownUsers
         self.usernameTaken = usernameTaken
         self.coldMessages = coldMessages
+        self.blockers = blockers
     }
 }

@@ -47,23 +47,33 @@ public enum Rules {
             try validateBody(body, context)
             let clientMsgId = try validateClientMsgId(clientMsgId, context)
             let roomId = Partitioning.directRoomId(actor, to)
+            try notBlocked(by: to, state)
+            let notBlocked = Fact(.block(roomId: roomId, userId: to), nil)
             let sent = event(.messageSent(MessageSent(messageId: messageId, body: body, clientMsgId: clientMsgId)), room: roomId)
             let key = clientMsgId.map { ClientMessageKey(roomId: roomId, userId: actor, clientMsgId: $0) }
             guard let room = state.room else {
                 let members = [actor, to].sorted()
                 let created = event(.roomCreated(RoomCreated(kind: .direct, members: members)), room: roomId)
                 return Decision(
-                    events: [created, sent], facts: [Fact(.room(roomId: roomId, field: "kind"), nil)], clientMessageKey: key)
+                    events: [created, sent], facts: [Fact(.room(roomId: roomId, field: "kind"), nil), notBlocked], clientMessageKey: key)
             }
             let me = try joinedMember(actor, of: room)
-            return Decision(events: [sent], facts: [memberFact(room, actor, me)], clientMessageKey: key)
+            return Decision(events: [sent], facts: [memberFact(room, actor, me), notBlocked], clientMessageKey: key)
 
         case .send(let roomId, let messageId, let body, let clientMsgId, let replyTo):
             let room = try existing(state.room, roomId)
             let me = try joinedMember(actor, of: room)
+            try notMuted(me, context)
+            var blockFacts: [Fact] = []
+            if room.kind == .direct {
+                // A direct room's other member may have blocked the sender since it began.
+                guard let other = room.members.keys.first(where: { $0 != actor }) else { throw RuleError(.notFound, "no room \(roomId)") }
+                try notBlocked(by: other, state)
+                blockFacts.append(Fact(.block(roomId: roomId, userId: other), nil))
+            }
             try validateBody(body, context)
             let clientMsgId = try validateClientMsgId(clientMsgId, context)
-            var facts = [memberFact(room, actor, me)]
+            var facts = [memberFact(room, actor, me)] + blockFacts
             if let replyTo {
                 guard let original = room.messages[replyTo] else {
                     throw RuleError(.notFound, "replyTo \(replyTo) is not a message of this room")
@@ -80,6 +90,7 @@ public enum Rules {
             let me = try joinedMember(actor, of: room)
             guard let message = room.messages[messageId] else { throw RuleError(.notFound, "no message \(messageId) in this room") }
             guard message.senderId == actor else { throw RuleError(.forbidden, "only the sender edits a message") }
+            try notMuted(me, context)
             guard !message.deleted else { throw RuleError(.conflict, "message \(messageId) was deleted") }
             try validateBody(body, context)
             return Decision(
@@ -117,8 +128,11 @@ public enum Rules {
             switch target?.state {
             case .joined?: throw RuleError(.conflict, "\(userId) is already a member")
             case .invited?: throw RuleError(.conflict, "\(userId) is already invited")
+            case .banned?: throw RuleError(.forbidden, "\(userId) is banned from this room: unban them first")
             default: break
             }
+            // Read from the two users' direct room, another partition: checked when deciding, not again at the append.
+            if state.blockers.contains(userId) { throw RuleError(.forbidden, "\(userId) does not take invites from you") }
             return Decision(
                 events: [event(.memberInvited(MemberChange(userId: userId, role: .member)), room: roomId)],
                 facts: [memberFact(room, actor, me), memberFact(room, userId, target)])
@@ -127,6 +141,7 @@ public enum Rules {
             let room = try existing(state.room, roomId)
             let mine = room.members[actor]
             if mine?.state == .joined { throw RuleError(.conflict, "already a member") }
+            if mine?.state == .banned { throw RuleError(.forbidden, "you are banned from this room") }
             guard let mine, mine.state == .invited else { throw RuleError(.forbidden, "no pending invite to this room") }
             let change = MemberChange(userId: actor, role: mine.role)
             let data: EventData
@@ -198,6 +213,7 @@ public enum Rules {
         case .react(let roomId, let messageId, let emoji), .unreact(let roomId, let messageId, let emoji):
             let room = try existing(state.room, roomId)
             let me = try joinedMember(actor, of: room)
+            try notMuted(me, context)
             try validateEmoji(emoji, context)
             guard let message = room.messages[messageId] else { throw RuleError(.notFound, "no message \(messageId) in this room") }
             guard !message.deleted else { throw RuleError(.conflict, "message \(messageId) was deleted") }
@@ -218,12 +234,78 @@ public enum Rules {
             }
             return Decision(events: [event(.reactionAdded(reaction), room: roomId)], facts: facts)
 
+        case .ban(let roomId, let userId, let reason):
+            let room = try existing(state.room, roomId)
+            try groupOnly(room)
+            let me = try joinedMember(actor, of: room)
+            guard userId != actor else { throw RuleError(.conflict, "you cannot ban yourself: leave the room instead") }
+            guard me.role >= .admin else { throw RuleError(.forbidden, "only the owner or an admin bans") }
+            guard state.knownUsers.contains(userId) || room.members[userId] != nil else { throw RuleError(.notFound, "no user \(userId)") }
+            let target = room.members[userId]
+            try outranks(me, target)
+            let reason = try validateReason(reason, context)
+            let facts = [memberFact(room, actor, me), memberFact(room, userId, target)]
+            if target?.state == .banned { return Decision(events: [], facts: facts) }  // banned already
+            let change = MemberChange(userId: userId, previousState: target?.state, reason: reason)
+            return Decision(events: [event(.memberBanned(change), room: roomId)], facts: facts)
+
+        case .unban(let roomId, let userId):
+            let room = try existing(state.room, roomId)
+            try groupOnly(room)
+            let me = try joinedMember(actor, of: room)
+            guard me.role >= .admin else { throw RuleError(.forbidden, "only the owner or an admin unbans") }
+            let target = room.members[userId]
+            let facts = [memberFact(room, actor, me), memberFact(room, userId, target)]
+            guard target?.state == .banned else { return Decision(events: [], facts: facts) }  // not banned: nothing to do
+            return Decision(events: [event(.memberUnbanned(MemberChange(userId: userId)), room: roomId)], facts: facts)
+
+        case .mute(let roomId, let userId, let until):
+            let room = try existing(state.room, roomId)
+            try groupOnly(room)
+            let me = try joinedMember(actor, of: room)
+            guard userId != actor else { throw RuleError(.conflict, "you cannot mute yourself") }
+            guard me.role >= .admin else { throw RuleError(.forbidden, "only the owner or an admin mutes") }
+            guard let target = room.members[userId], target.state == .joined || target.state == .invited else {
+                throw RuleError(.notFound, "\(userId) is not a member or invitee of this room")
+            }
+            try outranks(me, target)
+            if let until, until <= context.now { throw RuleError(.invalidRequest, "until must be in the future") }
+            let facts = [memberFact(room, actor, me), memberFact(room, userId, target)]
+            let wanted = until.map { Int64(($0.timeIntervalSince1970 * 1000).rounded(.down)) } ?? .max
+            if target.mutedUntil == wanted { return Decision(events: [], facts: facts) }  // muted so already
+            return Decision(events: [event(.memberMuted(MemberChange(userId: userId, until: until)), room: roomId)], facts: facts)
+
+        case .unmute(let roomId, let userId):
+            let room = try existing(state.room, roomId)
+            try groupOnly(room)
+            let me = try joinedMember(actor, of: room)
+            guard me.role >= .admin else { throw RuleError(.forbidden, "only the owner or an admin unmutes") }
+            guard let target = room.members[userId] else { throw RuleError(.notFound, "\(userId) is not a member of this room") }
+            try outranks(me, target)
+            let facts = [memberFact(room, actor, me), memberFact(room, userId, target)]
+            guard target.mutedUntil != nil else { return Decision(events: [], facts: facts) }  // not muted
+            return Decision(events: [event(.memberUnmuted(MemberChange(userId: userId)), room: roomId)], facts: facts)
+
+        case .block(let userId), .unblock(let userId):
+            guard userId != actor else { throw RuleError(.conflict, "you cannot block yourself") }
+            guard state.knownUsers.contains(userId) else { throw RuleError(.notFound, "no user \(userId)") }
+            let roomId = Partitioning.directRoomId(actor, userId)
+            let blocking = state.blockers.contains(actor)
+            let facts = [Fact(.block(roomId: roomId, userId: actor), blocking ? "1" : nil)]
+            if case .block = command {
+                if blocking { return Decision(events: [], facts: facts) }
+                return Decision(events: [event(.userBlocked(UserBlock(userId: userId)), room: roomId)], facts: facts)
+            }
+            guard blocking else { return Decision(events: [], facts: facts) }
+            return Decision(events: [event(.userUnblocked(UserBlock(userId: userId)), room: roomId)], facts: facts)
+
         case .pin(let roomId, let messageId), .unpin(let roomId, let messageId):
             let room = try existing(state.room, roomId)
             let me = try joinedMember(actor, of: room)
             guard room.kind == .direct || me.role >= .admin else {
                 throw RuleError(.forbidden, "only the owner or an admin pins messages in a group")
             }
+            try notMuted(me, context)
             guard let message = room.messages[messageId] else { throw RuleError(.notFound, "no message \(messageId) in this room") }
             let pinned = room.pins.contains(messageId)
             let facts = [
@@ -262,6 +344,39 @@ public enum Rules {
 
     static func memberFact(_ room: RoomState, _ userId: String, _ member: RoomState.Member?) -> Fact {
         Fact(.member(roomId: room.id, userId: userId), member?.encoded)
+    }
+
+    /// A muted member reads but does not send, edit, react or pin.
+    static func notMuted(_ member: RoomState.Member, _ context: DecisionContext) throws(RuleError) {
+        guard member.isMuted(at: context.now) else { return }
+        if let until = member.mutedUntil, until != .max {
+            throw RuleError(
+                .forbidden, "you are muted in this room until \(formatTimestamp(Date(timeIntervalSince1970: Double(until) / 1000)))")
+        }
+        throw RuleError(.forbidden, "you are muted in this room")
+    }
+
+    /// Whether `other` blocks the actor: a private message or invite from them is refused.
+    static func notBlocked(by other: String, _ state: DecisionState) throws(RuleError) {
+        if state.blockers.contains(other) { throw RuleError(.forbidden, "\(other) does not take private messages from you") }
+    }
+
+    /// Owner over admin over member; nobody over the owner. A user who is not in the room (or only was) counts as a member.
+    static func outranks(_ me: RoomState.Member, _ target: RoomState.Member?) throws(RuleError) {
+        let role = target.map { $0.state == .joined || $0.state == .invited ? $0.role : .member } ?? .member
+        guard role < me.role else {
+            throw RuleError(
+                .forbidden, role == .owner ? "nobody acts over the owner" : "an admin acts over members only, not admins or the owner")
+        }
+    }
+
+    static func validateReason(_ reason: String?, _ context: DecisionContext) throws(RuleError) -> String? {
+        guard let trimmed = reason?.trimmingCharacters(in: .whitespacesAndNewlines), !trimmed.isEmpty else { return nil }
+        guard trimmed.count <= context.maxReasonLength else {
+            throw RuleError(.invalidRequest, "a reason is at most \(context.maxReasonLength) characters")
+        }
+        try refuseNUL(trimmed, "a reason")
+        return trimmed
     }
 
     static func pinFact(_ room: RoomState, _ messageId: String) -> Fact {

@@ -44,6 +44,21 @@ extension Rules {
             setMember(m.userId, { $0.state = .left }, new: .init(role: .member, state: .left, since: 0))
         case .memberRemoved(let m):
             setMember(m.userId, { $0.state = .removed }, new: .init(role: .member, state: .removed, since: 0))
+        case .memberBanned(let m):
+            setMember(
+                m.userId,
+                {
+                    $0.state = .banned
+                    $0.role = .member
+                    $0.mutedUntil = nil
+                }, new: .init(role: .member, state: .banned, since: 0))
+        case .memberUnbanned(let m):
+            setMember(m.userId, { $0.state = .left }, new: .init(role: .member, state: .left, since: 0))
+        case .memberMuted(let m):
+            let until = m.until.map { Int64(($0.timeIntervalSince1970 * 1000).rounded(.down)) } ?? .max
+            setMember(m.userId, { $0.mutedUntil = until }, new: .init(role: .member, state: .joined, since: 0, mutedUntil: until))
+        case .memberUnmuted(let m):
+            setMember(m.userId, { $0.mutedUntil = nil }, new: .init(role: .member, state: .joined, since: 0))
         case .memberRoleChanged(let m):
             setMember(m.userId, { $0.role = m.role ?? $0.role }, new: .init(role: m.role ?? .member, state: .joined, since: 0))
         case .roomRenamed(let renamed):
@@ -68,7 +83,7 @@ extension Rules {
             if state.pins.insert(pin.messageId).inserted { state.pinCount += 1 }
         case .messageUnpinned(let pin):
             if state.pins.remove(pin.messageId) != nil { state.pinCount = max(0, state.pinCount - 1) }
-        case .messageEdited, .roomRead, .roomCreated, .userRegistered:
+        case .messageEdited, .roomRead, .roomCreated, .userRegistered, .userBlocked, .userUnblocked:
             break
         }
         return state

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What the rules know about one room: its kind and name, the members that matter for a
 /// command, the membership version, the last `seq`, and the messages a command touches.
 /// Loaded from the guard state beside the log, or folded from events with `evolve`.
@@ -11,24 +13,42 @@ public struct RoomState: Sendable, Equatable {
         public var state: MemberState
         /// The room's membership `version` at their latest join (0 if they never joined): the lowest goes first in `successor`.
         public var since: Int64
+        /// Until when (Unix milliseconds) the member is muted: `Int64.max` until unmuted, nil when not muted. A mute whose
+        /// time has passed stays here until the next change; the rules compare it with the decision's `now`.
+        public var mutedUntil: Int64?
 
         /// Checks nothing: records come from `evolve` or from the guard state.
-        public init(role: Role, state: MemberState, since: Int64) {
+        public init(role: Role, state: MemberState, since: Int64, mutedUntil: Int64? = nil) {
             self.role = role
             self.state = state
             self.since = since
+            self.mutedUntil = mutedUntil
         }
 
-        /// The guard-state encoding, `role:state:since`, compared byte for byte by the log.
-        public var encoded: String { "\(role.rawValue):\(state.rawValue):\(since)" }
+        /// The guard-state encoding, `role:state:since`, and `:mutedUntil` while muted, compared byte for byte by the log.
+        public var encoded: String {
+            let base = "\(role.rawValue):\(state.rawValue):\(since)"
+            return mutedUntil.map { base + ":\($0)" } ?? base
+        }
 
-        /// Parses `role:state:since` as the guard state stores it; nil for anything else.
+        /// Whether the member is muted at `now`.
+        public func isMuted(at now: Date) -> Bool {
+            guard let mutedUntil else { return false }
+            return mutedUntil == .max || Int64((now.timeIntervalSince1970 * 1000).rounded(.down)) < mutedUntil
+        }
+
+        /// Parses `role:state:since[:mutedUntil]` as the guard state stores it; nil for anything else.
         public init?(encoded: String) {
             let parts = encoded.split(separator: ":")
-            guard parts.count == 3, let role = Role(rawValue: String(parts[0])),
+            guard parts.count == 3 || parts.count == 4, let role = Role(rawValue: String(parts[0])),
                 let state = MemberState(rawValue: String(parts[1])), let since = Int64(parts[2])
             else { return nil }
-            self.init(role: role, state: state, since: since)
+            var muted: Int64?
+            if parts.count == 4 {
+                guard let until = Int64(parts[3]) else { return nil }
+                muted = until
+            }
+            self.init(role: role, state: state, since: since, mutedUntil: muted)
         }
     }
 

@@ -38,7 +38,7 @@ public struct MetadataProjector: Projector {
     }
 
     /// The read model's tables, the same in every schema: what `prepare` copies from the template and `swap` moves.
-    public static let tables = ["users", "rooms", "room_members", "room_pins", "projector_checkpoints"]
+    public static let tables = ["users", "rooms", "room_members", "room_pins", "user_blocks", "projector_checkpoints"]
 
     /// A schema other than the template gets the template's tables (made by the migrations).
     /// In one transaction under an advisory lock: `CREATE ... IF NOT EXISTS` run by two
@@ -278,6 +278,40 @@ public struct MetadataProjector: Projector {
             try c.query("DELETE FROM \(s).room_pins WHERE room_id = $1 AND message_id = $2", [room, pin.messageId])
         case .reactionAdded, .reactionRemoved:
             break
+        case .memberBanned(let m):
+            // The state goes with the batch's other membership changes; the ban's details after them, in log order.
+            member(m.userId, role: .member, state: .banned)
+            batch.afterSends.append(
+                (
+                    """
+                    UPDATE \(s).room_members SET banned_by = $3, ban_reason = $4, banned_at = $5, muted_until = NULL
+                    WHERE room_id = $1 AND user_id = $2
+                    """, [room, m.userId, event.actorId, m.reason, at]
+                ))
+        case .memberUnbanned(let m):
+            setState(m.userId, .left)
+            batch.afterSends.append(
+                (
+                    "UPDATE \(s).room_members SET banned_by = NULL, ban_reason = NULL, banned_at = NULL WHERE room_id = $1 AND user_id = $2",
+                    [room, m.userId]
+                ))
+        case .memberMuted(let m):
+            batch.afterSends.append(
+                (
+                    "UPDATE \(s).room_members SET muted_until = $3::timestamptz WHERE room_id = $1 AND user_id = $2",
+                    [room, m.userId, m.until.map(formatTimestamp) ?? "infinity"]
+                ))
+        case .memberUnmuted(let m):
+            batch.afterSends.append(
+                ("UPDATE \(s).room_members SET muted_until = NULL WHERE room_id = $1 AND user_id = $2", [room, m.userId]))
+        case .userBlocked(let block):
+            try c.query(
+                """
+                INSERT INTO \(s).user_blocks (user_id, blocked_id, blocked_at) VALUES ($1, $2, $3)
+                ON CONFLICT (user_id, blocked_id) DO NOTHING
+                """, [event.actorId, block.userId, at])
+        case .userUnblocked(let block):
+            try c.query("DELETE FROM \(s).user_blocks WHERE user_id = $1 AND blocked_id = $2", [event.actorId, block.userId])
         case .messageEdited(let edited):
             batch.afterSends.append(
                 (

@@ -40,6 +40,10 @@ public struct MemberRecord: Codable, Sendable, Equatable {
     public var state: MemberState
     /// The highest seq they have read (a receipt, or a message they sent); 0 before any.
     public var lastReadSeq: Int64
+    /// Whether they are muted (an expired mute is not).
+    public var muted: Bool = false
+    /// When their mute ends; nil when not muted, or muted until unmuted.
+    public var mutedUntil: Date?
 }
 
 /// How far one member has read a room.
@@ -50,6 +54,26 @@ public struct ReceiptRecord: Codable, Sendable, Equatable {
     public var seq: Int64
     /// When their position last moved; nil for positions projected before the read model kept it.
     public var at: Date?
+}
+
+/// A user banned from a room.
+public struct BanRecord: Codable, Sendable, Equatable {
+    /// Who is banned.
+    public var userId: String
+    /// Who banned them.
+    public var bannedBy: String?
+    /// Why, in the banner's words; nil when none was given.
+    public var reason: String?
+    /// When.
+    public var at: Date?
+}
+
+/// A user someone blocks.
+public struct BlockRecord: Codable, Sendable, Equatable {
+    /// The user blocked.
+    public var userId: String
+    /// Since when.
+    public var at: Date
 }
 
 /// One pinned message of a room.
@@ -215,6 +239,27 @@ public struct MetadataReadModel: Sendable {
         }
     }
 
+    /// The users banned from a room, latest first.
+    public func bans(roomId: String) async throws -> [BanRecord] {
+        try await postgres.query(
+            """
+            SELECT user_id, banned_by, ban_reason, banned_at FROM \(schema).room_members
+            WHERE room_id = $1 AND state = 'banned' ORDER BY banned_at DESC NULLS LAST, user_id
+            """, [roomId]
+        ).map { row in
+            BanRecord(
+                userId: row.string("user_id") ?? "", bannedBy: row.string("banned_by"), reason: row.string("ban_reason"),
+                at: row.date("banned_at"))
+        }
+    }
+
+    /// The users `userId` blocks, latest first.
+    public func blocks(of userId: String) async throws -> [BlockRecord] {
+        try await postgres.query(
+            "SELECT blocked_id, blocked_at FROM \(schema).user_blocks WHERE user_id = $1 ORDER BY blocked_at DESC, blocked_id", [userId]
+        ).map { BlockRecord(userId: $0.string("blocked_id") ?? "", at: $0.date("blocked_at") ?? Date(timeIntervalSince1970: 0)) }
+    }
+
     static func user(_ row: PostgresRow) -> UserRecord {
         UserRecord(
             id: row.string("id") ?? "", username: row.string("username") ?? "", displayName: row.string("display_name") ?? "",
@@ -231,6 +276,14 @@ public struct MetadataReadModel: Sendable {
     static func member(_ row: PostgresRow) -> MemberRecord {
         MemberRecord(
             userId: row.string("user_id") ?? "", role: Role(rawValue: row.string("role") ?? "") ?? .member,
-            state: MemberState(rawValue: row.string("state") ?? "") ?? .left, lastReadSeq: row.int64("last_read_seq") ?? 0)
+            state: MemberState(rawValue: row.string("state") ?? "") ?? .left, lastReadSeq: row.int64("last_read_seq") ?? 0,
+            muted: mutedNow(row.string("muted_until")), mutedUntil: row.string("muted_until") == "infinity" ? nil : row.date("muted_until"))
+    }
+
+    /// Whether a `muted_until` value (`infinity` until unmuted) is still ahead.
+    static func mutedNow(_ text: String?) -> Bool {
+        guard let text else { return false }
+        if text == "infinity" { return true }
+        return (parsePostgresTimestamp(text) ?? .distantPast) > Date()
     }
 }

@@ -60,14 +60,19 @@ public struct ReadModelReport: Sendable {
 public struct ChangedSince: Sendable {
     /// Rooms that events after the rebuilt position belong to: their rows, members and messages are skipped.
     public var rooms: Set<String> = []
-    /// Users registered after the rebuilt position: their `users` rows are skipped.
+    /// Users registered after the rebuilt position (their `users` rows are skipped) and users who blocked or unblocked
+    /// someone since (their `user_blocks` rows are).
     public var users: Set<String> = []
 
     /// Collects the rooms and registered users of `events`, the log's events after the rebuilt position.
     public init(_ events: [LoggedEvent]) {
         for logged in events {
             if let room = logged.event.roomId { rooms.insert(room) }
-            if case .userRegistered(let user) = logged.event.data { users.insert(user.userId) }
+            switch logged.event.data {
+            case .userRegistered(let user): users.insert(user.userId)
+            case .userBlocked, .userUnblocked: users.insert(logged.event.actorId)  // their `user_blocks` rows
+            default: break
+            }
         }
     }
 }
@@ -80,7 +85,7 @@ public enum ReadModelComparison {
     {
         let tables: [(name: String, key: [String], room: String?, user: String?)] = [
             ("users", ["id"], nil, "id"), ("rooms", ["id"], "id", nil), ("room_members", ["room_id", "user_id"], "room_id", nil),
-            ("room_pins", ["room_id", "message_id"], "room_id", nil),
+            ("room_pins", ["room_id", "message_id"], "room_id", nil), ("user_blocks", ["user_id", "blocked_id"], nil, "user_id"),
         ]
         var reports: [ReadModelReport] = []
         for table in tables {

@@ -139,4 +139,32 @@ struct ChatCommands: Sendable {
         let command: Command = pinned ? .pin(roomId: roomId, messageId: messageId) : .unpin(roomId: roomId, messageId: messageId)
         return !(try await log.execute(command, actor: actor).events.isEmpty)
     }
+
+    /// What a moderation command does, and to whom (bans and mutes in a room, blocks between two users).
+    enum Moderation: Sendable {
+        case ban(roomId: String, reason: String?)
+        case unban(roomId: String)
+        case mute(roomId: String, until: Date?)
+        case unmute(roomId: String)
+        case block
+        case unblock
+    }
+
+    /// Bans, mutes or blocks `userId`; returns whether it appended (false: it was so already).
+    func moderate(_ actor: String, _ action: Moderation, userId: String) async throws -> Bool {
+        try limits.admit(.membership, actor)
+        let command: Command
+        switch action {
+        case .ban(let roomId, let reason): command = .ban(roomId: roomId, userId: userId, reason: reason)
+        case .unban(let roomId): command = .unban(roomId: roomId, userId: userId)
+        case .mute(let roomId, let until):
+            // To the millisecond, as the log keeps times.
+            let rounded = until.map { Date(timeIntervalSince1970: ($0.timeIntervalSince1970 * 1000).rounded(.down) / 1000) }
+            command = .mute(roomId: roomId, userId: userId, until: rounded)
+        case .unmute(let roomId): command = .unmute(roomId: roomId, userId: userId)
+        case .block: command = .block(userId: userId)
+        case .unblock: command = .unblock(userId: userId)
+        }
+        return !(try await log.execute(command, actor: actor).events.isEmpty)
+    }
 }

@@ -68,7 +68,9 @@ extension API {
             throw APIError.notFound("room \(roomId) is not ready yet; try again")
         }
         let members = try await metadata.members(of: roomId).map {
-            MemberJSON(userId: $0.userId, role: $0.role, state: $0.state, lastReadSeq: $0.lastReadSeq)
+            MemberJSON(
+                userId: $0.userId, role: $0.role, state: $0.state, lastReadSeq: $0.lastReadSeq, muted: $0.muted ? true : nil,
+                mutedUntil: $0.muted ? $0.mutedUntil : nil)
         }
         return Reply(["room": RoomJSON(record, members: members)])
     }

@@ -37,6 +37,7 @@ struct API: Sendable {
         registerRooms(authenticated)
         registerMessages(authenticated)
         registerReactions(authenticated)
+        registerModeration(authenticated)
     }
 
     /// 403 unless `userId` is a joined member now (or, with `invited`, invited).

@@ -165,6 +165,33 @@ enum OpenAPI {
             .init(
                 method: "get", path: "/v1/rooms/{roomId}/receipts", summary: "How far each member has read, furthest first",
                 responses: [200: "ReceiptList"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/rooms/{roomId}/bans/{userId}",
+                summary: "Ban a user: removed and kept out until unbanned (owner over admins, admins over members)",
+                body: object(["reason": nullable(text(max: 500))]), responses: [200: "ModerationResult"].merging(errors) { a, _ in a }),
+            .init(
+                method: "delete", path: "/v1/rooms/{roomId}/bans/{userId}", summary: "Unban a user (owner or admin)",
+                responses: [200: "ModerationResult"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/rooms/{roomId}/bans", summary: "The users banned from the room (owner or admin)",
+                responses: [200: "BanList"].merging(errors) { a, _ in a }),
+            .init(
+                method: "post", path: "/v1/rooms/{roomId}/mutes/{userId}",
+                summary: "Mute a member: they read but do not send, edit, react or pin (until a time, or until unmuted)",
+                body: object(["until": nullable(["type": "string", "format": "date-time"])]),
+                responses: [200: "ModerationResult"].merging(errors) { a, _ in a }),
+            .init(
+                method: "delete", path: "/v1/rooms/{roomId}/mutes/{userId}", summary: "Unmute a member (owner or admin)",
+                responses: [200: "ModerationResult"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/me/blocks", summary: "The users I block",
+                responses: [200: "BlockList"].merging(errors) { a, _ in a }),
+            .init(
+                method: "put", path: "/v1/me/blocks/{userId}", summary: "Block a user: no private messages or invites from them",
+                responses: [200: "ModerationResult"].merging(errors) { a, _ in a }),
+            .init(
+                method: "delete", path: "/v1/me/blocks/{userId}", summary: "Unblock a user",
+                responses: [200: "ModerationResult"].merging(errors) { a, _ in a }),
             .init(method: "get", path: "/healthz", summary: "Liveness", auth: false, responses: [200: "Health"]),
             .init(
                 method: "get", path: "/readyz", summary: "Readiness: stores reachable, projector lag", auth: false,
@@ -197,6 +224,23 @@ enum OpenAPI {
             "MessageEnvelope": object(["message": ref("Message")], required: ["message"]),
             "ReactionResult": object(
                 ["reaction": object(["messageId": string, "emoji": string, "reacted": ["type": "boolean"]])], required: ["reaction"]),
+            "ModerationResult": ["type": "object"],
+            "BanList": object(
+                [
+                    "bans": [
+                        "type": "array",
+                        "items": object([
+                            "userId": string, "bannedBy": nullable(string), "reason": nullable(string),
+                            "at": ["type": "string", "format": "date-time", "nullable": true],
+                        ]),
+                    ]
+                ], required: ["bans"]),
+            "BlockList": object(
+                [
+                    "blocks": [
+                        "type": "array", "items": object(["userId": string, "at": ["type": "string", "format": "date-time"]]),
+                    ]
+                ], required: ["blocks"]),
             "PinResult": object(["pin": object(["messageId": string, "pinned": ["type": "boolean"]])], required: ["pin"]),
             "PinList": object(
                 [
@@ -216,7 +260,10 @@ enum OpenAPI {
                         ]),
                     ]
                 ], required: ["receipts"]),
-            "Member": object(["userId": string, "role": string, "state": string, "lastReadSeq": integer]),
+            "Member": object([
+                "userId": string, "role": string, "state": string, "lastReadSeq": integer, "muted": ["type": "boolean"],
+                "mutedUntil": ["type": "string", "format": "date-time"],
+            ]),
             "Room": object([
                 "id": string, "kind": ["type": "string", "enum": ["direct", "group"]], "name": string, "createdBy": string,
                 "createdAt": ["type": "string", "format": "date-time"], "lastSeq": integer,

@@ -55,7 +55,23 @@ extension Request {
         } catch {
             throw APIError(.contentTooLarge, .tooLarge, "the request body is over \(limit) bytes")
         }
+        return try Self.decode(T.self, Data(buffer.readableBytesView))
+    }
+
+    /// Like `json`, for an optional body: nil when the request has none (or only white space).
+    func jsonIfAny<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T? {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: limit)
+        } catch {
+            throw APIError(.contentTooLarge, .tooLarge, "the request body is over \(limit) bytes")
+        }
         let data = Data(buffer.readableBytesView)
+        if data.allSatisfy({ [0x20, 0x09, 0x0A, 0x0D].contains($0) }) { return nil }
+        return try Self.decode(T.self, data)
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
         guard (try? JSONSerialization.jsonObject(with: data)) != nil else {
             throw APIError(.badRequest, .invalidJSON, "the request body is not valid JSON")
         }

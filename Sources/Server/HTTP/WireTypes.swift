@@ -109,6 +109,9 @@ struct MemberJSON: Codable, Sendable {
     var role: Role
     var state: MemberState
     var lastReadSeq: Int64?
+    /// Present (true) only while the member is muted; `mutedUntil` is then the end, or absent until unmuted.
+    var muted: Bool?
+    var mutedUntil: Date?
 }
 
 /// A room; `members` on the room routes, `lastMessage`/`unreadCount`/`myRole` in lists.
