@@ -182,7 +182,7 @@ enum GuardEffects {
                 .assignSeq(key: { $0.room(roomId) }),
                 .set(
                     key: { $0.messages(roomId) }, field: sent.messageId,
-                    value: RoomState.MessageRecord(senderId: event.actorId, deleted: false).encoded),
+                    value: RoomState.MessageRecord(senderId: event.actorId, deleted: false, inThread: sent.threadRootId != nil).encoded),
             ]
             if let key = clientMessageKey {
                 let bucket = dedupe.bucket(event.at)

@@ -23,8 +23,9 @@ extension EventLog {
         case .sendDirect(let to, _, _, _):
             knownUsers = [to]
             readBlocks = true
-        case .send(let roomId, _, _, _, let replyTo):
-            messages = replyTo.map { [$0] } ?? []
+        case .send(let roomId, _, _, _, let replyTo, let threadRootId, let mentions):
+            messages = Array(Set([replyTo, threadRootId].compactMap { $0 })).sorted()
+            members = [actor] + mentions.filter { $0 != actor }
             if roomId.hasPrefix("d-") {
                 // A direct room: both members, and whether either blocks the other.
                 members = nil

@@ -68,6 +68,8 @@ public struct LogArchive: Sendable {
                 )
                 """)
             _ = try c.execute("CREATE INDEX IF NOT EXISTS log_message_facts_changed ON \(self.facts) (partition, ms, seq)")
+            // Whether the message is a reply in a thread (it cannot be a thread's root): part of its record.
+            _ = try c.execute("ALTER TABLE \(self.facts) ADD COLUMN IF NOT EXISTS in_thread boolean NOT NULL DEFAULT false")
             _ = try c.execute(
                 "CREATE TABLE IF NOT EXISTS \(self.evicted) (partition integer PRIMARY KEY, ms bigint NOT NULL, seq bigint NOT NULL)")
         }
@@ -108,11 +110,12 @@ public struct LogArchive: Sendable {
                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[])
                 ON CONFLICT DO NOTHING
             )
-            INSERT INTO \(self.facts) AS f (partition, room_id, message_id, sender_id, deleted, ms, seq)
-            SELECT $1, * FROM unnest($7::text[], $8::text[], $9::text[], $10::boolean[], $11::bigint[], $12::bigint[])
+            INSERT INTO \(self.facts) AS f (partition, room_id, message_id, sender_id, deleted, ms, seq, in_thread)
+            SELECT $1, * FROM unnest($7::text[], $8::text[], $9::text[], $10::boolean[], $11::bigint[], $12::bigint[], $13::boolean[])
             ON CONFLICT (room_id, message_id) DO UPDATE SET
                 sender_id = CASE WHEN f.sender_id = '' THEN EXCLUDED.sender_id ELSE f.sender_id END,
                 deleted = f.deleted OR EXCLUDED.deleted,
+                in_thread = f.in_thread OR EXCLUDED.in_thread,
                 ms = CASE WHEN (EXCLUDED.ms, EXCLUDED.seq) > (f.ms, f.seq) THEN EXCLUDED.ms ELSE f.ms END,
                 seq = CASE WHEN (EXCLUDED.ms, EXCLUDED.seq) > (f.ms, f.seq) THEN EXCLUDED.seq ELSE f.seq END
             """,
@@ -121,6 +124,7 @@ public struct LogArchive: Sendable {
                 postgresArray(facts.rows.map(\.roomId)), postgresArray(facts.rows.map(\.messageId)),
                 postgresArray(facts.rows.map(\.senderId)), postgresArray(facts.rows.map { $0.deleted ? "t" : "f" }),
                 postgresArray(facts.rows.map { String($0.ms) }), postgresArray(facts.rows.map { String($0.seq) }),
+                postgresArray(facts.rows.map { $0.inThread ? "t" : "f" }),
             ])
     }
 
@@ -134,6 +138,7 @@ public struct LogArchive: Sendable {
             var deleted: Bool
             var ms: UInt64
             var seq: UInt64
+            var inThread = false
         }
         private(set) var rows: [Row] = []
         private var index: [String: Int] = [:]
@@ -145,7 +150,7 @@ public struct LogArchive: Sendable {
             else { return }
             switch event.data {
             case .messageSent(let sent):
-                record(roomId, sent.messageId, sender: event.actorId, deleted: false, ms: ms, seq: seq)
+                record(roomId, sent.messageId, sender: event.actorId, deleted: false, ms: ms, seq: seq, inThread: sent.threadRootId != nil)
             case .messageDeleted(let deleted):
                 record(roomId, deleted.messageId, sender: "", deleted: true, ms: ms, seq: seq)
             default:
@@ -153,15 +158,19 @@ public struct LogArchive: Sendable {
             }
         }
 
-        private mutating func record(_ roomId: String, _ messageId: String, sender: String, deleted: Bool, ms: UInt64, seq: UInt64) {
+        private mutating func record(
+            _ roomId: String, _ messageId: String, sender: String, deleted: Bool, ms: UInt64, seq: UInt64, inThread: Bool = false
+        ) {
             let key = roomId + "\u{0}" + messageId
             if let i = index[key] {
                 rows[i].deleted = rows[i].deleted || deleted
+                rows[i].inThread = rows[i].inThread || inThread
                 if rows[i].senderId.isEmpty { rows[i].senderId = sender }
                 (rows[i].ms, rows[i].seq) = (ms, seq)
             } else {
                 index[key] = rows.count
-                rows.append(Row(roomId: roomId, messageId: messageId, senderId: sender, deleted: deleted, ms: ms, seq: seq))
+                rows.append(
+                    Row(roomId: roomId, messageId: messageId, senderId: sender, deleted: deleted, ms: ms, seq: seq, inThread: inThread))
             }
         }
     }
@@ -170,12 +179,13 @@ public struct LogArchive: Sendable {
     public func messageRecords(roomId: String, ids: [String]) async throws -> [String: RoomState.MessageRecord] {
         guard !ids.isEmpty else { return [:] }
         let rows = try await postgres.query(
-            "SELECT message_id, sender_id, deleted FROM \(facts) WHERE room_id = $1 AND message_id = ANY($2::text[])",
+            "SELECT message_id, sender_id, deleted, in_thread FROM \(facts) WHERE room_id = $1 AND message_id = ANY($2::text[])",
             [roomId, postgresArray(ids)])
         var records: [String: RoomState.MessageRecord] = [:]
         for row in rows {
             guard let id = row.string("message_id"), let sender = row.string("sender_id"), !sender.isEmpty else { continue }
-            records[id] = RoomState.MessageRecord(senderId: sender, deleted: row.bool("deleted") ?? false)
+            records[id] = RoomState.MessageRecord(
+                senderId: sender, deleted: row.bool("deleted") ?? false, inThread: row.bool("in_thread") ?? false)
         }
         return records
     }
@@ -195,7 +205,7 @@ public struct LogArchive: Sendable {
         guard let (bm, bseq) = StreamID.parse(before) else { return [] }
         let rows = try await postgres.query(
             """
-            SELECT room_id, message_id, sender_id, deleted, ms, seq FROM \(facts)
+            SELECT room_id, message_id, sender_id, deleted, in_thread, ms, seq FROM \(facts)
             WHERE partition = $1 AND (ms, seq) > ($2, $3) AND (ms, seq) < ($4, $5) ORDER BY ms, seq LIMIT \(count)
             """, [partition, Int64(am), Int64(aseq), Int64(bm), Int64(bseq)])
         return rows.compactMap { row in
@@ -203,7 +213,8 @@ public struct LogArchive: Sendable {
                 let ms = row.string("ms"), let seq = row.string("seq")
             else { return nil }
             return ChangedFact(
-                roomId: room, messageId: id, record: .init(senderId: sender, deleted: row.bool("deleted") ?? false),
+                roomId: room, messageId: id,
+                record: .init(senderId: sender, deleted: row.bool("deleted") ?? false, inThread: row.bool("in_thread") ?? false),
                 entryID: "\(ms)-\(seq)")
         }
     }

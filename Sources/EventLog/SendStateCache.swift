@@ -17,7 +17,7 @@ final class SendStateCache: Sendable {
     /// The cache key of a command, or nil when the command is not a plain send.
     static func key(_ command: Command, actor: String) -> String? {
         switch command {
-        case .send(let roomId, _, _, _, nil): return "\(roomId) \(actor)"
+        case .send(let roomId, _, _, _, nil, nil, let mentions) where mentions.isEmpty: return "\(roomId) \(actor)"
         case .sendDirect(let to, _, _, _): return "\(Partitioning.directRoomId(actor, to)) \(actor) \(to)"
         default: return nil
         }

@@ -79,7 +79,10 @@ struct AuditTrail {
             summary = "renamed " + (old.map { "\(quoted($0)) → " } ?? "to ") + quoted(renamed.name)
             roomNames[event.roomId ?? ""] = renamed.name
         case .messageSent(let sent):
-            summary = "message \(sent.messageId): \(quoted(sent.body))" + (sent.replyTo.map { " (reply to \($0))" } ?? "")
+            summary =
+                "message \(sent.messageId): \(quoted(sent.body))" + (sent.replyTo.map { " (reply to \($0))" } ?? "")
+                + (sent.threadRootId.map { " in the thread of \(message($0))" } ?? "")
+                + (sent.mentions.map { " mentioning " + $0.map(name).joined(separator: ", ") } ?? "")
             bodies[sent.messageId] = (sent.body, event.actorId)
             seqs[sent.messageId] = event.seq
         case .messageEdited(let edited):

@@ -24,6 +24,7 @@ struct EventCodecTests {
             .memberUnbanned(MemberChange(userId: "u")), .memberMuted(MemberChange(userId: "u", until: at)),
             .memberMuted(MemberChange(userId: "u")), .memberUnmuted(MemberChange(userId: "u")), .userBlocked(UserBlock(userId: "u")),
             .userUnblocked(UserBlock(userId: "u")),
+            .messageSent(MessageSent(messageId: "m2", body: "in a thread", threadRootId: "m", mentions: ["u", "v\"w"])),
         ]
         #expect(Set(samples.map(\.type)) == Set(EventType.allCases))
         for data in samples {

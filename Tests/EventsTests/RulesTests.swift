@@ -358,6 +358,37 @@ struct RulesTests {
         #expect(throws: RuleError.self) { try Rules.decide(.block(userId: "zed"), DecisionState(), s.context("dave")) }
     }
 
+    @Test func threadsHangOffARootOfTheRoomAndMentionsNameJoinedMembers() throws {
+        var s = try Script.group()  // alice owner, bob joined, carol invited
+        try s.run("bob", .send(roomId: "g", messageId: "root", body: "plan?", clientMsgId: nil, replyTo: nil))
+        let reply = try s.run(
+            "alice",
+            .send(
+                roomId: "g", messageId: "r1", body: "yes", clientMsgId: nil, replyTo: nil, threadRootId: "root", mentions: ["bob", "bob"]))
+        #expect(reply.first?.data == .messageSent(MessageSent(messageId: "r1", body: "yes", threadRootId: "root", mentions: ["bob"])))
+        #expect(s.rooms["g"]?.messages["r1"]?.inThread == true && s.rooms["g"]?.messages["r1"]?.encoded == "alice|0|t")
+        #expect(RoomState.MessageRecord(encoded: "alice|1|t") == RoomState.MessageRecord(senderId: "alice", deleted: true, inThread: true))
+        // A reply in a thread is not a root; nor is a message of no room or a deleted one.
+        s.refuse(
+            "bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, threadRootId: "r1"), .invalidRequest)
+        s.refuse("bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, threadRootId: "nope"), .notFound)
+        // Mentions: joined members only (carol is only invited), at most 50.
+        s.refuse(
+            "bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, mentions: ["carol"]), .invalidRequest)
+        s.refuse(
+            "bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, mentions: ["nobody"]), .invalidRequest)
+        s.refuse(
+            "bob",
+            .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, mentions: (0..<51).map { "u\($0)" }),
+            .invalidRequest)
+        let decision = try Rules.decide(
+            .send(roomId: "g", messageId: "m", body: "hi @alice", clientMsgId: nil, replyTo: nil, mentions: ["alice"]),
+            s.state(for: .send(roomId: "g", messageId: "m", body: "", clientMsgId: nil, replyTo: nil), "bob"), s.context("bob"))
+        #expect(decision.facts.contains(Fact(.member(roomId: "g", userId: "alice"), s.rooms["g"]?.members["alice"]?.encoded)))
+        try s.run("alice", .delete(roomId: "g", messageId: "root"))
+        s.refuse("bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, threadRootId: "root"), .conflict)
+    }
+
     @Test func messagesEditDeleteReplyAndReadReceipts() throws {
         var s = try Script.group()
         try s.run("bob", .send(roomId: "g", messageId: "m1", body: "hello", clientMsgId: "c1", replyTo: nil))

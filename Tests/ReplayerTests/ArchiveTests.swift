@@ -115,6 +115,9 @@ struct ArchiveTests {
         let f = try await ReplayFixture(partitions: 1)
         let ids = try await f.log.scriptedChat()
         let (ada, bea) = (ids["ada"]!, ids["bea"]!)
+        try await f.log.execute(
+            .send(roomId: "club", messageId: "reply-0", body: "in c1's thread", clientMsgId: nil, replyTo: nil, threadRootId: "c1"),
+            actor: bea)
         try await f.sendMany(300, ids: ids, tasks: 4)  // bulk-i: ada's when i is even, bea's when odd
         let live = f.startLive()
         try await f.waitUntilProjected()
@@ -143,9 +146,18 @@ struct ArchiveTests {
             } catch let error as RuleError { return error.code }
         }
         func inRedis(_ id: String) async throws -> Bool { try await f.redis.command(["HEXISTS", keys.messages("club"), id]).int == 1 }
-        #expect(try await records() == 303)
+        #expect(try await records() == 304)
         try await archiveAndTrim(keeping: 50)
         #expect(try await records() <= 50)
+        // A reply in a thread is still one once its record left Redis: it cannot be a thread's root.
+        #expect(try await !inRedis("reply-0"))
+        #expect(
+            try await refusal(
+                .send(roomId: "club", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, threadRootId: "reply-0"), by: ada)
+                == .invalidRequest)
+        #expect(
+            try await refusal(.send(roomId: "club", messageId: "y", body: "y", clientMsgId: nil, replyTo: nil, threadRootId: "c2"), by: ada)
+                == nil)
         for id in ["bulk-0", "bulk-2", "bulk-4", "bulk-6", "bulk-8"] { #expect(try await !inRedis(id), "\(id) is still in Redis") }
 
         // Trimmed messages are still the rules' business: only the sender edits, an admin deletes, a reply finds them.

@@ -207,6 +207,9 @@ struct ReplayCommandTests {
         #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
         let live = try #require(try await f.messages.documents().findOne(["_id": "c1"]))
         #expect(live["reactions"]?.arrayValue?.compactMap(\.stringValue) == ["👍 \(ids["ada"]!)", "👍 \(ids["bea"]!)"])
+        #expect(live["thread"]?.documentValue?["replyCount"]?.int64Value == 2)
+        let mentions = try await f.postgres.query("SELECT user_id FROM \(f.schema).message_mentions WHERE room_id = 'club'")
+        #expect(mentions.map { $0.string("user_id") } == [ids["ada"]!])
         let bans = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).bans(roomId: "club")
         #expect(bans.map(\.userId) == [ids["cyd"]!] && bans.first?.reason == "spam" && bans.first?.bannedBy == ids["ada"])
         let blocks = try await MetadataReadModel(postgres: f.postgres, schema: f.schema).blocks(of: ids["ada"]!)
@@ -223,6 +226,7 @@ struct ReplayCommandTests {
         try await f.postgres.query(
             "UPDATE \(f.schema).room_members SET ban_reason = 'nothing' WHERE room_id = 'club' AND user_id = $1", [ids["cyd"]!])
         try await f.postgres.query("DELETE FROM \(f.schema).user_blocks")
+        _ = try await f.messages.documents().updateOne(filter: ["_id": "c1"], update: ["$inc": ["thread.replyCount": .int64(5)]])
         try await f.postgres.query(
             "UPDATE \(f.schema).room_members SET last_read_at = now() - interval '1 day' WHERE room_id = 'club' AND user_id = $1",
             [ids["bea"]!])
@@ -231,6 +235,7 @@ struct ReplayCommandTests {
         #expect(dirty.stdout.contains("messages c2: reactions is [], the log makes"), "\(dirty.stdout)")
         #expect(dirty.stdout.contains("room_pins club/c1: missing from the live read model"), "\(dirty.stdout)")
         #expect(dirty.stdout.contains(#"ban_reason is "nothing", the log makes "spam""#), "\(dirty.stdout)")
+        #expect(dirty.stdout.contains("messages c1: thread is"), "\(dirty.stdout)")
         #expect(dirty.stdout.contains("user_blocks \(ids["ada"]!)/\(ids["cyd"]!): missing from the live read model"), "\(dirty.stdout)")
         #expect(dirty.stdout.contains("room_members club/\(ids["bea"]!): last_read_at is"), "\(dirty.stdout)")
         let rebuilt = try await f.replay(["rebuild", "--shadow"])
@@ -245,6 +250,7 @@ struct ReplayCommandTests {
             #"ada  reacted "👍" to bea's message 1"#, #"ada  took back "🎉" from bea's message 1"#, "bea  pinned bea's message 1",
             "ada  pinned ada's message 2", "bea  unpinned ada's message 2", "ada  unpinned ada's message 4", "bea  muted cyd",
             "ada  unmuted cyd", "ada  muted cyd until 2100-01-01 00:00:00", "ada  banned cyd: spam",
+            #"bea  message t1: "in a thread" in the thread of bea's message 1 mentioning ada"#,
         ] {
             #expect(table.stdout.contains(expected), "no line has \(expected)")
         }

@@ -34,8 +34,8 @@ extension EventLog {
 
 extension EventLog {
     /// After `scriptedChat`: reactions (added, repeated, taken back), pins (pinned, unpinned, and a pinned message deleted,
-    /// which unpins it), read receipts, a mute, a ban and a block in `club`, as ada (the owner), bea (an admin) and cyd (an
-    /// invitee) would give them.
+    /// which unpins it), read receipts, a mute, a ban, a block and a thread with a mention in `club`, as ada (the owner),
+    /// bea (an admin) and cyd (an invitee) would give them.
     public func reactionsPinsAndModeration(_ ids: [String: String]) async throws {
         let (ada, bea, cyd) = (ids["ada"]!, ids["bea"]!, ids["cyd"]!)
         try await execute(.react(roomId: "club", messageId: "c1", emoji: "👍"), actor: ada)
@@ -58,5 +58,11 @@ extension EventLog {
         try await execute(.block(userId: cyd), actor: ada)
         try await execute(.block(userId: ada), actor: bea)
         try await execute(.unblock(userId: ada), actor: bea)
+        try await execute(
+            .send(
+                roomId: "club", messageId: "t1", body: "in a thread", clientMsgId: nil, replyTo: nil, threadRootId: "c1", mentions: [ada]),
+            actor: bea)
+        try await execute(
+            .send(roomId: "club", messageId: "t2", body: "me too", clientMsgId: nil, replyTo: nil, threadRootId: "c1"), actor: ada)
     }
 }

@@ -41,8 +41,10 @@ extension EventCodec {
         case .messageSent(let d):
             add("body", d.body)
             fields.append(("clientMsgId", d.clientMsgId.map(jsonString) ?? "null"))
+            if let mentions = d.mentions { fields.append(("mentions", "[" + mentions.map(jsonString).joined(separator: ",") + "]")) }
             add("messageId", d.messageId)
             add("replyTo", d.replyTo)
+            add("threadRootId", d.threadRootId)
         case .messageEdited(let d):
             add("body", d.body)
             add("messageId", d.messageId)

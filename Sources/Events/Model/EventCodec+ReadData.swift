@@ -84,9 +84,20 @@ extension JSONReader {
             data = .roomRenamed(RoomRenamed(name: name))
         case .messageSent:
             guard let messageId = text("messageId"), let body = text("body"), let clientMsgId = optional("clientMsgId"),
-                let replyTo = optional("replyTo")
+                let replyTo = optional("replyTo"), let threadRootId = optional("threadRootId")
             else { return nil }
-            data = .messageSent(MessageSent(messageId: messageId, body: body, clientMsgId: clientMsgId, replyTo: replyTo))
+            var mentions: [String]?
+            switch fields["mentions"] {
+            case nil: break
+            case .strings(let list)?:
+                mentions = list
+                used += 1
+            default: return nil
+            }
+            data = .messageSent(
+                MessageSent(
+                    messageId: messageId, body: body, clientMsgId: clientMsgId, replyTo: replyTo, threadRootId: threadRootId,
+                    mentions: mentions))
         case .messageEdited:
             guard let messageId = text("messageId"), let body = text("body") else { return nil }
             data = .messageEdited(MessageEdited(messageId: messageId, body: body))

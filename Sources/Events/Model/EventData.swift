@@ -108,13 +108,23 @@ public struct MessageSent: Codable, Sendable, Equatable {
     public var clientMsgId: String?
     /// The `messageId` of the message of the same room this one answers; nil for none (and then left out of the JSON).
     public var replyTo: String?
+    /// The thread this message is a reply in: the `messageId` of its root, a message of the room not itself in a thread;
+    /// nil for a message of the room's main timeline (and then left out of the JSON).
+    public var threadRootId: String?
+    /// The users the message mentions (joined members of the room, at most 50, each once); nil for none (left out).
+    public var mentions: [String]?
 
-    /// Checks nothing: `Rules.decide` validates the body, the client id and the reply target first.
-    public init(messageId: String, body: String, clientMsgId: String? = nil, replyTo: String? = nil) {
+    /// Checks nothing: `Rules.decide` validates the body, the client id, the reply target, the thread and the mentions.
+    public init(
+        messageId: String, body: String, clientMsgId: String? = nil, replyTo: String? = nil, threadRootId: String? = nil,
+        mentions: [String]? = nil
+    ) {
         self.messageId = messageId
         self.body = body
         self.clientMsgId = clientMsgId
         self.replyTo = replyTo
+        self.threadRootId = threadRootId
+        self.mentions = mentions
     }
 
     /// Writes `clientMsgId` even when nil (as null, as the contract wants) and `replyTo` only when set.
@@ -124,6 +134,8 @@ public struct MessageSent: Codable, Sendable, Equatable {
         try container.encode(body, forKey: .body)
         try container.encode(clientMsgId, forKey: .clientMsgId)
         try container.encodeIfPresent(replyTo, forKey: .replyTo)
+        try container.encodeIfPresent(threadRootId, forKey: .threadRootId)
+        try container.encodeIfPresent(mentions, forKey: .mentions)
     }
 }
 

@@ -7,7 +7,10 @@ public enum Command: Sendable, Equatable {
     case createGroup(roomId: String, name: String, invite: [String])
     /// A private message; the direct room is created by the first one.
     case sendDirect(to: String, messageId: String, body: String, clientMsgId: String?)
-    case send(roomId: String, messageId: String, body: String, clientMsgId: String?, replyTo: String?)
+    /// A message to a room; `threadRootId` makes it a reply in that message's thread, `mentions` names members.
+    case send(
+        roomId: String, messageId: String, body: String, clientMsgId: String?, replyTo: String?, threadRootId: String? = nil,
+        mentions: [String] = [])
     case edit(roomId: String, messageId: String, body: String)
     case delete(roomId: String, messageId: String)
     case invite(roomId: String, userId: String)
@@ -41,7 +44,7 @@ public enum Command: Sendable, Equatable {
         switch self {
         case .register: return nil
         case .sendDirect(let to, _, _, _): return Partitioning.directRoomId(actor, to)
-        case .createGroup(let id, _, _), .send(let id, _, _, _, _), .edit(let id, _, _), .delete(let id, _),
+        case .createGroup(let id, _, _), .send(let id, _, _, _, _, _, _), .edit(let id, _, _), .delete(let id, _),
             .invite(let id, _), .join(let id), .decline(let id), .leave(let id), .remove(let id, _),
             .setRole(let id, _, _), .rename(let id, _), .markRead(let id, _), .react(let id, _, _), .unreact(let id, _, _),
             .pin(let id, _), .unpin(let id, _), .ban(let id, _, _), .unban(let id, _), .mute(let id, _, _), .unmute(let id, _):
@@ -166,6 +169,8 @@ public struct DecisionContext: Sendable {
     public var maxEmojiBytes = 32
     /// The most messages a room may have pinned at once; one more is `conflict`.
     public var maxPinsPerRoom = 50
+    /// The most users a message may mention.
+    public var maxMentions = 50
     /// The most characters a ban's reason may have once trimmed.
     public var maxReasonLength = 500
 

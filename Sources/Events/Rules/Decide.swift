@@ -60,7 +60,7 @@ public enum Rules {
             let me = try joinedMember(actor, of: room)
             return Decision(events: [sent], facts: [memberFact(room, actor, me), notBlocked], clientMessageKey: key)
 
-        case .send(let roomId, let messageId, let body, let clientMsgId, let replyTo):
+        case .send(let roomId, let messageId, let body, let clientMsgId, let replyTo, let threadRootId, let mentions):
             let room = try existing(state.room, roomId)
             let me = try joinedMember(actor, of: room)
             try notMuted(me, context)
@@ -80,7 +80,30 @@ public enum Rules {
                 }
                 facts.append(Fact(.message(roomId: roomId, messageId: replyTo), original.encoded))
             }
-            let sent = MessageSent(messageId: messageId, body: body, clientMsgId: clientMsgId, replyTo: replyTo)
+            if let threadRootId {
+                guard let root = room.messages[threadRootId] else {
+                    throw RuleError(.notFound, "threadRootId \(threadRootId) is not a message of this room")
+                }
+                guard !root.inThread else {
+                    throw RuleError(.invalidRequest, "message \(threadRootId) is a reply in a thread: answer in its thread's root")
+                }
+                guard !root.deleted else { throw RuleError(.conflict, "message \(threadRootId) was deleted") }
+                if threadRootId != replyTo { facts.append(Fact(.message(roomId: roomId, messageId: threadRootId), root.encoded)) }
+            }
+            var mentioned: [String] = []
+            for userId in mentions where !mentioned.contains(userId) { mentioned.append(userId) }
+            guard mentioned.count <= context.maxMentions else {
+                throw RuleError(.invalidRequest, "a message mentions at most \(context.maxMentions) people")
+            }
+            for userId in mentioned where userId != actor {
+                guard let member = room.joined(userId) else {
+                    throw RuleError(.invalidRequest, "\(userId) is not a member of this room and cannot be mentioned")
+                }
+                facts.append(memberFact(room, userId, member))
+            }
+            let sent = MessageSent(
+                messageId: messageId, body: body, clientMsgId: clientMsgId, replyTo: replyTo, threadRootId: threadRootId,
+                mentions: mentioned.isEmpty ? nil : mentioned)
             return Decision(
                 events: [event(.messageSent(sent), room: roomId)], facts: facts,
                 clientMessageKey: clientMsgId.map { ClientMessageKey(roomId: roomId, userId: actor, clientMsgId: $0) })

@@ -65,7 +65,7 @@ extension Rules {
             state.name = renamed.name
         case .messageSent(let sent):
             state.lastSeq = event.seq ?? state.lastSeq + 1
-            state.messages[sent.messageId] = .init(senderId: event.actorId, deleted: false)
+            state.messages[sent.messageId] = .init(senderId: event.actorId, deleted: false, inThread: sent.threadRootId != nil)
         case .messageDeleted(let deleted):
             state.messages[deleted.messageId]?.deleted = true
         case .reactionAdded(let reaction):

@@ -58,20 +58,27 @@ public struct RoomState: Sendable, Equatable {
         public var senderId: String
         /// Whether it was deleted: it cannot be edited any more, and deleting it again appends nothing.
         public var deleted: Bool
+        /// Whether it is a reply in a thread: it cannot be a thread's root.
+        public var inThread: Bool
 
         /// Checks nothing: records come from `evolve` or from the guard state.
-        public init(senderId: String, deleted: Bool) {
+        public init(senderId: String, deleted: Bool, inThread: Bool = false) {
             self.senderId = senderId
             self.deleted = deleted
+            self.inThread = inThread
         }
 
-        /// The guard-state encoding, `senderId|0` or `senderId|1`.
-        public var encoded: String { "\(senderId)|\(deleted ? 1 : 0)" }
+        /// The guard-state encoding, `senderId|0` or `senderId|1`, with `|t` after it for a reply in a thread.
+        public var encoded: String { "\(senderId)|\(deleted ? 1 : 0)" + (inThread ? "|t" : "") }
 
-        /// Parses `senderId|0` or `senderId|1` (split at the last `|`); nil when there is no `|`.
+        /// Parses `senderId|0` or `senderId|1`, maybe followed by `|t` (split at the last `|` before it); nil when there is
+        /// no `|`.
         public init?(encoded: String) {
-            guard let bar = encoded.lastIndex(of: "|") else { return nil }
-            self.init(senderId: String(encoded[..<bar]), deleted: encoded[encoded.index(after: bar)...] == "1")
+            var text = Substring(encoded)
+            let inThread = text.hasSuffix("|t")
+            if inThread { text = text.dropLast(2) }
+            guard let bar = text.lastIndex(of: "|") else { return nil }
+            self.init(senderId: String(text[..<bar]), deleted: text[text.index(after: bar)...] == "1", inThread: inThread)
         }
     }
 

@@ -66,6 +66,8 @@ public struct MessagesProjector: Projector {
     /// Creates the unique index on `roomId` + `seq` that history pages sort by; run at every start, so it must stay idempotent.
     public func prepare() async throws {
         try await liveArea().documents.createIndex(["roomId": 1, "seq": 1], unique: true)
+        // Thread pages: a root's replies in order.
+        try await liveArea().documents.createIndex(["threadRootId": 1, "seq": 1], unique: false)
     }
 
     /// The entry id recorded in `<area>_checkpoints` under `<name>:<partition>` after each batch; `0-0` when none yet.
@@ -149,8 +151,20 @@ public struct MessagesProjector: Projector {
                     "edits": [], "reactions": [], "pos": pos,
                 ]
                 document["partition"] = .int32(Int32(partition))
+                if let root = sent.threadRootId { document["threadRootId"] = .string(root) }
+                if let mentions = sent.mentions { document["mentions"] = .array(mentions.map(BSON.string)) }
                 writes.append(
                     .updateOne(filter: ["_id": .string(sent.messageId)], update: ["$setOnInsert": .document(document)], upsert: true))
+                if let root = sent.threadRootId {
+                    // The root counts its thread's replies; `pos` makes a batch applied twice count each once.
+                    writes.append(
+                        .updateOne(
+                            filter: ["_id": .string(root), "pos": ["$lt": pos]],
+                            update: [
+                                "$inc": ["thread.replyCount": .int64(1)],
+                                "$set": ["thread.lastReplyAt": at, "thread.lastReplySeq": .int64(event.seq ?? 0), "pos": pos],
+                            ], upsert: false))
+                }
             case .messageEdited(let edited):
                 writes.append(
                     .updateOne(
@@ -237,6 +251,22 @@ public struct MessageRecord: Codable, Sendable, Equatable {
     public var edits: [Edit]
     /// Every reaction as `emoji userId`, in the order they came (empty once deleted).
     public var reactions: [String]
+    /// For a reply in a thread: its root's id.
+    public var threadRootId: String?
+    /// The users it mentions, in the order the sender gave them.
+    public var mentions: [String]
+    /// For a thread's root: how many replies it has had, and the last one's time and seq; nil before the first.
+    public var thread: Thread?
+
+    /// A thread's counters, kept on its root.
+    public struct Thread: Codable, Sendable, Equatable {
+        /// Replies sent in the thread (a deleted reply still counts).
+        public var replyCount: Int64
+        /// When the last reply was sent.
+        public var lastReplyAt: Date?
+        /// The last reply's seq in the room.
+        public var lastReplySeq: Int64
+    }
 
     /// One emoji's reactions to a message: who reacted, in the order they did.
     public struct ReactionGroup: Sendable, Equatable {
@@ -288,6 +318,13 @@ public struct MessageRecord: Codable, Sendable, Equatable {
         replyTo = d["replyTo"]?.stringValue
         edits = deleted ? [] : (d["edits"]?.arrayValue ?? []).compactMap(Self.edit)
         reactions = deleted ? [] : (d["reactions"]?.arrayValue ?? []).compactMap(\.stringValue)
+        threadRootId = d["threadRootId"]?.stringValue
+        mentions = (d["mentions"]?.arrayValue ?? []).compactMap(\.stringValue)
+        if let t = d["thread"]?.documentValue {
+            thread = Thread(
+                replyCount: t["replyCount"]?.int64Value ?? 0, lastReplyAt: Self.date(t["lastReplyAt"]),
+                lastReplySeq: t["lastReplySeq"]?.int64Value ?? 0)
+        }
     }
 
     // MongoDB keeps what Parley writes as BSON booleans, dates and subdocuments.
@@ -358,6 +395,16 @@ public struct MessagesReadModel: Sendable {
         if let after { filter["seq"] = ["$gt": .int64(after)] } else if let before { filter["seq"] = ["$lt": .int64(before)] }
         let documents = try await read(
             { try await $0.find(filter, sort: ["seq": ascending ? 1 : -1], limit: limit + 1) }, found: { !$0.isEmpty })
+        return (documents.prefix(limit).map(MessageRecord.init), documents.count > limit)
+    }
+
+    /// A page of a thread: the replies after seq `after` (all when nil), oldest first.
+    public func thread(roomId: String, rootId: String, after: Int64? = nil, limit: Int = 50) async throws
+        -> (messages: [MessageRecord], hasMore: Bool)
+    {
+        var filter: BSONDocument = ["roomId": .string(roomId), "threadRootId": .string(rootId)]
+        if let after { filter["seq"] = ["$gt": .int64(after)] }
+        let documents = try await read({ try await $0.find(filter, sort: ["seq": 1], limit: limit + 1) }, found: { !$0.isEmpty })
         return (documents.prefix(limit).map(MessageRecord.init), documents.count > limit)
     }
 

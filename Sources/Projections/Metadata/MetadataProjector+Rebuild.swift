@@ -8,7 +8,7 @@ extension MetadataProjector {
         let name = self.name
         try await prepare()
         try await postgres.withTransaction { c in
-            try c.execute("TRUNCATE \(s).users, \(s).rooms, \(s).room_members, \(s).room_pins, \(s).user_blocks")
+            try c.execute("TRUNCATE \(s).users, \(s).rooms, \(s).room_members, \(s).room_pins, \(s).user_blocks, \(s).message_mentions")
             try c.query("DELETE FROM \(s).projector_checkpoints WHERE projector = $1", [name])
         }
     }

@@ -38,7 +38,7 @@ public struct MetadataProjector: Projector {
     }
 
     /// The read model's tables, the same in every schema: what `prepare` copies from the template and `swap` moves.
-    public static let tables = ["users", "rooms", "room_members", "room_pins", "user_blocks", "projector_checkpoints"]
+    public static let tables = ["users", "rooms", "room_members", "room_pins", "user_blocks", "message_mentions", "projector_checkpoints"]
 
     /// A schema other than the template gets the template's tables (made by the migrations).
     /// In one transaction under an advisory lock: `CREATE ... IF NOT EXISTS` run by two
@@ -266,6 +266,13 @@ public struct MetadataProjector: Projector {
                 batch.lastMessages[room] = (seq, sent.messageId, event.actorId, sent.body, at)
             }
             batch.read(room: room, user: event.actorId, seq: seq, at: at)  // what I send, I have read
+            if let mentions = sent.mentions, !mentions.isEmpty {
+                try c.query(
+                    """
+                    INSERT INTO \(s).message_mentions (room_id, user_id, seq, message_id)
+                    SELECT $1, u, $2, $3 FROM unnest($4::text[]) AS u ON CONFLICT DO NOTHING
+                    """, [room, seq, sent.messageId, postgresArray(mentions)])
+            }
         case .roomRead(let read):
             batch.read(room: room, user: event.actorId, seq: read.seq, at: at)
         case .messagePinned(let pin):
@@ -319,6 +326,8 @@ public struct MetadataProjector: Projector {
                     [room, edited.messageId, edited.body]
                 ))
         case .messageDeleted(let deleted):
+            batch.afterSends.append(
+                ("DELETE FROM \(s).message_mentions WHERE room_id = $1 AND message_id = $2", [room, deleted.messageId]))
             batch.afterSends.append(
                 (
                     "UPDATE \(s).rooms SET last_message_body = NULL, last_message_deleted = true WHERE id = $1 AND last_message_id = $2",

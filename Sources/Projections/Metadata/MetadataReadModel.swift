@@ -112,6 +112,8 @@ public struct RoomSummary: Codable, Sendable, Equatable {
     public var unreadCount: Int64
     /// The asking user's role in the room.
     public var myRole: Role
+    /// Unread messages that mention the asking user (deleted ones left out).
+    public var mentionCount: Int64 = 0
 }
 
 /// A pending invite of a user.
@@ -160,7 +162,10 @@ public struct MetadataReadModel: Sendable {
     public func rooms(of userId: String) async throws -> [RoomSummary] {
         let rows = try await postgres.query(
             """
-            SELECT r.*, m.role AS my_role, m.last_read_seq FROM \(schema).room_members m
+            SELECT r.*, m.role AS my_role, m.last_read_seq,
+                (SELECT count(*) FROM \(schema).message_mentions x
+                 WHERE x.room_id = m.room_id AND x.user_id = m.user_id AND x.seq > m.last_read_seq) AS mention_count
+            FROM \(schema).room_members m
             JOIN \(schema).rooms r ON r.id = m.room_id
             WHERE m.user_id = $1 AND m.state = 'joined'
             ORDER BY COALESCE(r.last_message_at, r.created_at) DESC, r.id
@@ -176,7 +181,7 @@ public struct MetadataReadModel: Sendable {
             let read = row.int64("last_read_seq") ?? 0
             return RoomSummary(
                 room: room, lastMessage: last, unreadCount: max(0, room.lastSeq - read),
-                myRole: Role(rawValue: row.string("my_role") ?? "") ?? .member)
+                myRole: Role(rawValue: row.string("my_role") ?? "") ?? .member, mentionCount: row.int64("mention_count") ?? 0)
         }
     }
 

@@ -86,6 +86,7 @@ public enum ReadModelComparison {
         let tables: [(name: String, key: [String], room: String?, user: String?)] = [
             ("users", ["id"], nil, "id"), ("rooms", ["id"], "id", nil), ("room_members", ["room_id", "user_id"], "room_id", nil),
             ("room_pins", ["room_id", "message_id"], "room_id", nil), ("user_blocks", ["user_id", "blocked_id"], nil, "user_id"),
+            ("message_mentions", ["room_id", "user_id", "seq"], "room_id", nil),
         ]
         var reports: [ReadModelReport] = []
         for table in tables {

@@ -37,12 +37,20 @@ struct ChatCommands: Sendable {
     }
 
     /// Sends a message (admitted by `admitSend` first).
-    func send(_ actor: String, to destination: Destination, body: String, clientMsgId: String?, replyTo: String?) async throws -> Sent {
+    func send(
+        _ actor: String, to destination: Destination, body: String, clientMsgId: String?, replyTo: String?, threadRootId: String? = nil,
+        mentions: [String] = []
+    ) async throws -> Sent {
         let command: Command
         switch destination {
         case .room(let roomId):
-            command = .send(roomId: roomId, messageId: newID(), body: body, clientMsgId: clientMsgId, replyTo: replyTo)
+            command = .send(
+                roomId: roomId, messageId: newID(), body: body, clientMsgId: clientMsgId, replyTo: replyTo, threadRootId: threadRootId,
+                mentions: mentions)
         case .user(let to):
+            guard threadRootId == nil, mentions.isEmpty else {
+                throw APIError.invalid("a first private message has no thread or mentions: send them in the room")
+            }
             command = .sendDirect(to: to, messageId: newID(), body: body, clientMsgId: clientMsgId)
         }
         let outcome = try await log.execute(command, actor: actor)

@@ -7,6 +7,8 @@ extension API {
         let body: String
         let clientMsgId: String?
         let replyTo: String?
+        let threadRootId: String?
+        let mentions: [String]?
     }
 
     struct DirectJSON: Codable, Sendable {
@@ -33,10 +35,11 @@ extension API {
             let body = try await request.json(SendBody.self, limit: self.maxBodyBytes)
             let sent = try await self.commands.send(
                 try context.user(), to: .room(try context.parameter("roomId")), body: body.body, clientMsgId: body.clientMsgId,
-                replyTo: body.replyTo)
+                replyTo: body.replyTo, threadRootId: body.threadRootId, mentions: body.mentions ?? [])
             return Reply(sent.duplicate ? .ok : .created, ["message": sent.message])
         }
         routes.get("rooms/:roomId/messages") { request, context in try await self.history(request, context) }
+        routes.get("rooms/:roomId/messages/:messageId/thread") { request, context in try await self.thread(request, context) }
         routes.patch("rooms/:roomId/messages/:messageId") { request, context in
             struct Body: Decodable { let body: String }
             let body = try await request.json(Body.self, limit: self.maxBodyBytes)
@@ -58,18 +61,35 @@ extension API {
         }
     }
 
+    /// A page of a thread's replies, oldest first, after `after` (a seq).
+    func thread(_ request: Request, _ context: ParleyContext) async throws -> Reply<HistoryJSON> {
+        let roomId = try context.parameter("roomId")
+        let viewer = try context.user()
+        try await requireMember(roomId, viewer)
+        let limit = try Self.number("limit", request).map(Int.init) ?? 50
+        guard (1...200).contains(limit) else { throw APIError.invalid("limit must be 1 to 200") }
+        let rootId = try context.parameter("messageId")
+        let page = try await messages.thread(roomId: roomId, rootId: rootId, after: try Self.number("after", request), limit: limit)
+        if page.messages.isEmpty, try await messages.message(id: rootId).map({ $0.roomId == roomId }) != true {
+            throw APIError.notFound("no message \(rootId) in this room")
+        }
+        return Reply(HistoryJSON(messages: page.messages.map { MessageJSON($0, viewer: viewer) }, hasMore: page.hasMore))
+    }
+
+    /// A non-negative integer query parameter; nil when absent.
+    static func number(_ name: String, _ request: Request) throws -> Int64? {
+        guard let text = request.uri.queryParameters[Substring(name)].map(String.init) else { return nil }
+        guard !text.isEmpty, text.utf8.allSatisfy({ (48...57).contains($0) }) else {
+            throw APIError.invalid("\(name) must be a non-negative integer")
+        }
+        // Any non-negative integer is valid (the document says so); past Int64 it is beyond every seq anyway.
+        return Int64(text) ?? .max
+    }
+
     func history(_ request: Request, _ context: ParleyContext) async throws -> Reply<HistoryJSON> {
         let roomId = try context.parameter("roomId")
         try await requireMember(roomId, try context.user())
-        func number(_ name: String) throws -> Int64? {
-            guard let text = request.uri.queryParameters[Substring(name)].map(String.init) else { return nil }
-            guard !text.isEmpty, text.utf8.allSatisfy({ (48...57).contains($0) }) else {
-                throw APIError.invalid("\(name) must be a non-negative integer")
-            }
-            // Any non-negative integer is valid (the document says so); past Int64 it is
-            // beyond every seq anyway.
-            return Int64(text) ?? .max
-        }
+        func number(_ name: String) throws -> Int64? { try Self.number(name, request) }
         let limit = try number("limit").map(Int.init) ?? 50
         guard (1...200).contains(limit) else { throw APIError.invalid("limit must be 1 to 200") }
         let page = try await messages.page(roomId: roomId, before: try number("before"), after: try number("after"), limit: limit)

@@ -144,6 +144,13 @@ enum OpenAPI {
                 body: object(["seq": ["type": "integer", "format": "int64", "minimum": 0]], required: ["seq"]),
                 responses: [200: "Result"].merging(errors) { a, _ in a }),
             .init(
+                method: "get", path: "/v1/rooms/{roomId}/messages/{messageId}/thread",
+                summary: "A page of a thread's replies, oldest first (?after=&limit=)",
+                query: [
+                    query("after", ["type": "integer", "minimum": 0]), query("limit", ["type": "integer", "minimum": 1, "maximum": 200]),
+                ],
+                responses: [200: "History"].merging(errors) { a, _ in a }),
+            .init(
                 method: "post", path: "/v1/rooms/{roomId}/messages/{messageId}/reactions",
                 summary: "React to a message (201; 200 when the reaction is there already)",
                 body: object(["emoji": emoji], required: ["emoji"]),
@@ -216,6 +223,12 @@ enum OpenAPI {
                 "clientMsgId": ["type": "string", "nullable": true], "sentAt": ["type": "string", "format": "date-time"],
                 "editedAt": ["type": "string", "format": "date-time", "nullable": true], "deleted": ["type": "boolean"],
                 "replyTo": ["type": "string", "nullable": true],
+                "threadRootId": ["type": "string", "nullable": true],
+                "mentions": ["type": "array", "items": string],
+                "thread": nullable(
+                    object([
+                        "replyCount": integer, "lastReplyAt": ["type": "string", "format": "date-time"], "lastReplySeq": integer,
+                    ])),
                 "reactions": [
                     "type": "array",
                     "items": object(["emoji": string, "count": integer, "me": ["type": "boolean"]], required: ["emoji", "count", "me"]),
@@ -268,7 +281,7 @@ enum OpenAPI {
                 "id": string, "kind": ["type": "string", "enum": ["direct", "group"]], "name": string, "createdBy": string,
                 "createdAt": ["type": "string", "format": "date-time"], "lastSeq": integer,
                 "members": ["type": "array", "items": ref("Member")],
-                "lastMessage": object([:]), "unreadCount": integer, "myRole": string,
+                "lastMessage": object([:]), "unreadCount": integer, "myRole": string, "mentionCount": integer,
             ]),
             "RoomEnvelope": object(["room": ref("Room")], required: ["room"]),
             "RoomList": object(["rooms": ["type": "array", "items": ref("Room")]], required: ["rooms"]),
@@ -283,6 +296,8 @@ enum OpenAPI {
                     "body": messageBody,
                     "clientMsgId": nullable(["type": "string", "minLength": 1, "maxLength": 128, "pattern": "^" + noNUL + "$"]),
                     "replyTo": nullable(string),
+                    "threadRootId": nullable(string),
+                    "mentions": nullable(["type": "array", "maxItems": 50, "items": string]),
                 ], required: ["body"]),
             "Result": ["type": "object"],
             "Health": object(["status": string, "detail": string, "lagEvents": integer, "lagMs": integer], required: ["status"]),

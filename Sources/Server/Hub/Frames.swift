@@ -40,5 +40,7 @@ struct ClientFrame: Decodable {
     let body: String?
     let clientMsgId: String?
     let replyTo: String?
+    let threadRootId: String?
+    let mentions: [String]?
     let seq: Int64?
 }

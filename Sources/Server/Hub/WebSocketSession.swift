@@ -174,7 +174,8 @@ struct WebSocketSession {
                     throw APIError.invalid("send needs a roomId or a toUserId")
                 }
                 let sent = try await api.commands.send(
-                    userId, to: destination, body: body, clientMsgId: frame.clientMsgId, replyTo: frame.replyTo)
+                    userId, to: destination, body: body, clientMsgId: frame.clientMsgId, replyTo: frame.replyTo,
+                    threadRootId: frame.threadRootId, mentions: frame.mentions ?? [])
                 connection.send(Frame.ack(ref: frame.clientMsgId, message: sent.message))
             case "typing":
                 guard let roomId = frame.roomId else { throw APIError.invalid("typing needs a roomId") }
