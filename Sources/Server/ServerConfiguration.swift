@@ -60,6 +60,9 @@ struct ServerConfiguration: Sendable {
     var wsIdleSeconds = 120
     /// WebSockets one user may have open at once (more get `too_many_connections`, 4003).
     var wsMaxConnectionsPerUser = 32
+    /// How long an instance's presence mark of a user lasts unless renewed (`PARLEY_PRESENCE_TTL_SECONDS`): an instance
+    /// that dies takes its users offline within this and one reap (5 s).
+    var presenceTTLSeconds = 20
     /// Events at most replayed to one reconnecting client; more and it gets `recovered: false` and refetches.
     var wsReplayMaxEvents = 10_000
     /// Replays for reconnecting clients that run at once on one instance (the others wait).
@@ -138,6 +141,7 @@ struct ServerConfiguration: Sendable {
         self.wsQueueFrames = try int("ws-queue-frames", flag: nil, default: 1024, range: 8...1_000_000)
         self.wsIdleSeconds = try int("ws-idle-seconds", flag: nil, default: 120, range: 1...86_400)
         self.wsMaxConnectionsPerUser = try int("ws-max-connections-per-user", flag: nil, default: 32, range: 1...100_000)
+        self.presenceTTLSeconds = try int("presence-ttl-seconds", flag: nil, default: 20, range: 4...3600)
         self.wsReplayMaxEvents = try int("ws-replay-max-events", flag: nil, default: 10_000, range: 1...1_000_000)
         self.wsReplayConcurrency = try int("ws-replay-concurrency", flag: nil, default: 4, range: 1...1000)
         self.wsReplaysPerMinute = try int("ws-replays-per-minute", flag: nil, default: 30, range: 1...1_000_000)

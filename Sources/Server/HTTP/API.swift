@@ -38,6 +38,7 @@ struct API: Sendable {
         registerMessages(authenticated)
         registerReactions(authenticated)
         registerModeration(authenticated)
+        registerPresence(authenticated)
     }
 
     /// 403 unless `userId` is a joined member now (or, with `invited`, invited).

@@ -1,5 +1,6 @@
 import Drivers
 import EventLog
+import Events
 import Foundation
 import Hummingbird
 import HummingbirdWebSocket
@@ -100,12 +101,18 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
         let v1 = router.group("v1")
         api.register(v1, authenticated: v1.group().add(middleware: AuthMiddleware(api: api)))
 
+        let presence = Presence(
+            store: context.log.presence(instance: Events.newID(), ttl: .seconds(configuration.presenceTTLSeconds)), log: context.log,
+            logger: logger)
         let hub = Hub(
             log: context.log, logger: logger, queueCapacity: configuration.wsQueueFrames,
             maxConnectionsPerUser: configuration.wsMaxConnectionsPerUser, maxReplay: configuration.wsReplayMaxEvents,
             replayConcurrency: configuration.wsReplayConcurrency,
-            replayBudget: RateLimiter(perSecond: Double(configuration.wsReplaysPerMinute) / 60, burst: configuration.wsReplayBurst))
+            replayBudget: RateLimiter(perSecond: Double(configuration.wsReplaysPerMinute) / 60, burst: configuration.wsReplayBurst),
+            onPresence: { userId, online in presence.changed(userId, online: online) })
+        presence.attach(hub)
         services.append(hub)
+        services.append(presence)
         let signals = context.log.signals(logger: logger) { roomId, userId in hub.typing(roomId: roomId, userId: userId) }
         services.append(signals)
         let idle = Duration.seconds(configuration.wsIdleSeconds)

@@ -199,6 +199,9 @@ enum OpenAPI {
             .init(
                 method: "delete", path: "/v1/me/blocks/{userId}", summary: "Unblock a user",
                 responses: [200: "ModerationResult"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/users/{userId}/presence", summary: "Whether a user is online, and when they were last seen",
+                responses: [200: "Presence"].merging(errors) { a, _ in a }),
             .init(method: "get", path: "/healthz", summary: "Liveness", auth: false, responses: [200: "Health"]),
             .init(
                 method: "get", path: "/readyz", summary: "Readiness: stores reachable, projector lag", auth: false,
@@ -238,6 +241,11 @@ enum OpenAPI {
             "ReactionResult": object(
                 ["reaction": object(["messageId": string, "emoji": string, "reacted": ["type": "boolean"]])], required: ["reaction"]),
             "ModerationResult": ["type": "object"],
+            "Presence": object(
+                [
+                    "userId": string, "status": ["type": "string", "enum": ["online", "offline"]],
+                    "lastSeenAt": ["type": "string", "format": "date-time", "nullable": true],
+                ], required: ["userId", "status"]),
             "BanList": object(
                 [
                     "bans": [

@@ -29,6 +29,10 @@ enum Frame {
         #"{"type":"typing","roomId":\#(jsonString(roomId)),"userId":\#(jsonString(userId))}"#
     }
 
+    static func presence(userId: String, online: Bool, lastSeen: Date) -> String {
+        #"{"type":"presence","userId":\#(jsonString(userId)),"status":"\#(online ? "online" : "offline")","lastSeenAt":"\#(formatTimestamp(lastSeen))"}"#
+    }
+
     static let pong = #"{"type":"pong"}"#
 }
 

@@ -47,10 +47,15 @@ final class Hub: Service, Sendable {
     private let unreadable = Counter(label: "parley.ws.unreadable_entries")
     private let replaysRefused = Counter(label: "parley.ws.replays_refused")
 
+    /// Told when a user's first connection here opens (true) and their last one closes (false): presence.
+    let onPresence: @Sendable (_ userId: String, _ online: Bool) -> Void
+
     init(
         log: EventLog, logger: Logger, queueCapacity: Int = 1024, maxConnectionsPerUser: Int = 32, maxReplay: Int = 10_000,
-        replayConcurrency: Int = 4, replayBudget: RateLimiter = RateLimiter(perSecond: 0.5, burst: 10)
+        replayConcurrency: Int = 4, replayBudget: RateLimiter = RateLimiter(perSecond: 0.5, burst: 10),
+        onPresence: @escaping @Sendable (String, Bool) -> Void = { _, _ in }
     ) {
+        self.onPresence = onPresence
         self.replays = AsyncSemaphore(permits: replayConcurrency)
         self.replayBudget = replayBudget
         self.log = log
@@ -173,16 +178,17 @@ final class Hub: Service, Sendable {
     /// no duplicate at the seam.
     func connect(userId: String, channel: any Channel, since: LogPosition?, sinceGiven: Bool) async throws -> Session {
         guard await ready() else { throw DriverError(.redis, .unavailable, "the hub is not reading the log (shutting down)") }
-        let (connection, start) = try locked.withLockedValue { locked -> (HubConnection, LogPosition) in
+        let (connection, start, first) = try locked.withLockedValue { locked -> (HubConnection, LogPosition, Bool) in
             switch locked.state.open(userId: userId) {
             case .tooMany(let limit): throw TooManyConnections(limit: limit)
             case .notStarted: preconditionFailure("the hub is ready")
             case .opened(let id, let start):
                 let connection = HubConnection(id: id, userId: userId, channel: channel, capacity: queueCapacity)
                 locked.connections[id] = connection
-                return (connection, start)
+                return (connection, start, locked.state.connectionCount(of: userId) == 1)
             }
         }
+        if first { onPresence(userId, true) }
         Gauge(label: "parley.ws.connections").record(connectionCount)
         do {
             var since = since
@@ -223,11 +229,12 @@ final class Hub: Service, Sendable {
     }
 
     func disconnect(_ connection: HubConnection) {
-        let footprint = locked.withLockedValue { locked in
-            locked.state.close(connection.id)
+        let (footprint, last) = locked.withLockedValue { locked in
+            let closed = locked.state.close(connection.id)
             locked.connections[connection.id] = nil
-            return locked.state.footprint
+            return (locked.state.footprint, closed && locked.state.connectionCount(of: connection.userId) == 0)
         }
+        if last { onPresence(connection.userId, false) }
         connection.end(.shutdown)
         Gauge(label: "parley.ws.connections").record(connectionCount)
         Gauge(label: "parley.ws.hub_entries").record(footprint)
@@ -236,6 +243,20 @@ final class Hub: Service, Sendable {
     /// Whether `userId` is, as far as this hub knows, a joined member of `roomId`.
     func isMember(_ userId: String, of roomId: String) -> Bool {
         locked.withLockedValue { $0.state.isMember(userId, of: roomId) }
+    }
+
+    /// The users with a connection open here.
+    var users: [String] { locked.withLockedValue { $0.state.users } }
+
+    /// The rooms `userId` is a joined member of, if they have a live connection here.
+    func rooms(of userId: String) -> Set<String>? { locked.withLockedValue { $0.state.rooms(of: userId) } }
+
+    /// A presence change (from any instance) to the connections here of users who share one of `rooms` with the user.
+    func presence(_ change: PresenceStore.Change, rooms: Set<String>) {
+        let targets = locked.withLockedValue { locked in
+            locked.state.presenceTargets(rooms: rooms, of: change.userId).compactMap { locked.connections[$0] }
+        }
+        HubConnection.send(Frame.presence(userId: change.userId, online: change.online, lastSeen: change.lastSeen), to: targets)
     }
 
     /// A typing signal (from any instance, through pub/sub) to the room's other members here.

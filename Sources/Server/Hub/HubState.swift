@@ -194,6 +194,24 @@ struct HubState: Sendable {
         viewers[userId]?.rooms.contains(roomId) ?? false
     }
 
+    /// How many connections `userId` has open here.
+    func connectionCount(of userId: String) -> Int { connectionsOf[userId]?.count ?? 0 }
+
+    /// The users with a connection open here (their presence marks are renewed from it).
+    var users: [String] { Array(connectionsOf.keys) }
+
+    /// The rooms `userId` is a joined member of, if they have a live connection here.
+    func rooms(of userId: String) -> Set<String>? { viewers[userId]?.rooms }
+
+    /// The live connections of users other than `userId` who are joined members of any of `rooms` here, each once: a
+    /// presence change reaches a connection once however many rooms its user shares with them.
+    func presenceTargets(rooms: Set<String>, of userId: String) -> [ConnectionID] {
+        var users: Set<String> = []
+        for roomId in rooms { users.formUnion(joinedHere[roomId] ?? []) }
+        users.remove(userId)
+        return users.flatMap { live[$0] ?? [] }
+    }
+
     /// Every open connection (to end them at shutdown).
     var allConnections: [ConnectionID] { Array(userOf.keys) }
 
