@@ -27,7 +27,14 @@ const state = {
   lastTypingSent: 0,
   expected: new Map(),     // roomId -> refreshes left: rooms events spoke of, not in the list yet
   retryTimer: null,
+  thread: null,            // root message id of the open thread
+  pins: new Map(),         // roomId -> [{message, pinnedBy, pinnedAt}]
+  receipts: new Map(),     // roomId -> [{userId, seq}]
+  presence: new Map(),     // userId -> "online" | "offline"
+  picker: null,            // message id whose emoji picker is open
 };
+
+const QUICK_EMOJI = ["👍", "❤️", "😂", "🎉"];
 
 // --- HTTP ---------------------------------------------------------------------------
 
@@ -143,11 +150,49 @@ async function loadDetails(roomId) {
     const { room } = await api("GET", `/v1/rooms/${roomId}`);
     state.details.set(roomId, room);
     await Promise.all(room.members.map((m) => user(m.userId)));
+    for (const m of room.members) {
+      if (m.userId !== state.me.id && !state.presence.has(m.userId)) loadPresence(m.userId);
+    }
     return room;
   } catch (error) {
     if (error.status !== 403 && error.status !== 404) showError(error);
     return null;
   }
+}
+
+async function loadPresence(userId) {
+  try {
+    const { status } = await api("GET", `/v1/users/${encodeURIComponent(userId)}/presence`);
+    if (!state.presence.has(userId)) state.presence.set(userId, status);
+    showRoom();
+  } catch { /* shown as offline */ }
+}
+
+async function loadPins(roomId) {
+  try {
+    const { pins } = await api("GET", `/v1/rooms/${roomId}/pins`);
+    state.pins.set(roomId, pins);
+    return pins;
+  } catch { return null; }
+}
+
+async function loadReceipts(roomId) {
+  try {
+    const { receipts } = await api("GET", `/v1/rooms/${roomId}/receipts`);
+    state.receipts.set(roomId, receipts);
+    return receipts;
+  } catch { return null; }
+}
+
+async function loadThread(roomId, rootId) {
+  try {
+    const { messages } = await api("GET", `/v1/rooms/${roomId}/messages/${rootId}/thread?limit=200`);
+    const map = state.messages.get(roomId) || new Map();
+    for (const message of messages) if (!map.has(message.id)) map.set(message.id, message);
+    state.messages.set(roomId, map);
+    await Promise.all(messages.map((m) => user(m.senderId)));
+    return messages;
+  } catch (error) { showError(error); return null; }
 }
 
 // An event this client received may not be in the read models yet (the projectors follow
@@ -208,6 +253,12 @@ function renderRooms() {
       const badge = document.createElement("span");
       badge.className = "unread";
       badge.textContent = String(room.unreadCount);
+      li.append(badge);
+    }
+    if (room.mentionCount > 0) {
+      const badge = document.createElement("span");
+      badge.className = "mentions";
+      badge.textContent = `@${room.mentionCount}`;
       li.append(badge);
     }
     li.append(last);
@@ -317,12 +368,14 @@ async function openRoom(roomId) {
   state.current = roomId;
   state.draftTo = null;
   state.replyTo = state.editing = null;
+  if (state.thread && state.messages.get(roomId)?.get(state.thread) === undefined) state.thread = null;
   const room = state.rooms.get(roomId);
-  if (room) room.unreadCount = 0;
+  if (room) { room.unreadCount = 0; room.mentionCount = 0; }
   renderRooms();
   showRoom();
   await loadDetails(roomId);
   if (!state.messages.has(roomId)) await loadHistory(roomId);
+  await Promise.all([loadPins(roomId), loadReceipts(roomId)]);
   showRoom();
   markRead(roomId);
 }
@@ -356,10 +409,9 @@ function showRoom() {
   const room = state.rooms.get(state.current);
   const detail = state.details.get(state.current);
   $("room-title").textContent = state.draftTo ? `@${state.draftTo.username}` : room ? title(room) : "";
-  $("room-members").textContent = detail
-    ? detail.members.filter((m) => m.state === "joined").map((m) => `@${nameOf(m.userId)}${m.role === "member" ? "" : ` (${m.role})`}`).join(", ")
-    : "";
   const myRole = detail && detail.members.find((m) => m.userId === state.me.id)?.role;
+  renderMembers(room, detail, myRole);
+  renderPins(room, myRole);
   $("invite-form").hidden = !(room && room.kind === "group" && (myRole === "owner" || myRole === "admin"));
   $("older").hidden = !state.hasMore.get(state.current);
   $("reply-bar").hidden = !state.replyTo;
@@ -367,7 +419,168 @@ function showRoom() {
   $("edit-bar").hidden = !state.editing;
   $("send").textContent = state.editing ? "Save" : "Send";
   renderMessages(myRole);
+  renderThread();
   renderTyping();
+}
+
+const RANK = { owner: 2, admin: 1, member: 0 };
+
+// The joined members with a presence dot, and for an owner or admin the moderation of those below them.
+function renderMembers(room, detail, myRole) {
+  const box = $("room-members");
+  box.replaceChildren();
+  if (!detail) return;
+  for (const m of detail.members.filter((m) => m.state === "joined")) {
+    const span = document.createElement("span");
+    span.className = "member";
+    span.dataset.userId = m.userId;
+    const dot = document.createElement("span");
+    const online = m.userId === state.me.id || state.presence.get(m.userId) === "online";
+    dot.className = "dot" + (online ? " online" : "");
+    dot.title = online ? "online" : "offline";
+    span.append(dot, `@${nameOf(m.userId)}${m.role === "member" ? "" : ` (${m.role})`}${m.muted ? " (muted)" : ""}`);
+    if (room && room.kind === "group" && myRole && RANK[myRole] > RANK[m.role] && m.userId !== state.me.id && RANK[myRole] >= 1) {
+      span.append(button(m.muted ? "Unmute" : "Mute", m.muted ? "unmute" : "mute", () => moderate(m.userId, m.muted ? "unmute" : "mute")));
+      span.append(button("Ban", "ban", () => moderate(m.userId, "ban")));
+    }
+    box.append(span);
+  }
+}
+
+async function moderate(userId, action) {
+  const roomId = state.current;
+  try {
+    if (action === "mute") await api("POST", `/v1/rooms/${roomId}/mutes/${userId}`, {});
+    if (action === "unmute") await api("DELETE", `/v1/rooms/${roomId}/mutes/${userId}`);
+    if (action === "ban") {
+      const reason = window.prompt(`Ban @${nameOf(userId)}: why?`, "") || undefined;
+      await api("POST", `/v1/rooms/${roomId}/bans/${userId}`, reason ? { reason } : {});
+    }
+    untilFresh(() => loadDetails(roomId), (room) => {
+      const m = room.members.find((x) => x.userId === userId);
+      return action === "ban" ? m === undefined : !!(m && m.muted) === (action === "mute");
+    });
+  } catch (error) { showError(error); }
+}
+
+function mayPin(room, myRole) {
+  return room && (room.kind === "direct" || myRole === "owner" || myRole === "admin");
+}
+
+function renderPins(room, myRole) {
+  const pins = state.current ? state.pins.get(state.current) || [] : [];
+  const bar = $("pins");
+  bar.replaceChildren();
+  bar.hidden = pins.length === 0;
+  for (const pin of pins) {
+    const span = document.createElement("span");
+    span.className = "pin";
+    span.dataset.messageId = pin.message.id;
+    span.append(`📌 ${nameOf(pin.message.senderId)}: ${pin.message.deleted ? "message deleted" : pin.message.body}`);
+    if (mayPin(room, myRole)) span.append(button("unpin", "unpin", () => pinMessage(pin.message, false)));
+    bar.append(span);
+  }
+}
+
+async function pinMessage(message, pinned) {
+  try {
+    await api(pinned ? "PUT" : "DELETE", `/v1/rooms/${message.roomId}/pins/${message.id}`);
+    refreshPins(message.roomId, message.id, pinned);
+  } catch (error) { showError(error); }
+}
+
+function refreshPins(roomId, messageId, pinned) {
+  untilFresh(() => loadPins(roomId), (pins) => pins.some((p) => p.message.id === messageId) === pinned);
+}
+
+async function toggleReaction(message, emoji) {
+  const mine = (message.reactions || []).find((r) => r.emoji === emoji && r.me);
+  state.picker = null;
+  try {
+    if (mine) await api("DELETE", `/v1/rooms/${message.roomId}/messages/${message.id}/reactions/${encodeURIComponent(emoji)}`);
+    else await api("POST", `/v1/rooms/${message.roomId}/messages/${message.id}/reactions`, { emoji });
+  } catch (error) { showError(error); }
+  showRoom();
+}
+
+// A message's reactions as chips (click: add or take back mine), and the quick picker when open.
+function reactionsOf(message) {
+  const box = document.createElement("span");
+  box.className = "reactions";
+  for (const r of message.reactions || []) {
+    const chip = button(`${r.emoji} ${r.count}`, "reaction" + (r.me ? " mine" : ""), () => toggleReaction(message, r.emoji));
+    chip.dataset.emoji = r.emoji;
+    box.append(chip);
+  }
+  if (state.picker === message.id) {
+    const picker = document.createElement("span");
+    picker.className = "picker";
+    for (const emoji of QUICK_EMOJI) picker.append(button(emoji, "pick", () => toggleReaction(message, emoji)));
+    box.append(picker);
+  }
+  return box;
+}
+
+// Reactions change by events: count them here until the read model is asked again.
+function applyReaction(roomId, messageId, emoji, actorId, added) {
+  const message = state.messages.get(roomId)?.get(messageId);
+  if (!message) return;
+  const reactions = message.reactions || [];
+  let r = reactions.find((x) => x.emoji === emoji);
+  if (added) {
+    if (!r) { r = { emoji, count: 0, me: false }; reactions.push(r); }
+    r.count += 1;
+    if (actorId === state.me.id) r.me = true;
+  } else if (r) {
+    r.count -= 1;
+    if (actorId === state.me.id) r.me = false;
+    if (r.count <= 0) reactions.splice(reactions.indexOf(r), 1);
+  }
+  message.reactions = reactions;
+}
+
+function renderThread() {
+  const open = !!(state.thread && state.current);
+  $("thread").hidden = !open;
+  document.querySelector(".layout").classList.toggle("with-thread", open);
+  const list = $("thread-messages");
+  list.replaceChildren();
+  if (!open) return;
+  const map = state.messages.get(state.current) || new Map();
+  const root = map.get(state.thread);
+  const replies = [...map.values()].filter((m) => m.threadRootId === state.thread).sort((a, b) => a.seq - b.seq);
+  for (const message of root ? [root, ...replies] : replies) {
+    const li = document.createElement("li");
+    li.className = "message" + (message === root ? " root" : "");
+    li.dataset.messageId = message.id;
+    const sender = document.createElement("span");
+    sender.className = "sender";
+    sender.textContent = nameOf(message.senderId);
+    const body = document.createElement("span");
+    body.className = message.deleted ? "body deleted" : "body";
+    body.textContent = message.deleted ? "message deleted" : message.body;
+    li.append(sender, body, reactionsOf(message));
+    list.append(li);
+  }
+}
+
+async function openThread(message) {
+  state.thread = message.id;
+  showRoom();
+  await loadThread(message.roomId, message.id);
+  showRoom();
+}
+
+// `@username` words naming a joined member of the open room become mentions.
+function mentionsIn(body) {
+  const detail = state.details.get(state.current);
+  if (!detail) return [];
+  const ids = [];
+  for (const [, name] of body.matchAll(/@([A-Za-z0-9_.-]+)/g)) {
+    const m = detail.members.find((x) => x.state === "joined" && nameOf(x.userId) === name.toLowerCase());
+    if (m && !ids.includes(m.userId)) ids.push(m.userId);
+  }
+  return ids;
 }
 
 function renderMessages(myRole) {
@@ -376,11 +589,14 @@ function renderMessages(myRole) {
   list.replaceChildren();
   const messages = state.current ? sortedMessages(state.current) : [];
   const byId = new Map(messages.map((m) => [m.id, m]));
-  const pending = [...state.pending.entries()].filter(([, p]) =>
-    state.current ? p.roomId === state.current : state.draftTo && p.toUserId === state.draftTo.id);
-  for (const message of messages) {
+  const pending = [...state.pending.entries()].filter(([, p]) => !p.threadRootId &&
+    (state.current ? p.roomId === state.current : state.draftTo && p.toUserId === state.draftTo.id));
+  const room = state.rooms.get(state.current);
+  const timeline = messages.filter((m) => !m.threadRootId);
+  const lastShown = timeline[timeline.length - 1];
+  for (const message of timeline) {
     const li = document.createElement("li");
-    li.className = "message";
+    li.className = "message" + ((message.mentions || []).includes(state.me.id) && !message.deleted ? " mentioned" : "");
     li.dataset.seq = String(message.seq);
     li.dataset.messageId = message.id;
     if (message.replyTo && !message.deleted) {
@@ -403,9 +619,16 @@ function renderMessages(myRole) {
       meta.textContent = "(edited)";
       li.append(meta);
     }
+    if (!message.deleted) li.append(reactionsOf(message));
     if (!message.deleted) {
       const actions = document.createElement("span");
       actions.className = "actions";
+      actions.append(button("React", "react", () => { state.picker = state.picker === message.id ? null : message.id; showRoom(); }));
+      actions.append(button("Thread", "thread", () => openThread(message)));
+      if (mayPin(room, myRole)) {
+        const pinned = (state.pins.get(message.roomId) || []).some((p) => p.message.id === message.id);
+        actions.append(button(pinned ? "Unpin" : "Pin", pinned ? "unpin" : "pin", () => pinMessage(message, !pinned)));
+      }
       actions.append(button("Reply", "reply", () => { state.replyTo = message; state.editing = null; showRoom(); $("composer-input").focus(); }));
       if (message.senderId === state.me.id) {
         actions.append(button("Edit", "edit", () => {
@@ -416,6 +639,20 @@ function renderMessages(myRole) {
         actions.append(button("Delete", "delete", () => deleteMessage(message)));
       }
       li.append(actions);
+    }
+    if (message.thread && message.thread.replyCount > 0) {
+      const n = message.thread.replyCount;
+      li.append(button(`${n} ${n === 1 ? "reply" : "replies"}`, "thread-link", () => openThread(message)));
+    }
+    if (message === lastShown) {
+      const readers = (state.receipts.get(message.roomId) || [])
+        .filter((r) => r.userId !== state.me.id && r.userId !== message.senderId && r.seq >= message.seq);
+      if (readers.length) {
+        const seen = document.createElement("span");
+        seen.className = "seen";
+        seen.textContent = `Seen by ${readers.map((r) => `@${nameOf(r.userId)}`).join(", ")}`;
+        li.append(seen);
+      }
     }
     list.append(li);
   }
@@ -478,6 +715,7 @@ async function submitComposer() {
   const ref = newId();
   const send = state.draftTo ? { toUserId: state.draftTo.id, body } : { roomId: state.current, body };
   if (state.replyTo) send.replyTo = state.replyTo.id;
+  if (state.current) { const mentions = mentionsIn(body); if (mentions.length) send.mentions = mentions; }
   state.pending.set(ref, send);
   state.replyTo = null;
   input.value = "";
@@ -591,6 +829,10 @@ async function receive(frame) {
       renderTyping();
       break;
     }
+    case "presence":
+      state.presence.set(frame.userId, frame.status);
+      showRoom();
+      break;
     case "error":
       if (frame.ref && state.pending.has(frame.ref) && frame.code !== "service_unavailable" && frame.code !== "rate_limited") {
         state.pending.delete(frame.ref);  // refused for good: say so and drop it
@@ -620,12 +862,20 @@ async function apply(event) {
       addMessage({
         id: data.messageId, roomId, seq: event.seq, senderId: event.actorId, body: data.body,
         clientMsgId: data.clientMsgId, replyTo: data.replyTo || null, sentAt: event.at, deleted: false,
+        threadRootId: data.threadRootId || null, mentions: data.mentions || [], reactions: [],
       });
+      if (data.threadRootId && !known) {
+        const root = state.messages.get(roomId)?.get(data.threadRootId);
+        if (root) root.thread = { replyCount: ((root.thread && root.thread.replyCount) || 0) + 1, lastReplyAt: event.at, lastReplySeq: event.seq };
+      }
       const room = state.rooms.get(roomId);
       if (!room) { state.expected.set(roomId, 10); refreshRooms(); break; }
       if (event.actorId !== state.me.id && !known) {
         if (roomId === state.current && document.visibilityState !== "hidden") markRead(roomId);
-        else room.unreadCount = (room.unreadCount || 0) + 1;
+        else {
+          room.unreadCount = (room.unreadCount || 0) + 1;
+          if ((data.mentions || []).includes(state.me.id)) room.mentionCount = (room.mentionCount || 0) + 1;
+        }
       }
       const typers = state.typing.get(roomId);
       if (typers && typers.has(event.actorId)) { clearTimeout(typers.get(event.actorId)); typers.delete(event.actorId); }
@@ -640,7 +890,7 @@ async function apply(event) {
     }
     case "message.deleted": {
       const message = state.messages.get(roomId)?.get(data.messageId);
-      if (message) { message.deleted = true; message.body = null; }
+      if (message) { message.deleted = true; message.body = null; message.reactions = []; }
       const room = state.rooms.get(roomId);
       if (room && room.lastMessage && room.lastMessage.id === data.messageId) { room.lastMessage.deleted = true; room.lastMessage.body = null; }
       break;
@@ -648,7 +898,33 @@ async function apply(event) {
     case "room.read":
       if (event.actorId === state.me.id && state.rooms.has(roomId)) {
         const room = state.rooms.get(roomId);
-        if (!room.lastMessage || data.seq >= room.lastMessage.seq) room.unreadCount = 0;
+        if (!room.lastMessage || data.seq >= room.lastMessage.seq) { room.unreadCount = 0; room.mentionCount = 0; }
+      } else if (roomId === state.current) {
+        untilFresh(() => loadReceipts(roomId), (receipts) => receipts.some((r) => r.userId === event.actorId && r.seq >= data.seq));
+      }
+      break;
+    case "reaction.added":
+    case "reaction.removed":
+      applyReaction(roomId, data.messageId, data.emoji, event.actorId, event.type === "reaction.added");
+      break;
+    case "message.pinned":
+    case "message.unpinned":
+      if (roomId === state.current) refreshPins(roomId, data.messageId, event.type === "message.pinned");
+      break;
+    case "member.muted":
+    case "member.unmuted":
+      if (roomId === state.current) loadDetails(roomId).then(showRoom);
+      if (data.userId === state.me.id) showError(new Error(event.type === "member.muted" ? "You were muted in this room" : ""));
+      break;
+    case "member.banned":
+      if (data.userId === state.me.id) {
+        const room = state.rooms.get(roomId);
+        showError(new Error(`You were banned from ${room ? title(room) : "a room"}${data.reason ? `: ${data.reason}` : ""}`));
+        state.rooms.delete(roomId);
+        state.messages.delete(roomId);
+        if (state.current === roomId) { state.current = null; state.thread = null; }
+      } else if (roomId === state.current) {
+        refreshMember(roomId, data.userId, null);
       }
       break;
     case "room.renamed": {
@@ -702,6 +978,19 @@ $("new-group").addEventListener("submit", (e) => { e.preventDefault(); createGro
 $("invite-form").addEventListener("submit", (e) => { e.preventDefault(); invite($("invite-username").value.trim()); });
 $("composer").addEventListener("submit", (e) => { e.preventDefault(); submitComposer(); });
 $("composer-input").addEventListener("input", sendTyping);
+$("thread-composer").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const body = $("thread-input").value.trim();
+  if (!body || !state.thread) return;
+  const ref = newId();
+  const send = { roomId: state.current, body, threadRootId: state.thread };
+  const mentions = mentionsIn(body);
+  if (mentions.length) send.mentions = mentions;
+  state.pending.set(ref, send);
+  $("thread-input").value = "";
+  transmit(ref);
+});
+$("thread-close").onclick = () => { state.thread = null; showRoom(); };
 $("reply-cancel").onclick = () => { state.replyTo = null; showRoom(); };
 $("edit-cancel").onclick = () => { state.editing = null; $("composer-input").value = ""; showRoom(); };
 $("older").onclick = async () => {

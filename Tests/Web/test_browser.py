@@ -153,6 +153,65 @@ def run(chromium_path, binary):
             expect(message(ann, "Thanks")).to_have_count(1, timeout=TIMEOUT)
             shot(ann, "group-chat")
 
+            # Reactions: Ann reacts to Bob's message from the picker, Bob adds his by clicking
+            # the chip, Ann takes hers back.
+            message(ann, "Thanks").locator("button.react").click()
+            message(ann, "Thanks").locator(".picker button", has_text="👍").click()
+            expect(message(bob, "Thanks").locator("button.reaction")).to_have_text("👍 1", timeout=TIMEOUT)
+            message(bob, "Thanks").locator("button.reaction").click()
+            expect(message(ann, "Thanks").locator("button.reaction")).to_have_text("👍 2", timeout=TIMEOUT)
+            expect(message(bob, "Thanks").locator("button.reaction.mine")).to_have_count(1)
+            message(ann, "Thanks").locator("button.reaction").click()
+            expect(message(bob, "Thanks").locator("button.reaction")).to_have_text("👍 1", timeout=TIMEOUT)
+            expect(message(ann, "Thanks").locator("button.reaction.mine")).to_have_count(0)
+
+            # A thread: Bob answers Ann's welcome beside the room; the reply stays out of the
+            # main timeline, and Ann sees the count and opens the thread.
+            message(bob, "Welcome to the group").locator("button.thread").click()
+            expect(bob.locator("#thread")).to_be_visible()
+            bob.fill("#thread-input", "A reply in the thread")
+            bob.click("#thread-send")
+            expect(bob.locator("#thread-messages li", has_text="A reply in the thread")).to_have_count(1, timeout=TIMEOUT)
+            welcome = message(ann, "Welcome to the group")
+            expect(welcome.locator("button.thread-link")).to_have_text("1 reply", timeout=TIMEOUT)
+            expect(message(ann, "A reply in the thread")).to_have_count(0)
+            welcome.locator("button.thread-link").click()
+            expect(ann.locator("#thread-messages li", has_text="A reply in the thread")).to_have_count(1, timeout=TIMEOUT)
+
+            # Presence: each sees the other online in the member list.
+            expect(ann.locator("#room-members .member", has_text=f"@{bob_name}").locator(".dot.online")).to_have_count(1, timeout=TIMEOUT)
+            expect(bob.locator("#room-members .member", has_text=f"@{ann_name}").locator(".dot.online")).to_have_count(1, timeout=TIMEOUT)
+
+            # A pin (the owner may), and "seen by" on the last message once Bob has read it.
+            message(ann, "Thanks").locator("button.pin").click()
+            expect(bob.locator("#pins .pin")).to_contain_text("Thanks", timeout=TIMEOUT)
+            send(ann, "Seen?")
+            expect(message(ann, "Seen?").locator(".seen")).to_have_text(f"Seen by @{bob_name}", timeout=TIMEOUT)
+            shot(ann, "thread-reactions-pins-presence")
+
+            # A mention while Bob is in another room: a badge on the group, the message
+            # highlighted when he opens it.
+            room(bob, f"@{ann_name}").click()
+            expect(bob.locator("#room-title")).to_have_text(f"@{ann_name}", timeout=TIMEOUT)
+            send(ann, f"@{bob_name} look at this")
+            expect(room(bob, "Project X").locator(".mentions")).to_have_text("@1", timeout=TIMEOUT)
+            shot(bob, "bob-mentioned")
+            room(bob, "Project X").click()
+            expect(message(bob, f"@{bob_name} look at this")).to_have_class(re.compile(r"\bmentioned\b"), timeout=TIMEOUT)
+            expect(room(bob, "Project X").locator(".mentions")).to_have_count(0)
+
+            # The owner mutes Bob: his message is refused with a reason; unmuted, he writes again.
+            ann.locator("#room-members .member", has_text=f"@{bob_name}").locator("button.mute").click()
+            expect(ann.locator("#room-members .member", has_text=f"@{bob_name}")).to_contain_text("(muted)", timeout=TIMEOUT)
+            bob.fill("#composer-input", "am I muted?")
+            bob.click("#send")
+            expect(bob.locator("#app-error")).to_contain_text("muted", timeout=TIMEOUT)
+            shot(bob, "bob-muted")
+            ann.locator("#room-members .member", has_text=f"@{bob_name}").locator("button.unmute").click()
+            expect(ann.locator("#room-members .member", has_text=f"@{bob_name}")).not_to_contain_text("(muted)", timeout=TIMEOUT)
+            send(bob, "back again")
+            expect(message(ann, "back again")).to_have_count(1, timeout=TIMEOUT)
+
             # The network drops for Bob: a banner; what Ann sends meanwhile arrives after the
             # reconnect (with since), each message once.
             bob_ctx.set_offline(True)
@@ -190,6 +249,25 @@ def run(chromium_path, binary):
             expect(room(bob, "Project X").locator(".last")).to_have_text(f"{ann_name}: after the restart", timeout=40_000)
             expect(room(bob, f"@{ann_name}")).to_have_count(1)
             shot(bob, "bob-reloaded")
+
+            # A ban: Ann bans Bob from a second group with a reason; Bob is told and the room
+            # leaves his list.
+            ann.fill("#group-name", "Second")
+            ann.click("#new-group button")
+            expect(ann.locator("#room-title")).to_have_text("Second", timeout=TIMEOUT)
+            ann.fill("#invite-username", bob_name)
+            ann.click("#invite-form button")
+            invite = bob.locator("#invites li.invite")
+            expect(invite).to_have_count(1, timeout=TIMEOUT)
+            invite.locator("button.accept").click()
+            expect(bob.locator("#room-title")).to_have_text("Second", timeout=TIMEOUT)
+            expect(ann.locator("#room-members .member", has_text=f"@{bob_name}")).to_have_count(1, timeout=TIMEOUT)
+            ann.once("dialog", lambda dialog: dialog.accept("spam"))
+            ann.locator("#room-members .member", has_text=f"@{bob_name}").locator("button.ban").click()
+            expect(bob.locator("#app-error")).to_contain_text("You were banned from Second: spam", timeout=TIMEOUT)
+            expect(room(bob, "Second")).to_have_count(0, timeout=TIMEOUT)
+            expect(ann.locator("#room-members .member", has_text=f"@{bob_name}")).to_have_count(0, timeout=TIMEOUT)
+            shot(bob, "bob-banned")
 
             # The server comes back with another signing secret: the tokens the browsers hold
             # are refused (close 4401), and each client logs out instead of retrying forever.
