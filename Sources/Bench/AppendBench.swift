@@ -18,6 +18,8 @@ struct AppendBench: AsyncParsableCommand {
     @Option(help: "The log's namespace (a random one by default), to run a server's archiver beside it.") var namespace: String?
     @Option(help: "How long client message ids are remembered (PARLEY_DEDUPE_SECONDS).") var dedupeSeconds = 604_800
     @Flag(help: "Leave the log in Redis at the end (to measure its memory, or archive it).") var keep = false
+    @Option(help: "What is appended: messages (message.sent) or reactions (each sender adds and takes back a reaction to a message).")
+    var kind = "messages"
 
     func run() async throws {
         let stores = try StoreConfiguration(environment: ProcessInfo.processInfo.environment)
@@ -39,6 +41,17 @@ struct AppendBench: AsyncParsableCommand {
             for id in userIds.dropFirst() { try await log.execute(.join(roomId: roomId), actor: id) }
         }
 
+        guard ["messages", "reactions"].contains(kind) else { throw ValidationError("--kind is messages or reactions") }
+        let reactions = kind == "reactions"
+        // For reactions: one message per sender, which it reacts to.
+        if reactions {
+            for (sender, actor) in userIds.enumerated() {
+                try await log.execute(
+                    .send(
+                        roomId: roomIds[sender % rooms], messageId: "target-\(sender)", body: "react to me", clientMsgId: nil, replyTo: nil),
+                    actor: actor)
+            }
+        }
         let latencies = LatencyRecorder()
         let service = LatencyRecorder()  // from the actual start of the call: excludes the generator's own timer lateness
         let lateness = LatencyRecorder()
@@ -62,9 +75,19 @@ struct AppendBench: AsyncParsableCommand {
                         if perSender > 0 { try await Task.sleep(until: scheduled) }
                         let began = ContinuousClock.now
                         lateness.record(began - scheduled)
-                        try await log.execute(
-                            .send(roomId: room, messageId: "m-\(sender)-\(n)", body: body, clientMsgId: "c-\(sender)-\(n)", replyTo: nil),
-                            actor: actor)
+                        if reactions {
+                            let target = "target-\(sender)"
+                            try await log.execute(
+                                n.isMultiple(of: 2)
+                                    ? .react(roomId: room, messageId: target, emoji: "👍")
+                                    : .unreact(roomId: room, messageId: target, emoji: "👍"),
+                                actor: actor)
+                        } else {
+                            try await log.execute(
+                                .send(
+                                    roomId: room, messageId: "m-\(sender)-\(n)", body: body, clientMsgId: "c-\(sender)-\(n)", replyTo: nil),
+                                actor: actor)
+                        }
                         let done = ContinuousClock.now
                         latencies.record(done - scheduled)
                         service.record(done - began)
@@ -78,10 +101,10 @@ struct AppendBench: AsyncParsableCommand {
         let secondsTaken = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let s = latencies.summary
         let offered = rate > 0 ? "\(rate)/s" : "max"
-        print("| senders | rooms | offered | appends | appends/s | p50 ms | p99 ms | p99.9 ms | max ms |")
-        print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+        print("| kind | senders | rooms | offered | appends | appends/s | p50 ms | p99 ms | p99.9 ms | max ms |")
+        print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
         print(
-            "| \(senders) | \(rooms) | \(offered) | \(latencies.count) | \(Int(Double(latencies.count) / secondsTaken)) | "
+            "| \(kind) | \(senders) | \(rooms) | \(offered) | \(latencies.count) | \(Int(Double(latencies.count) / secondsTaken)) | "
                 + String(format: "%.2f | %.2f | %.2f | %.2f |", s.p50, s.p99, s.p999, s.max))
         if rate > 0 {
             let c = service.summary

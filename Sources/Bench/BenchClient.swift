@@ -38,6 +38,7 @@ final class BenchClient: LoadClient {
                                 case .hello: connected.withLockedValue { $0 = true }
                                 case .delivery(let phase, let scheduled): recorder?.record(phase: phase, scheduled: scheduled, at: now)
                                 case .ack(let phase, let scheduled): recorder?.recordAck(phase: phase, scheduled: scheduled, at: now)
+                                case .receipt: recorder?.recordReceipt(at: now)
                                 case .error: recorder?.error(text)
                                 case .other: continue
                                 }
@@ -61,6 +62,8 @@ final class BenchClient: LoadClient {
         case hello
         case delivery(Int, UInt64)
         case ack(Int, UInt64)
+        /// Another user's read receipt or taking back of a reaction: a delivery with no time to measure.
+        case receipt
         case error, other
     }
 
@@ -80,19 +83,26 @@ final class BenchClient: LoadClient {
         if bytes.starts(with: "{\"type\":\"hello\"".utf8) { return .hello }
         if bytes.starts(with: "{\"type\":\"error\"".utf8) { return .error }
         let ack = bytes.starts(with: "{\"type\":\"ack\"".utf8)
-        guard ack || (bytes.starts(with: "{\"type\":\"event\"".utf8) && find(mine) == nil), let body = find(Array("\"body\":\"p".utf8))
-        else {
-            return .other
+        let event = bytes.starts(with: "{\"type\":\"event\"".utf8) && find(mine) == nil
+        guard ack || event else { return .other }
+        // A message's body, or a reaction's emoji (the mixed runs'), carries p<phase> t<nanoseconds> (or p<phase>_t…).
+        var i: Int
+        if let body = find(Array("\"body\":\"p".utf8)) {
+            i = body + 9
+        } else if !ack, find(Array("\"type\":\"reaction.removed\"".utf8)) != nil {
+            return .receipt  // its emoji carries the time of the reaction it takes back: counted, not timed
+        } else if !ack, let emoji = find(Array("\"emoji\":\"p".utf8)) {
+            i = emoji + 10
+        } else {
+            return event && find(Array("\"type\":\"room.read\"".utf8)) != nil ? .receipt : .other
         }
-        // p<phase> t<nanoseconds>
-        var i = body + 9
         var phase = 0
         var t: UInt64 = 0
         while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 {
             phase = phase * 10 + Int(bytes[i] - 48)
             i += 1
         }
-        guard i + 1 < bytes.count, bytes[i] == 32, bytes[i + 1] == UInt8(ascii: "t") else { return .other }
+        guard i + 1 < bytes.count, bytes[i] == 32 || bytes[i] == UInt8(ascii: "_"), bytes[i + 1] == UInt8(ascii: "t") else { return .other }
         i += 2
         while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 {
             t = t * 10 + UInt64(bytes[i] - 48)
@@ -104,6 +114,8 @@ final class BenchClient: LoadClient {
     func send(roomID: String, body: String) {
         outgoing.yield("{\"type\":\"send\",\"roomId\":\"\(roomID)\",\"body\":\"\(body)\"}")
     }
+
+    func sendFrame(_ text: String) { outgoing.yield(text) }
 
     func waitUntilConnected(seconds: Double = 30) async throws {
         try await waitForConnection(connected, seconds: seconds)

@@ -71,7 +71,7 @@ final class BenchServer: Sendable {
             "PARLEY_RATE_REGISTRATIONS_PER_MINUTE": "1000000", "PARLEY_WS_IDLE_SECONDS": "3600",
             "PARLEY_WS_MAX_CONNECTIONS_PER_USER": "100000", "PARLEY_LOG_LEVEL": "warning",
         ]) { $1 }.merging(
-            ["EDITS", "RECEIPTS", "ROOMS", "MEMBERSHIP", "TYPING"].flatMap {
+            ["EDITS", "RECEIPTS", "ROOMS", "MEMBERSHIP", "TYPING", "REACTIONS"].flatMap {
                 [("PARLEY_RATE_\($0)_PER_MINUTE", "1000000"), ("PARLEY_RATE_\($0)_BURST", "1000000")]
             }
         ) { $1 }

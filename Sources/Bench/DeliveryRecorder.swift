@@ -17,17 +17,24 @@ final class DeliveryRecorder: Sendable {
         /// From the scheduled send to the sender's `ack` (the append done).
         var acks = LatencyRecorder()
         var delivered = 0
+        var receipts = 0
         var first: UInt64 = .max
         var last: UInt64 = 0
     }
     private struct State {
         var phases: [Int: Phase] = [:]
+        var current: Int?
         var errors = 0
         var firstError: String?
     }
     private let state = NIOLockedValueBox(State())
 
-    func startPhase(_ phase: Int) { state.withLockedValue { $0.phases[phase] = Phase() } }
+    func startPhase(_ phase: Int) {
+        state.withLockedValue {
+            $0.phases[phase] = Phase()
+            $0.current = phase
+        }
+    }
 
     func record(phase: Int, scheduled: UInt64, at now: UInt64) {
         let recorder: LatencyRecorder? = state.withLockedValue { s in
@@ -40,6 +47,19 @@ final class DeliveryRecorder: Sendable {
         }
         recorder?.record(.nanoseconds(Int64(now) - Int64(scheduled)))
     }
+
+    /// A delivery without a time to measure (a read receipt), counted in the phase running now.
+    func recordReceipt(at now: UInt64) {
+        state.withLockedValue { s in
+            guard let phase = s.current, var p = s.phases[phase] else { return }
+            p.delivered += 1
+            p.receipts += 1
+            p.last = max(p.last, now)
+            s.phases[phase] = p
+        }
+    }
+
+    func receipts(_ phase: Int) -> Int { state.withLockedValue { $0.phases[phase]?.receipts ?? 0 } }
 
     func recordAck(phase: Int, scheduled: UInt64, at now: UInt64) {
         state.withLockedValue { $0.phases[phase]?.acks }?.record(.nanoseconds(Int64(now) - Int64(scheduled)))

@@ -8,6 +8,8 @@ import NIOWebSocket
 protocol LoadClient: Sendable {
     init(port: Int, token: String, userId: String, recorder: DeliveryRecorder?)
     func send(roomID: String, body: String)
+    /// Any frame, as JSON text.
+    func sendFrame(_ text: String)
     func waitUntilConnected(seconds: Double) async throws
     func close()
 }
@@ -64,7 +66,10 @@ final class NIOBenchClient: LoadClient {
     }
 
     func send(roomID: String, body: String) {
-        let text = "{\"type\":\"send\",\"roomId\":\"\(roomID)\",\"body\":\"\(body)\"}"
+        sendFrame("{\"type\":\"send\",\"roomId\":\"\(roomID)\",\"body\":\"\(body)\"}")
+    }
+
+    func sendFrame(_ text: String) {
         guard let channel = channel.withLockedValue({ $0 }) else { return }
         channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text)), promise: nil)
     }
@@ -145,11 +150,16 @@ final class NIOBenchClient: LoadClient {
                 case .hello: connected.withLockedValue { $0 = true }
                 case .delivery(let phase, let scheduled): recorder?.record(phase: phase, scheduled: scheduled, at: now)
                 case .ack(let phase, let scheduled): recorder?.recordAck(phase: phase, scheduled: scheduled, at: now)
+                case .receipt: recorder?.recordReceipt(at: now)
                 case .error: recorder?.error(String(buffer: frame.data))
                 case .other: break
                 }
             case .connectionClose:
                 context.close(promise: nil)
+            case .ping:
+                // The server pings every 30 s and closes a connection that does not answer (runs of many phases last longer).
+                let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
+                context.writeAndFlush(NIOAny(pong), promise: nil)
             default:
                 break
             }

@@ -16,6 +16,11 @@ struct ProjectionBench: AsyncParsableCommand {
     @Option(help: "Messages per second for the lag run (0: skip it).") var rate = 2000
     @Option(help: "Seconds of the lag run.") var seconds = 20.0
     @Option(help: "Skip the MongoDB projector (nx-27017 is slow).") var skipMessages = false
+    @Option(
+        help:
+            "The generated log after set-up: chat (messages, 5% edits, 2% deletions, 10% receipts) or realistic (per 20 events: 12 messages, 5 reactions added or taken back, 2 receipts, 1 reply in a thread with a mention)."
+    )
+    var mix = "chat"
 
     func run() async throws {
         let stores = try Stores(StoreConfiguration(environment: ProcessInfo.processInfo.environment))
@@ -25,7 +30,9 @@ struct ProjectionBench: AsyncParsableCommand {
         }
         let namespace = "bench-proj-\(UInt32.random(in: 0...UInt32.max))"
         let log = EventLog(redis: stores.redis, partitions: 1, namespace: namespace)
-        let generated = try await generateChatLog(log, redis: stores.redis, events: events)
+        guard ["chat", "realistic"].contains(mix) else { throw ValidationError("--mix is chat or realistic") }
+        let generated = try await generateChatLog(log, redis: stores.redis, events: events, realistic: mix == "realistic")
+        print("log: \(mix), \(generated) events")
         print("| projector | events | seconds | events/s |")
         print("|---|---:|---:|---:|")
         let scheduler = PriorityScheduler(workers: 2)
@@ -156,7 +163,7 @@ struct TimedProjector: WrappingProjector {
 /// A chat-shaped log of `events` events written straight to partition 0's stream: 100
 /// users, 50 rooms they join, then messages with some edits, deletions and read receipts.
 /// Written past the rules (and without a hash chain) through `redis`, to make a large log fast.
-func generateChatLog(_ log: EventLog, redis: RedisClient, events: Int) async throws -> Int {
+func generateChatLog(_ log: EventLog, redis: RedisClient, events: Int, realistic: Bool = false) async throws -> Int {
     let stream = log.keys.stream(0)
     var commands: [[String]] = []
     var count = 0
@@ -187,6 +194,38 @@ func generateChatLog(_ log: EventLog, redis: RedisClient, events: Int) async thr
         }
     }
     var n = 0
+    var reacted: [String: String] = [:]  // user → message they have a reaction on (taken back by their next one)
+    var lastOf: [String: String] = [:]  // room → its latest message
+    while realistic && count < events {
+        let room = rooms[n % rooms.count]
+        let user = users[(n * 7) % users.count]
+        let at = Date()
+        switch (n / rooms.count) % 20 {
+        case 12..<17:
+            if let message = reacted.removeValue(forKey: user + room) {
+                try await add(
+                    Event(id: newID(), at: at, actorId: user, roomId: room, data: .reactionRemoved(.init(messageId: message, emoji: "👍"))))
+            } else if let message = lastOf[room] {
+                reacted[user + room] = message
+                try await add(
+                    Event(id: newID(), at: at, actorId: user, roomId: room, data: .reactionAdded(.init(messageId: message, emoji: "👍"))))
+            }
+        case 17..<19:
+            try await add(
+                Event(id: newID(), at: at, actorId: user, roomId: room, data: .roomRead(.init(seq: max(1, (seqs[room] ?? 1) - 2)))))
+        default:
+            let seq = (seqs[room] ?? 0) + 1
+            seqs[room] = seq
+            let id = "bm\(n)"
+            let other = (n / rooms.count) % 20 == 19
+            let sent = MessageSent(
+                messageId: id, body: "message number \(n) of the benchmark", threadRootId: other ? lastOf[room] : nil,
+                mentions: other ? [users[(n * 3) % users.count]] : nil)
+            try await add(Event(id: newID(), at: at, actorId: user, roomId: room, seq: seq, data: .messageSent(sent)))
+            if !other { lastOf[room] = id }
+        }
+        n += 1
+    }
     while count < events {
         let room = rooms[n % rooms.count]
         let user = users[(n * 7) % users.count]

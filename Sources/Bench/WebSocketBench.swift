@@ -33,6 +33,12 @@ struct WebSocketBench: AsyncParsableCommand {
     var projectors = "together"
     @Option(help: "Load-generator clients: nio (frames read in NIO handlers) or async (HummingbirdWSClient, a task per connection).")
     var client = "nio"
+    @Option(
+        parsing: .upToNextOption,
+        help:
+            "What is sent, one run of each rate each: messages (sends only) or realistic (per 20 operations: 12 sends, 5 reactions added or taken back, 2 read receipts, 1 reply in a thread with a mention)."
+    )
+    var mixes: [String] = ["messages"]
 
     func run() async throws {
         let kind: any LoadClient.Type
@@ -56,12 +62,19 @@ struct WebSocketBench: AsyncParsableCommand {
             for try await (i, user) in group { all[i] = user }
             return all
         }
+        guard mixes.allSatisfy({ ["messages", "realistic"].contains($0) }) else {
+            throw ValidationError("--mixes are messages or realistic")
+        }
         var roomIDs: [String] = []
+        var rootIDs: [String] = []  // one message per room: what reactions and thread replies go to
         for r in 0..<rooms {
             let owner = tokens[r * members]
             let invited = (1..<members).map { tokens[r * members + $0].id }
             roomIDs.append(try await server.createRoom("bench \(r)", owner: owner.token, invite: invited))
             for m in 1..<members { try await server.join(roomIDs[r], token: tokens[r * members + m].token) }
+            let root = try await server.http("POST", "/v1/rooms/\(roomIDs[r])/messages", token: owner.token, body: ["body": "root \(r)"])
+            guard let id = (root["message"] as? [String: Any])?["id"] as? String else { throw BenchError("root message: \(root)") }
+            rootIDs.append(id)
         }
         let recorder = DeliveryRecorder()
         var clients: [any LoadClient] = []
@@ -74,8 +87,14 @@ struct WebSocketBench: AsyncParsableCommand {
         print("connected: \(clients.count) WebSocket clients, server RSS \(rss0 / 1024) MiB")
 
         var rows: [String] = []
-        for (phase, rate) in rates.enumerated() {
+        // Each user's reaction still on its room's root (taken back by its next reaction, so no one passes the 20 limit),
+        // and each room's sends so far (read receipts go a little behind them).
+        var reacted = [String?](repeating: nil, count: users)
+        var sentIn = [Int](repeating: 1, count: rooms)
+        let runs = mixes.flatMap { mix in rates.map { (mix, $0) } }
+        for (phase, (mix, rate)) in runs.enumerated() {
             recorder.startPhase(phase)
+            var kinds = (sends: 0, reactions: 0, receipts: 0, threads: 0)
             let cpu0 = (server: server.cpuSeconds(), bench: BenchServer.cpuSeconds(pid: "self"))
             let total = Int(Double(rate) * seconds)
             let start = DispatchTime.now().uptimeNanoseconds
@@ -87,14 +106,46 @@ struct WebSocketBench: AsyncParsableCommand {
                     let room = next % rooms
                     let member = (next / rooms) % members
                     let scheduled = start + UInt64(Double(next) * 1e9 / Double(rate))
-                    clients[room * members + member].send(roomID: roomIDs[room], body: "p\(phase) t\(scheduled) n\(next)")
+                    let sender = room * members + member
+                    let client = clients[sender]
+                    switch mix == "realistic" ? (next / rooms) % 20 : 0 {
+                    case 12..<17:
+                        // A reaction whose emoji carries the time, or the taking back of the last one (its event carries it too).
+                        if let emoji = reacted[sender] {
+                            client.sendFrame(
+                                #"{"type":"react","roomId":"\#(roomIDs[room])","messageId":"\#(rootIDs[room])","emoji":"\#(emoji)","remove":true}"#
+                            )
+                            reacted[sender] = nil
+                        } else {
+                            let emoji = "p\(phase)_t\(scheduled)"
+                            client.sendFrame(
+                                #"{"type":"react","roomId":"\#(roomIDs[room])","messageId":"\#(rootIDs[room])","emoji":"\#(emoji)"}"#)
+                            reacted[sender] = emoji
+                        }
+                        kinds.reactions += 1
+                    case 17..<19:
+                        client.sendFrame(#"{"type":"read","roomId":"\#(roomIDs[room])","seq":\#(max(1, sentIn[room] - 3))}"#)
+                        kinds.receipts += 1
+                    case 19:
+                        let mention = tokens[room * members + (member + 1) % members].id
+                        client.sendFrame(
+                            #"{"type":"send","roomId":"\#(roomIDs[room])","body":"p\#(phase) t\#(scheduled) n\#(next)","threadRootId":"\#(rootIDs[room])","mentions":["\#(mention)"]}"#
+                        )
+                        sentIn[room] += 1
+                        kinds.threads += 1
+                    default:
+                        client.send(roomID: roomIDs[room], body: "p\(phase) t\(scheduled) n\(next)")
+                        sentIn[room] += 1
+                        kinds.sends += 1
+                    }
                     next += 1
                 }
                 try await Task.sleep(for: .microseconds(500))
             }
             let sentFor = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             // Let the last deliveries arrive (at most 10 s).
-            let expected = total * (members - 1)
+            // Every send and reaction reaches the room's other members; receipts that move do too (counted apart).
+            let expected = (kinds.sends + kinds.threads + kinds.reactions) * (members - 1)
             for _ in 0..<200 where recorder.delivered(phase) < expected { try await Task.sleep(for: .milliseconds(50)) }
             let delivered = recorder.delivered(phase)
             let cpu1 = (server: server.cpuSeconds(), bench: BenchServer.cpuSeconds(pid: "self"))
@@ -106,7 +157,7 @@ struct WebSocketBench: AsyncParsableCommand {
             let s = recorder.summary(phase)
             let a = recorder.ackSummary(phase)
             rows.append(
-                "| \(rate) | \(total) | \(expected) | \(delivered) | \(Int(Double(delivered) / max(window, sentFor))) | "
+                "| \(mix) | \(rate) | \(total) | \(kinds.sends + kinds.threads)/\(kinds.reactions)/\(kinds.receipts) | \(expected) | \(delivered) (\(recorder.receipts(phase)) untimed) | \(Int(Double(delivered) / max(window, sentFor))) | "
                     + String(format: "%.2f | %.2f | %.2f | %.2f | %.1f | ", s.p50, s.p90, s.p99, s.p999, s.max)
                     // CPU from the first send to the last delivery (a core = 100%), and the server's per delivery.
                     + String(
@@ -117,9 +168,9 @@ struct WebSocketBench: AsyncParsableCommand {
         }
         print("")
         print(
-            "| offered msg/s | messages | deliveries expected | delivered | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU % | server CPU µs per delivery | generator CPU % | projected ms after | ack p50 ms | ack p99 ms |"
+            "| mix | offered ops/s | operations | sends/reactions/receipts | deliveries expected | delivered | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU % | server CPU µs per delivery | generator CPU % | projected ms after | ack p50 ms | ack p99 ms |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in rows { print(row) }
         print("")
         print("errors from the server: \(recorder.errors) (first: \(recorder.firstError ?? "none"))")

@@ -66,6 +66,15 @@ struct ReactionsAndPinsTests {
             #expect(frame["event", "actorId"] as? String == r.ann.id)
             #expect(frame["event", "data", "messageId"] as? String == message && frame["event", "data", "emoji"] as? String == "👍")
         }
+        // Over the WebSocket too: no answer but the event, and an error frame with the ref for a bad one.
+        try r.catWS.send(["type": "react", "roomId": r.id, "messageId": message, "emoji": "🎉"])
+        let byWS = try await r.event(r.bobWS, "reaction.added")
+        #expect(byWS["event", "actorId"] as? String == r.cat.id && byWS["event", "data", "emoji"] as? String == "🎉")
+        try r.catWS.send(["type": "react", "roomId": r.id, "messageId": message, "emoji": "🎉", "remove": true])
+        #expect(try await r.event(r.bobWS, "reaction.removed")["event", "data", "emoji"] as? String == "🎉")
+        try r.catWS.send(["type": "react", "roomId": r.id, "messageId": "nope", "emoji": "🎉", "ref": "x1"])
+        let refused = try await r.catWS.next(type: "error")
+        #expect(refused["code"] as? String == "not_found" && refused["ref"] as? String == "x1")
         // The same again: 200, nothing appended.
         #expect(try await r.s.request("POST", path, token: r.ann.token, body: ["emoji": "👍"]).status == 200)
         #expect(try await r.s.request("POST", path, token: r.cat.token, body: ["emoji": "👍"]).status == 201)

@@ -47,4 +47,10 @@ struct ClientFrame: Decodable {
     let threadRootId: String?
     let mentions: [String]?
     let seq: Int64?
+    /// `react`: the message and the emoji; `remove: true` takes the reaction back.
+    let messageId: String?
+    let emoji: String?
+    let remove: Bool?
+    /// The client's reference for a frame other than `send`, echoed in an `error` frame.
+    let ref: String?
 }

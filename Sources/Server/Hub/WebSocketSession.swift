@@ -184,6 +184,12 @@ struct WebSocketSession {
                 // be one more frame for a client that already sends too many.
                 guard (try? api.commands.limits.admit(.typing, userId, scope: roomId)) != nil else { break }
                 try await signals.typing(roomId: roomId, userId: userId)
+            case "react":
+                // No answer when it is done: the reaction's event comes to every member, this connection included.
+                guard let roomId = frame.roomId, let messageId = frame.messageId, let emoji = frame.emoji else {
+                    throw APIError.invalid("react needs a roomId, a messageId and an emoji")
+                }
+                _ = try await api.commands.react(userId, roomId: roomId, messageId: messageId, emoji: emoji, add: frame.remove != true)
             case "read":
                 guard let roomId = frame.roomId, let seq = frame.seq else { throw APIError.invalid("read needs a roomId and a seq") }
                 try await api.commands.markRead(userId, roomId: roomId, seq: seq)
@@ -193,7 +199,7 @@ struct WebSocketSession {
         } catch {
             let refusal = APIError.from(error)
             if refusal.status == .internalServerError { logger.error("websocket frame failed", metadata: ["error": "\(error)"]) }
-            connection.send(Frame.error(refusal, ref: frame.clientMsgId))
+            connection.send(Frame.error(refusal, ref: frame.clientMsgId ?? frame.ref))
         }
     }
 }
