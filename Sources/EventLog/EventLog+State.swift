@@ -13,13 +13,20 @@ extension EventLog {
         var pinOf: String?  // the message whose pin the command reads
         var reactionsOf: String?  // the message whose reactions by the actor the command reads
         var readBlocks = false  // the command concerns a direct room (existing or not) and reads who blocks whom in it
-        var inviteeBlocks: String?
+        var inviteeBlocks: Set<String> = []  // invitees who block the actor
         switch command {
         case .register(_, let username, _, _):
             let taken = try await redis.command(["HEXISTS", users.usernames, username.lowercased()])
             return DecisionState(usernameTaken: taken.int == 1)
         case .createGroup(_, _, let invite):
             knownUsers = invite
+            // Whether an invitee blocks the creator: each pair's direct room, in its own partition (read apart, as for
+            // `invite`). At most `maxInvitesPerCommand` reads, and creating groups is rate-limited.
+            for userId in Set(invite) where userId != actor {
+                let direct = Partitioning.directRoomId(actor, userId)
+                let blocks = guardKeys(partitioning.partition(ofRoom: direct)).blocks(direct)
+                if try await redis.command(["HGET", blocks, userId]).string != nil { inviteeBlocks.insert(userId) }
+            }
         case .sendDirect(let to, _, _, _):
             knownUsers = [to]
             readBlocks = true
@@ -54,7 +61,7 @@ extension EventLog {
             // not checked again atomically at the append.
             let direct = Partitioning.directRoomId(actor, userId)
             let blocks = guardKeys(partitioning.partition(ofRoom: direct)).blocks(direct)
-            if try await redis.command(["HGET", blocks, userId]).string != nil { inviteeBlocks = userId }
+            if try await redis.command(["HGET", blocks, userId]).string != nil { inviteeBlocks.insert(userId) }
         case .remove(_, let userId), .setRole(_, let userId, _):
             members = [actor, userId]
         case .leave:
@@ -80,7 +87,7 @@ extension EventLog {
 
         var state = DecisionState()
         if readBlocks { state.blockers = Set(replies[blocksAt].array?.compactMap(\.string) ?? []) }
-        if let inviteeBlocks { state.blockers.insert(inviteeBlocks) }
+        state.blockers.formUnion(inviteeBlocks)
         let meta = Self.pairs(replies[0])
         if let kindText = meta["kind"], let kind = RoomKind(rawValue: kindText) {
             var room = RoomState(

@@ -4,7 +4,8 @@ import Logging
 
 /// Who is online, across every instance: ephemeral, never in the log. Each instance marks the users it has a WebSocket
 /// of, with an expiry it renews (`refresh`); an instance that dies stops renewing, and any instance's `reap` takes its
-/// users offline once their marks expire. Changes go out on one pub/sub channel for every instance to fan out.
+/// users offline once their marks expire. Changes go out on one pub/sub channel for every instance to fan out, published
+/// by the scripts that make them, so they come in the order they happened. Times are Redis's (`TIME`), one clock for all.
 ///
 /// Keys (one hash tag, so each script touches one slot of a cluster):
 /// - `<ns>:presence:{pr}:on:<userId>`: instance → expiry (Unix ms), while the user is online somewhere; deleted with
@@ -12,6 +13,9 @@ import Logging
 /// - `<ns>:presence:{pr}:exp`: sorted set of `userId instance` by expiry, for `reap`: one member per online user and
 ///   instance
 /// - `<ns>:presence:{pr}:last`: userId → when they were last seen (Unix ms): one field per user who was ever online
+///
+/// `reap` reads users' `on` hashes it finds in the sorted set (not declared in KEYS: they share its hash tag, so the one
+/// slot holds them all, which Redis Cluster allows). The whole of presence lives on one primary of a cluster.
 public struct PresenceStore: Sendable {
     let redis: RedisClient
     let namespace: String
@@ -50,52 +54,47 @@ public struct PresenceStore: Sendable {
 
     static func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
 
-    /// Marks `userIds` online on this instance until now + ttl; returns those who were offline everywhere before (and
-    /// publishes that they are online).
+    /// Marks `userIds` online on this instance until now + ttl (Redis's clock); those who were offline everywhere before
+    /// are published as online, by the script itself: changes reach the channel in the order the scripts ran, whichever
+    /// instance ran them. Returns them.
     @discardableResult
-    public func mark(_ userIds: [String], now: Date = Date()) async throws -> [String] {
-        guard !userIds.isEmpty else { return [] }
-        let nowMs = Self.ms(now)
-        let expiry = nowMs + Int64(ttl.milliseconds)
+    public func mark(_ userIds: [String]) async throws -> [String] {
         var came: [String] = []
         // In slices: one script call holds Redis for as long as it runs.
         for slice in stride(from: 0, to: userIds.count, by: 500).map({ Array(userIds[$0..<min($0 + 500, userIds.count)]) }) {
             let reply = try await Self.markScript.run(
-                redis, keys: [expiries, lastSeen] + slice.map(on),
-                arguments: [instance, String(expiry), String(nowMs)] + slice)
+                redis, keys: [expiries, lastSeen] + slice.map(on), arguments: [instance, String(ttl.milliseconds), channel] + slice)
             let users: [RedisValue] = try reply.orThrow().array ?? []
             came += users.compactMap(\.string)
         }
-        for userId in came { try await publish(Change(userId: userId, online: true, lastSeen: now)) }
         return came
     }
 
     /// This instance's last connection of `userId` closed: their mark here goes; if it was their last, they are offline
-    /// (last seen now, published). Returns whether they went offline.
+    /// (last seen now, published by the script). Returns whether they went offline.
     @discardableResult
-    public func unmark(_ userId: String, now: Date = Date()) async throws -> Bool {
-        let nowMs = Self.ms(now)
-        let reply = try await Self.unmarkScript.run(
-            redis, keys: [expiries, lastSeen, on(userId)], arguments: [instance, String(nowMs), userId])
-        guard try reply.orThrow().int == 1 else { return false }
-        try await publish(Change(userId: userId, online: false, lastSeen: now))
-        return true
+    public func unmark(_ userId: String) async throws -> Bool {
+        let reply = try await Self.unmarkScript.run(redis, keys: [expiries, lastSeen, on(userId)], arguments: [instance, userId, channel])
+        return try reply.orThrow().int == 1
     }
 
-    /// Takes offline every user whose marks all expired (their instance died or froze past the ttl), at most 200 a
-    /// call; returns them (published).
+    /// Takes offline every user whose marks all expired (their instance died or froze past the ttl), up to `limit` (in
+    /// calls of 200); returns them (published by the script).
     @discardableResult
-    public func reap(now: Date = Date()) async throws -> [Change] {
-        let nowMs = Self.ms(now)
-        let reply = try await Self.reapScript.run(redis, keys: [expiries, lastSeen], arguments: [String(nowMs), "\(prefix):on:"])
-        let users: [RedisValue] = try reply.orThrow().array ?? []
-        let gone = users.compactMap(\.string)
-        let changes = gone.map { Change(userId: $0, online: false, lastSeen: now) }
-        for change in changes { try await publish(change) }
-        return changes
+    public func reap(limit: Int = 10_000) async throws -> [String] {
+        var gone: [String] = []
+        while gone.count < limit {
+            let reply = try await Self.reapScript.run(redis, keys: [expiries, lastSeen], arguments: ["\(prefix):on:", channel])
+            let items: [RedisValue] = try reply.orThrow().array ?? []
+            guard let due = items.first?.int else { break }
+            gone += items.dropFirst().compactMap(\.string)
+            if due < 200 { break }  // the last call found fewer than it may take: nothing more is due
+        }
+        return gone
     }
 
-    /// Whether `userId` is online on some instance now, and when they were last seen (nil: never).
+    /// Whether `userId` is online on some instance now, and when they were last seen (nil: never). `now` is this
+    /// process's clock: a mark within the clock skew of its expiry may read either way.
     public func status(of userId: String, now: Date = Date()) async throws -> (online: Bool, lastSeen: Date?) {
         let replies = try await redis.pipeline([["HVALS", on(userId)], ["HGET", lastSeen, userId]])
         let nowMs = Self.ms(now)
@@ -103,12 +102,6 @@ public struct PresenceStore: Sendable {
         let online = marks.contains { (Int64($0.string ?? "") ?? 0) > nowMs }
         let last = try replies[1].orThrow().string.flatMap(Int64.init).map { Date(timeIntervalSince1970: Double($0) / 1000) }
         return (online, online ? now : last)
-    }
-
-    func publish(_ change: Change) async throws {
-        try await redis.command([
-            "PUBLISH", channel, "\(change.userId) \(change.online ? "online" : "offline") \(Self.ms(change.lastSeen))",
-        ])
     }
 
     /// Parses a published change.
@@ -126,60 +119,72 @@ public struct PresenceStore: Sendable {
         }
     }
 
-    /// KEYS: expiries, lastSeen, then each user's `on` hash. ARGV: instance, expiry, now, then the user ids (as KEYS 3...).
-    /// A user counts as coming online when no unexpired mark of theirs existed before.
+    /// The time in Redis, in ms (one clock for every instance); scripts are replicated by their effects, so it may be read.
+    static let now = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+    /// KEYS: expiries, lastSeen, then each user's `on` hash. ARGV: instance, ttl ms, channel, then the user ids (as KEYS 3...).
+    /// A user counts as coming online when no unexpired mark of theirs existed before; it is published here.
     static let markScript = RedisScript(
-        #"""
-        local came = {}
-        for i = 3, #KEYS do
-          local user = ARGV[i + 1]
-          local live = false
-          for _, v in ipairs(redis.call('HVALS', KEYS[i])) do
-            if tonumber(v) > tonumber(ARGV[3]) then live = true end
-          end
-          redis.call('HSET', KEYS[i], ARGV[1], ARGV[2])
-          redis.call('ZADD', KEYS[1], ARGV[2], user .. ' ' .. ARGV[1])
-          if not live then came[#came + 1] = user end
-        end
-        return came
-        """#)
-
-    /// KEYS: expiries, lastSeen, the user's `on` hash. ARGV: instance, now, userId. 1 when the user is offline after it.
-    static let unmarkScript = RedisScript(
-        #"""
-        if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
-        redis.call('ZREM', KEYS[1], ARGV[3] .. ' ' .. ARGV[1])
-        for _, v in ipairs(redis.call('HVALS', KEYS[3])) do
-          if tonumber(v) > tonumber(ARGV[2]) then return 0 end
-        end
-        -- Only expired marks of instances that died are left: `reap` passes over them once this key is gone.
-        redis.call('DEL', KEYS[3])
-        redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])
-        return 1
-        """#)
-
-    /// KEYS: expiries, lastSeen. ARGV: now, the prefix of the `on` hashes. Returns the users it took offline.
-    static let reapScript = RedisScript(
-        #"""
-        local gone = {}
-        local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 200)
-        for _, member in ipairs(due) do
-          local user, inst = string.match(member, '^(.*) (.*)$')
-          redis.call('ZREM', KEYS[1], member)
-          local key = ARGV[2] .. user
-          local v = redis.call('HGET', key, inst)
-          -- Renewed since (a newer score) or already gone: nothing to do. Otherwise the user is offline once their last
-          -- mark goes; other expired marks of theirs are due too and go in this call or the next.
-          if v and tonumber(v) <= tonumber(ARGV[1]) then
-            redis.call('HDEL', key, inst)
-            if redis.call('EXISTS', key) == 0 then
-              redis.call('HSET', KEYS[2], user, ARGV[1])
-              gone[#gone + 1] = user
+        now + #"""
+            local expiry = now + tonumber(ARGV[2])
+            local came = {}
+            for i = 3, #KEYS do
+              local user = ARGV[i + 1]
+              local live = false
+              for _, v in ipairs(redis.call('HVALS', KEYS[i])) do
+                if tonumber(v) > now then live = true end
+              end
+              redis.call('HSET', KEYS[i], ARGV[1], expiry)
+              redis.call('ZADD', KEYS[1], expiry, user .. ' ' .. ARGV[1])
+              if not live then
+                came[#came + 1] = user
+                redis.call('PUBLISH', ARGV[3], user .. ' online ' .. now)
+              end
             end
-          end
-        end
-        return gone
-        """#)
+            return came
+            """#)
+
+    /// KEYS: expiries, lastSeen, the user's `on` hash. ARGV: instance, userId, channel. 1 when the user is offline after it
+    /// (published here).
+    static let unmarkScript = RedisScript(
+        now + #"""
+            if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
+            redis.call('ZREM', KEYS[1], ARGV[2] .. ' ' .. ARGV[1])
+            for _, v in ipairs(redis.call('HVALS', KEYS[3])) do
+              if tonumber(v) > now then return 0 end
+            end
+            -- Only expired marks of instances that died are left: `reap` passes over them once this key is gone.
+            redis.call('DEL', KEYS[3])
+            redis.call('HSET', KEYS[2], ARGV[2], now)
+            redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' offline ' .. now)
+            return 1
+            """#)
+
+    /// KEYS: expiries, lastSeen. ARGV: the prefix of the `on` hashes (all under the same hash tag as KEYS), channel.
+    /// Returns {how many were due (at most 200), the users it took offline (published here)...}.
+    static let reapScript = RedisScript(
+        now + #"""
+            local result = {0}
+            local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 200)
+            result[1] = #due
+            for _, member in ipairs(due) do
+              local user, inst = string.match(member, '^(.*) (.*)$')
+              redis.call('ZREM', KEYS[1], member)
+              local key = ARGV[1] .. user
+              local v = redis.call('HGET', key, inst)
+              -- Renewed since (a newer score) or already gone: nothing to do. Otherwise the user is offline once their last
+              -- mark goes; other expired marks of theirs are due too and go in this call or the next.
+              if v and tonumber(v) <= now then
+                redis.call('HDEL', key, inst)
+                if redis.call('EXISTS', key) == 0 then
+                  redis.call('HSET', KEYS[2], user, now)
+                  redis.call('PUBLISH', ARGV[2], user .. ' offline ' .. now)
+                  result[#result + 1] = user
+                end
+              end
+            end
+            return result
+            """#)
 }
 
 extension EventLog {

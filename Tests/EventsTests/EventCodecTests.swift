@@ -58,6 +58,24 @@ struct EventCodecTests {
         #expect(event.hash == "aa")
     }
 
+    @Test func eventsStoredBeforeThreadsMentionsAndModerationStillReadTheSame() throws {
+        // Written before message.sent had threadRootId and mentions, and before member events had reason and until:
+        // the same v1, read by both readers (the hand-written one and JSONDecoder) to the same values, with none of them.
+        let sent =
+            #"{"actorId":"u1","at":"2025-01-02T03:04:05.678Z","data":{"body":"hi","clientMsgId":null,"messageId":"m1","replyTo":"m0"},"id":"e1","roomId":"r","seq":4,"type":"message.sent","v":1,"prevHash":"p","hash":"h"}"#
+        let removed =
+            #"{"actorId":"u1","at":"2025-01-02T03:04:05.678Z","data":{"previousState":"joined","userId":"u2"},"id":"e2","roomId":"r","type":"member.removed","v":1,"prevHash":"p","hash":"h"}"#
+        let message = try EventCodec.decode(sent)
+        #expect(message.data == .messageSent(MessageSent(messageId: "m1", body: "hi", replyTo: "m0")))
+        #expect(try EventCodec.makeDecoder().decode(Event.self, from: Data(sent.utf8)) == message)
+        let removal = try EventCodec.decode(removed)
+        #expect(removal.data == .memberRemoved(MemberChange(userId: "u2", previousState: .joined)))
+        #expect(try EventCodec.makeDecoder().decode(Event.self, from: Data(removed.utf8)) == removal)
+        // And a record of the guard state written before: no mute, not in a thread.
+        #expect(RoomState.Member(encoded: "admin:joined:7") == RoomState.Member(role: .admin, state: .joined, since: 7))
+        #expect(RoomState.MessageRecord(encoded: "u1|0") == RoomState.MessageRecord(senderId: "u1", deleted: false))
+    }
+
     @Test func unknownTypesAndNewerVersionsAreErrorsNotCrashes() {
         #expect(throws: EventCodec.DecodeError.self) { try EventCodec.decode(#"{"type":"room.exploded","v":1}"#) }
         #expect(throws: EventCodec.DecodeError.self) {

@@ -352,6 +352,11 @@ struct RulesTests {
         #expect(
             try Rules.decide(.block(userId: "bob"), DecisionState(knownUsers: ["bob"], blockers: ["dave"]), s.context("dave")).events
                 .isEmpty)
+        #expect(throws: RuleError(.forbidden, "dave does not take invites from you")) {
+            try Rules.decide(
+                .createGroup(roomId: "g2", name: "n", invite: ["dave", "carol"]),
+                DecisionState(knownUsers: ["dave", "carol"], blockers: ["dave"]), s.context("bob"))
+        }
         let unblock = try Rules.decide(.unblock(userId: "bob"), DecisionState(knownUsers: ["bob"], blockers: ["dave"]), s.context("dave"))
         #expect(unblock.events.map(\.data) == [.userUnblocked(UserBlock(userId: "bob"))])
         #expect(throws: RuleError.self) { try Rules.decide(.block(userId: "dave"), DecisionState(knownUsers: ["dave"]), s.context("dave")) }
@@ -370,13 +375,13 @@ struct RulesTests {
         #expect(RoomState.MessageRecord(encoded: "alice|1|t") == RoomState.MessageRecord(senderId: "alice", deleted: true, inThread: true))
         // A reply in a thread is not a root; nor is a message of no room or a deleted one.
         s.refuse(
-            "bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, threadRootId: "r1"), .invalidRequest)
+            "bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, threadRootId: "r1"), .conflict)
         s.refuse("bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, threadRootId: "nope"), .notFound)
         // Mentions: joined members only (carol is only invited), at most 50.
         s.refuse(
-            "bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, mentions: ["carol"]), .invalidRequest)
+            "bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, mentions: ["carol"]), .notFound)
         s.refuse(
-            "bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, mentions: ["nobody"]), .invalidRequest)
+            "bob", .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, mentions: ["nobody"]), .notFound)
         s.refuse(
             "bob",
             .send(roomId: "g", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, mentions: (0..<51).map { "u\($0)" }),

@@ -154,7 +154,7 @@ struct ArchiveTests {
         #expect(
             try await refusal(
                 .send(roomId: "club", messageId: "x", body: "x", clientMsgId: nil, replyTo: nil, threadRootId: "reply-0"), by: ada)
-                == .invalidRequest)
+                == .conflict)
         #expect(
             try await refusal(.send(roomId: "club", messageId: "y", body: "y", clientMsgId: nil, replyTo: nil, threadRootId: "c2"), by: ada)
                 == nil)

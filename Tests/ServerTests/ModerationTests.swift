@@ -31,11 +31,11 @@ struct ModerationTests {
         let list = try await r.s.until("/v1/rooms/\(r.id)/bans", token: r.ann.token) { ($0["bans"] as? [Any])?.count == 1 }
         let entry = try #require((list["bans"] as? [[String: Any]])?.first)
         #expect(entry["userId"] as? String == r.cat.id && entry["bannedBy"] as? String == r.ann.id && entry["reason"] as? String == "spam")
-        // Unbanned: told, and can be invited and join again.
+        // Unbanned, cat can be invited and join again; the invite is the next thing of the room cat's socket gets.
         #expect(try await r.s.request("DELETE", "/v1/rooms/\(r.id)/bans/\(r.cat.id)", token: r.ann.token).status == 200)
-        let unbanned = try await r.catWS.next(type: "event")
-        #expect(unbanned["event", "type"] as? String == "member.unbanned")
         #expect(try await r.s.request("POST", "/v1/rooms/\(r.id)/invites", token: r.ann.token, body: ["userId": r.cat.id]).status == 201)
+        let next = try await r.catWS.next(type: "event")
+        #expect(next["event", "type"] as? String == "member.invited" && next["event", "data", "userId"] as? String == r.cat.id)
         #expect(try await r.s.request("POST", "/v1/rooms/\(r.id)/join", token: r.cat.token).status == 200)
         _ = try await r.s.until("/v1/rooms/\(r.id)/bans", token: r.ann.token) { ($0["bans"] as? [Any])?.isEmpty == true }
         try await r.close()
@@ -115,6 +115,8 @@ struct ModerationTests {
         let groupId = try #require(group["room", "id"] as? String)
         let invite = try await s.request("POST", "/v1/rooms/\(groupId)/invites", token: eve.token, body: ["userId": dee.id])
         #expect(invite.status == 403 && invite.error == "forbidden")
+        let withInvite = try await s.request("POST", "/v1/rooms", token: eve.token, body: ["name": "sneaky", "invite": [dee.id]])
+        #expect(withInvite.status == 403 && withInvite.error == "forbidden")
         let list = try await s.until("/v1/me/blocks", token: dee.token) { ($0["blocks"] as? [Any])?.count == 1 }
         #expect((list["blocks"] as? [[String: Any]])?.first?["userId"] as? String == eve.id)
         #expect((try await s.request("GET", "/v1/me/blocks", token: eve.token)["blocks"] as? [Any])?.isEmpty == true)

@@ -34,6 +34,10 @@ public enum Audience {
         switch event.data {
         case .roomCreated: return membershipChanges(event).map(\.userId)
         case .memberMuted, .memberUnmuted: return []
+        // A ban tells the banned user only if they were in the room (a ban before they ever came tells them nothing of
+        // it); an unban tells only the members (the user may never have been in the room).
+        case .memberBanned(let m): return m.previousState == .joined || m.previousState == .invited ? [m.userId] : []
+        case .memberUnbanned: return []
         default: return event.data.member.map { [$0.userId] } ?? []
         }
     }

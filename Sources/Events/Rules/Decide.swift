@@ -36,6 +36,10 @@ public enum Rules {
             if let unknown = invitees.first(where: { !state.knownUsers.contains($0) }) {
                 throw RuleError(.notFound, "no user \(unknown)")
             }
+            // Read from each pair's direct room, another partition: checked when deciding, not again at the append.
+            if let blocker = invitees.first(where: { state.blockers.contains($0) }) {
+                throw RuleError(.forbidden, "\(blocker) does not take invites from you")
+            }
             guard state.room == nil else { throw RuleError(.conflict, "room \(roomId) exists") }
             var events = [event(.roomCreated(RoomCreated(kind: .group, name: name)), room: roomId)]
             events += invitees.map { event(.memberInvited(MemberChange(userId: $0, role: .member)), room: roomId) }
@@ -85,7 +89,7 @@ public enum Rules {
                     throw RuleError(.notFound, "threadRootId \(threadRootId) is not a message of this room")
                 }
                 guard !root.inThread else {
-                    throw RuleError(.invalidRequest, "message \(threadRootId) is a reply in a thread: answer in its thread's root")
+                    throw RuleError(.conflict, "message \(threadRootId) is a reply in a thread: answer in its thread's root")
                 }
                 guard !root.deleted else { throw RuleError(.conflict, "message \(threadRootId) was deleted") }
                 if threadRootId != replyTo { facts.append(Fact(.message(roomId: roomId, messageId: threadRootId), root.encoded)) }
@@ -97,7 +101,7 @@ public enum Rules {
             }
             for userId in mentioned where userId != actor {
                 guard let member = room.joined(userId) else {
-                    throw RuleError(.invalidRequest, "\(userId) is not a member of this room and cannot be mentioned")
+                    throw RuleError(.notFound, "\(userId) is not a member of this room and cannot be mentioned")
                 }
                 facts.append(memberFact(room, userId, member))
             }

@@ -47,7 +47,8 @@ final class Hub: Service, Sendable {
     private let unreadable = Counter(label: "parley.ws.unreadable_entries")
     private let replaysRefused = Counter(label: "parley.ws.replays_refused")
 
-    /// Told when a user's first connection here opens (true) and their last one closes (false): presence.
+    /// Told when a user's first connection here opens (true) and their last one closes (false): presence. Called under
+    /// the hub's lock, so it must only queue.
     let onPresence: @Sendable (_ userId: String, _ online: Bool) -> Void
 
     init(
@@ -178,17 +179,18 @@ final class Hub: Service, Sendable {
     /// no duplicate at the seam.
     func connect(userId: String, channel: any Channel, since: LogPosition?, sinceGiven: Bool) async throws -> Session {
         guard await ready() else { throw DriverError(.redis, .unavailable, "the hub is not reading the log (shutting down)") }
-        let (connection, start, first) = try locked.withLockedValue { locked -> (HubConnection, LogPosition, Bool) in
+        let (connection, start) = try locked.withLockedValue { locked -> (HubConnection, LogPosition) in
             switch locked.state.open(userId: userId) {
             case .tooMany(let limit): throw TooManyConnections(limit: limit)
             case .notStarted: preconditionFailure("the hub is ready")
             case .opened(let id, let start):
                 let connection = HubConnection(id: id, userId: userId, channel: channel, capacity: queueCapacity)
                 locked.connections[id] = connection
-                return (connection, start, locked.state.connectionCount(of: userId) == 1)
+                // Told under the lock (the hook only queues): opens and closes reach presence in the order they happened.
+                if locked.state.connectionCount(of: userId) == 1 { onPresence(userId, true) }
+                return (connection, start)
             }
         }
-        if first { onPresence(userId, true) }
         Gauge(label: "parley.ws.connections").record(connectionCount)
         do {
             var since = since
@@ -229,12 +231,12 @@ final class Hub: Service, Sendable {
     }
 
     func disconnect(_ connection: HubConnection) {
-        let (footprint, last) = locked.withLockedValue { locked in
+        let footprint = locked.withLockedValue { locked in
             let closed = locked.state.close(connection.id)
             locked.connections[connection.id] = nil
-            return (locked.state.footprint, closed && locked.state.connectionCount(of: connection.userId) == 0)
+            if closed && locked.state.connectionCount(of: connection.userId) == 0 { onPresence(connection.userId, false) }
+            return locked.state.footprint
         }
-        if last { onPresence(connection.userId, false) }
         connection.end(.shutdown)
         Gauge(label: "parley.ws.connections").record(connectionCount)
         Gauge(label: "parley.ws.hub_entries").record(footprint)

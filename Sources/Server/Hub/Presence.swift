@@ -11,11 +11,13 @@ import ServiceLifecycle
 ///
 /// Changes are coalesced: those that come within `flushInterval` are sent once per user (the latest), and a user in
 /// many rooms reaches each connection once. What bounds it: `pending` holds at most one change per user, and is emptied
-/// at every flush.
+/// at every flush; the queue of opens and closes holds what the hub saw, in its order (the hub yields under its lock).
 final class Presence: Service, Sendable {
     enum Local: Sendable {
         case opened(String)
         case closed(String)
+        /// Renew the marks of the users connected here (read when it is handled, after every open and close before it).
+        case renew
     }
 
     let store: PresenceStore
@@ -52,9 +54,8 @@ final class Presence: Service, Sendable {
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.markLocalChanges() }
-                group.addTask {
-                    await self.every(self.store.ttl / 4) { try await self.store.mark(self.hub.withLockedValue { $0 }?.users ?? []) }
-                }
+                // Through the same queue as opens and closes: a renewal never re-marks a user whose close came before it.
+                group.addTask { await self.every(self.store.ttl / 4) { self.localInput.yield(.renew) } }
                 group.addTask { await self.every(self.reapInterval) { try await self.store.reap() } }
                 group.addTask {
                     await self.store.subscribe(logger: self.logger) { change in self.pending.withLockedValue { $0[change.userId] = change }
@@ -75,6 +76,7 @@ final class Presence: Service, Sendable {
                 switch change {
                 case .opened(let userId): try await store.mark([userId])
                 case .closed(let userId): try await store.unmark(userId)
+                case .renew: try await store.mark(hub.withLockedValue { $0 }?.users ?? [])
                 }
             } catch {
                 // The next renewal marks the user again; a missed unmark expires with the mark's ttl.
@@ -102,7 +104,16 @@ final class Presence: Service, Sendable {
         for change in changes {
             // A user connected here is known to the hub; another instance's user is looked up in the guard state.
             var rooms = hub.rooms(of: change.userId)
-            if rooms == nil { rooms = try await log.joinedRooms(of: change.userId).rooms }
+            if rooms == nil {
+                do {
+                    rooms = try await log.joinedRooms(of: change.userId).rooms
+                } catch {
+                    // Kept for the next flush, unless a newer change of the user came meanwhile.
+                    pending.withLockedValue { if $0[change.userId] == nil { $0[change.userId] = change } }
+                    logger.warning("presence could not find a user's rooms", metadata: ["error": "\(error)"])
+                    continue
+                }
+            }
             hub.presence(change, rooms: rooms ?? [])
         }
     }
