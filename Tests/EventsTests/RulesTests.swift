@@ -291,7 +291,7 @@ struct RulesTests {
         var s = try Script.group()
         try s.run("bob", .send(roomId: "g", messageId: "m1", body: "hi", clientMsgId: nil, replyTo: nil))
         s.refuse("bob", .mute(roomId: "g", userId: "alice", until: nil), .forbidden)
-        s.refuse("alice", .mute(roomId: "g", userId: "bob", until: s.now.addingTimeInterval(-1)), .invalidRequest)
+        s.refuse("alice", .mute(roomId: "g", userId: "bob", until: s.now.addingTimeInterval(-1)), .conflict)
         s.refuse("alice", .mute(roomId: "g", userId: "dave", until: nil), .notFound)
         let soon = s.now.addingTimeInterval(60)
         #expect(

@@ -296,7 +296,8 @@ public enum Rules {
                 throw RuleError(.notFound, "\(userId) is not a member or invitee of this room")
             }
             try outranks(me, target)
-            if let until, until <= context.now { throw RuleError(.invalidRequest, "until must be in the future") }
+            // A well-formed time that has passed: refused by the clock, not malformed (like a receipt past the last seq).
+            if let until, until <= context.now { throw RuleError(.conflict, "until must be in the future") }
             let facts = [memberFact(room, actor, me), memberFact(room, userId, target)]
             let wanted = until.map { Int64(($0.timeIntervalSince1970 * 1000).rounded(.down)) } ?? .max
             if target.mutedUntil == wanted { return Decision(events: [], facts: facts) }  // muted so already

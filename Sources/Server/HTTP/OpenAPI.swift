@@ -322,7 +322,9 @@ enum OpenAPI {
             if op.auth { operation["security"] = [["bearer": [String]()]] }
             let parameters =
                 op.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { part -> [String: Any] in
-                    ["name": String(part.dropFirst().dropLast()), "in": "path", "required": true, "schema": string]
+                    let name = String(part.dropFirst().dropLast())
+                    // An emoji in a path is checked as in a body (the server decodes the percent-encoding first).
+                    return ["name": name, "in": "path", "required": true, "schema": name == "emoji" ? emoji : string]
                 } + op.query
             if !parameters.isEmpty { operation["parameters"] = parameters }
             if let body = op.body {
