@@ -166,6 +166,12 @@ extension EventLog {
         return (rooms, position)
     }
 
+    /// Whether the guard state holds a record of `messageId` in `roomId` (a message not evicted to the archive yet).
+    public func messageRecorded(roomId: String, messageId: String) async throws -> Bool {
+        let keys = guardKeys(partitioning.partition(ofRoom: roomId))
+        return try await redis.command(["HEXISTS", keys.messages(roomId), messageId]).int == 1
+    }
+
     /// Whether a room exists in the log.
     public func roomExists(_ roomId: String) async throws -> Bool {
         let keys = guardKeys(partitioning.partition(ofRoom: roomId))

@@ -52,6 +52,7 @@ struct AuthorizationMatrixTests {
             .init(name: "pin", method: "PUT", path: { r, m, _ in "/v1/rooms/\(r)/pins/\(m)" }, body: { _ in nil }),
             .init(name: "unpin", method: "DELETE", path: { r, m, _ in "/v1/rooms/\(r)/pins/\(m)" }, body: { _ in nil }),
             .init(name: "pins", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)/pins" }, body: { _ in nil }),
+            .init(name: "thread page", method: "GET", path: { r, m, _ in "/v1/rooms/\(r)/messages/\(m)/thread" }, body: { _ in nil }),
             .init(name: "receipts", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)/receipts" }, body: { _ in nil }),
             .init(name: "ban member", method: "POST", path: { r, _, t in "/v1/rooms/\(r)/bans/\(t)" }, body: { _ in ["reason": "x"] }),
             .init(name: "unban member", method: "DELETE", path: { r, _, t in "/v1/rooms/\(r)/bans/\(t)" }, body: { _ in nil }),
@@ -87,6 +88,7 @@ struct AuthorizationMatrixTests {
             ("pin", bad + [out, out, no, "201", "201", out]),
             ("unpin", bad + [out, out, no, "200", "200", out]),
             ("pins", bad + [out, out, "200", "200", "200", out]),
+            ("thread page", bad + [out, out, "200", "200", "200", out]),
             ("receipts", bad + [out, out, "200", "200", "200", out]),
             ("ban member", bad + [out, out, no, "200", "200", out]),
             ("unban member", bad + [out, out, no, "200", "200", out]),
@@ -225,6 +227,10 @@ struct AuthorizationMatrixTests {
             ("create room", "POST", "/v1/rooms", ["name": "Mine"], "201"),
             ("room list", "GET", "/v1/rooms", nil, "200"),
             ("invites", "GET", "/v1/invites", nil, "200"),
+            ("presence", "GET", "/v1/users/\(other.id)/presence", nil, "200"),
+            ("block", "PUT", "/v1/me/blocks/\(other.id)", nil, "200"),
+            ("my blocks", "GET", "/v1/me/blocks", nil, "200"),
+            ("unblock", "DELETE", "/v1/me/blocks/\(other.id)", nil, "200"),
         ]
         var observed: [String: [String]] = [:]
         var expected: [String: [String]] = [:]

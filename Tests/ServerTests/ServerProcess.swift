@@ -71,6 +71,15 @@ final class ServerProcess: @unchecked Sendable {
             guard Date() < deadline else { throw URLError(.timedOut) }
             try await Task.sleep(for: .milliseconds(100))
         }
+        // The answer must have come from this process: one that could not bind its port exits, and another server on
+        // that port would answer for it.
+        try await Task.sleep(for: .milliseconds(100))
+        guard process.isRunning else {
+            let said = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
+            throw URLError(
+                .cannotConnectToHost,
+                userInfo: [NSLocalizedDescriptionKey: "parley-server exited after another answered on its port: \(said.suffix(2000))"])
+        }
     }
 
     deinit {

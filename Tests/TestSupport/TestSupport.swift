@@ -43,10 +43,15 @@ public enum TestStores {
     /// A port nothing listens on now, below the kernel's ephemeral range (32768–60999 by default). A port the kernel hands
     /// out for binding port 0 is in that range, where the suite's hundreds of outgoing store connections also take theirs:
     /// one took such a port before the server bound it ("Address already in use", seen in CI).
+    ///
+    /// A port is handed out once per test process: two servers started at the same moment could otherwise both find the
+    /// same port free, one fail to bind it, and its test talk to the other's server (seen in CI: a rate limit that did not
+    /// apply, then "couldn't connect" once the other test stopped its server).
     public static func freePort() -> Int {
         for _ in 0..<500 {
             let port = Int.random(in: 20_000..<32_000)
-            if bindable(port) { return port }
+            let fresh = portsLock.withLock { portsHandedOut.insert(port).inserted }
+            if fresh, bindable(port) { return port }
         }
         // All taken (never seen): one the kernel picks.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -63,6 +68,10 @@ public enum TestStores {
         }
         return Int(UInt16(bigEndian: address.sin_port))
     }
+
+    private static let portsLock = NSLock()
+    /// Ports handed out by `freePort` in this process (at most a few hundred a run).
+    nonisolated(unsafe) private static var portsHandedOut: Set<Int> = []
 
     /// Whether `port` of 127.0.0.1 can be bound now (0: any).
     private static func bindable(_ port: Int) -> Bool {

@@ -70,7 +70,11 @@ extension API {
         guard (1...200).contains(limit) else { throw APIError.invalid("limit must be 1 to 200") }
         let rootId = try context.parameter("messageId")
         let page = try await messages.thread(roomId: roomId, rootId: rootId, after: try Self.number("after", request), limit: limit)
-        if page.messages.isEmpty, try await messages.message(id: rootId).map({ $0.roomId == roomId }) != true {
+        // No replies: is there such a message? The log's guard state knows a message the read model may not show yet; the
+        // read model knows one whose record went to the archive.
+        if page.messages.isEmpty, try await !log.messageRecorded(roomId: roomId, messageId: rootId),
+            try await messages.message(id: rootId).map({ $0.roomId == roomId }) != true
+        {
             throw APIError.notFound("no message \(rootId) in this room")
         }
         return Reply(HistoryJSON(messages: page.messages.map { MessageJSON($0, viewer: viewer) }, hasMore: page.hasMore))
