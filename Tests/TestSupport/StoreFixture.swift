@@ -25,7 +25,9 @@ public struct StoreFixture: Sendable {
 
     public init(_ prefix: String = "tfix", partitions: Int = 2, workers: Int = 2) async throws {
         self.partitions = partitions
-        redis = try TestStores.redis(maxConnections: 16)
+        // 32: live runners hold connections in blocking reads while a test appends from several tasks; with 16 a loaded
+        // machine (the cluster pass of CI) timed out waiting for one (5 s).
+        redis = try TestStores.redis(maxConnections: 32)
         postgres = TestStores.postgres(maxConnections: 6)
         mongo = try TestStores.mongo()
         schema = TestStores.unique(prefix)
