@@ -1,4 +1,5 @@
 import Drivers
+import Events
 import Foundation
 import Logging
 
@@ -52,8 +53,6 @@ public struct PresenceStore: Sendable {
         }
     }
 
-    static func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
-
     /// Marks `userIds` online on this instance until now + ttl (Redis's clock); those who were offline everywhere before
     /// are published as online, by the script itself: changes reach the channel in the order the scripts ran, whichever
     /// instance ran them. Returns them.
@@ -97,7 +96,7 @@ public struct PresenceStore: Sendable {
     /// process's clock: a mark within the clock skew of its expiry may read either way.
     public func status(of userId: String, now: Date = Date()) async throws -> (online: Bool, lastSeen: Date?) {
         let replies = try await redis.pipeline([["HVALS", on(userId)], ["HGET", lastSeen, userId]])
-        let nowMs = Self.ms(now)
+        let nowMs = unixMilliseconds(now)
         let marks: [RedisValue] = try replies[0].orThrow().array ?? []
         let online = marks.contains { (Int64($0.string ?? "") ?? 0) > nowMs }
         let last = try replies[1].orThrow().string.flatMap(Int64.init).map { Date(timeIntervalSince1970: Double($0) / 1000) }

@@ -217,6 +217,10 @@ public func parseTimestampWithFoundation(_ text: String) -> Date? {
     return Date(timeIntervalSince1970: Double(Int64(whole.timeIntervalSince1970) * 1000 + ms) / 1000)
 }
 
+/// `date` in whole Unix milliseconds (rounded: a time read back from an event is a whole millisecond, which a `Double`
+/// of seconds may hold a hair below).
+public func unixMilliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+
 /// `date` rounded to the millisecond, as it reads back from an event.
 public func millisecondPrecision(_ date: Date) -> Date {
     Date(timeIntervalSince1970: (date.timeIntervalSince1970 * 1000).rounded() / 1000)

@@ -254,18 +254,6 @@ public enum EventData: Sendable, Equatable {
         }
     }
 
-    /// The message a reaction or pin event is about.
-    public var messageId: String? {
-        switch self {
-        case .reactionAdded(let r), .reactionRemoved(let r): return r.messageId
-        case .messagePinned(let p), .messageUnpinned(let p): return p.messageId
-        case .messageEdited(let e): return e.messageId
-        case .messageDeleted(let d): return d.messageId
-        case .messageSent(let s): return s.messageId
-        default: return nil
-        }
-    }
-
     /// The member a membership event concerns.
     public var member: MemberChange? {
         switch self {

@@ -299,7 +299,7 @@ public enum Rules {
             // A well-formed time that has passed: refused by the clock, not malformed (like a receipt past the last seq).
             if let until, until <= context.now { throw RuleError(.conflict, "until must be in the future") }
             let facts = [memberFact(room, actor, me), memberFact(room, userId, target)]
-            let wanted = until.map { Int64(($0.timeIntervalSince1970 * 1000).rounded(.down)) } ?? .max
+            let wanted = until.map(unixMilliseconds) ?? .max
             if target.mutedUntil == wanted { return Decision(events: [], facts: facts) }  // muted so already
             return Decision(events: [event(.memberMuted(MemberChange(userId: userId, until: until)), room: roomId)], facts: facts)
 

@@ -55,7 +55,7 @@ extension Rules {
         case .memberUnbanned(let m):
             setMember(m.userId, { $0.state = .left }, new: .init(role: .member, state: .left, since: 0))
         case .memberMuted(let m):
-            let until = m.until.map { Int64(($0.timeIntervalSince1970 * 1000).rounded(.down)) } ?? .max
+            let until = m.until.map(unixMilliseconds) ?? .max
             setMember(m.userId, { $0.mutedUntil = until }, new: .init(role: .member, state: .joined, since: 0, mutedUntil: until))
         case .memberUnmuted(let m):
             setMember(m.userId, { $0.mutedUntil = nil }, new: .init(role: .member, state: .joined, since: 0))

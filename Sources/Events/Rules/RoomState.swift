@@ -34,7 +34,7 @@ public struct RoomState: Sendable, Equatable {
         /// Whether the member is muted at `now`.
         public func isMuted(at now: Date) -> Bool {
             guard let mutedUntil else { return false }
-            return mutedUntil == .max || Int64((now.timeIntervalSince1970 * 1000).rounded(.down)) < mutedUntil
+            return mutedUntil == .max || unixMilliseconds(now) < mutedUntil
         }
 
         /// Parses `role:state:since[:mutedUntil]` as the guard state stores it; nil for anything else.

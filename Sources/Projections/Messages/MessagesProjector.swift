@@ -377,7 +377,7 @@ public struct MessagesReadModel: Sendable {
 
     /// Runs `query` on the collection readers follow; when it finds nothing and the pointer has moved since (a read
     /// that waited past a swap and the drop of the collection it named), once more on the one named now.
-    func read<T>(_ query: (MongoCollection) async throws -> T, found: (T) -> Bool) async throws -> T {
+    private func read<T>(_ query: (MongoCollection) async throws -> T, found: (T) -> Bool) async throws -> T {
         let name = try await location.area()
         let result = try await query(mongo.collection(name))
         guard !found(result), location.followsPointer else { return result }

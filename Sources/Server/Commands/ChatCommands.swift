@@ -167,8 +167,7 @@ struct ChatCommands: Sendable {
         case .unban(let roomId): command = .unban(roomId: roomId, userId: userId)
         case .mute(let roomId, let until):
             // To the millisecond, as the log keeps times.
-            let rounded = until.map { Date(timeIntervalSince1970: ($0.timeIntervalSince1970 * 1000).rounded(.down) / 1000) }
-            command = .mute(roomId: roomId, userId: userId, until: rounded)
+            command = .mute(roomId: roomId, userId: userId, until: until.map(millisecondPrecision))
         case .unmute(let roomId): command = .unmute(roomId: roomId, userId: userId)
         case .block: command = .block(userId: userId)
         case .unblock: command = .unblock(userId: userId)

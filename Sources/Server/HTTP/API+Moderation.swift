@@ -11,18 +11,6 @@ extension API {
         let state: String
     }
 
-    struct BanJSON: Codable, Sendable {
-        let userId: String
-        let bannedBy: String?
-        let reason: String?
-        let at: Date?
-    }
-
-    struct BlockJSON: Codable, Sendable {
-        let userId: String
-        let at: Date
-    }
-
     func registerModeration(_ routes: RouterGroup<ParleyContext>) {
         routes.post("rooms/:roomId/bans/:userId") { request, context in
             struct Body: Decodable { let reason: String? }
@@ -43,10 +31,7 @@ extension API {
             guard let me = try await self.log.member(roomId: roomId, userId: viewer), me.role >= .admin else {
                 throw RuleError(.forbidden, "only the owner and admins see the bans")
             }
-            let bans = try await self.metadata.bans(roomId: roomId).map {
-                BanJSON(userId: $0.userId, bannedBy: $0.bannedBy, reason: $0.reason, at: $0.at)
-            }
-            return Reply(["bans": bans])
+            return Reply(["bans": try await self.metadata.bans(roomId: roomId)])
         }
         routes.post("rooms/:roomId/mutes/:userId") { request, context in
             struct Body: Decodable { let until: String? }
@@ -78,8 +63,7 @@ extension API {
             return Reply(["block": ModerationJSON(roomId: nil, userId: userId, state: "unblocked")])
         }
         routes.get("me/blocks") { _, context in
-            let blocks = try await self.metadata.blocks(of: try context.user()).map { BlockJSON(userId: $0.userId, at: $0.at) }
-            return Reply(["blocks": blocks])
+            return Reply(["blocks": try await self.metadata.blocks(of: try context.user())])
         }
     }
 }

@@ -24,12 +24,6 @@ extension API {
         let pinned: Bool
     }
 
-    struct ReceiptJSON: Codable, Sendable {
-        let userId: String
-        let seq: Int64
-        let at: Date?
-    }
-
     func registerReactions(_ routes: RouterGroup<ParleyContext>) {
         routes.post("rooms/:roomId/messages/:messageId/reactions") { request, context in
             struct Body: Decodable { let emoji: String }
@@ -77,8 +71,7 @@ extension API {
         routes.get("rooms/:roomId/receipts") { _, context in
             let roomId = try context.parameter("roomId")
             try await self.requireMember(roomId, try context.user())
-            let receipts = try await self.metadata.receipts(roomId: roomId).map { ReceiptJSON(userId: $0.userId, seq: $0.seq, at: $0.at) }
-            return Reply(["receipts": receipts])
+            return Reply(["receipts": try await self.metadata.receipts(roomId: roomId)])
         }
     }
 }
