@@ -19,14 +19,6 @@ struct ReplayWhileServingTests {
         let bobWS = WSTestClient(port: s.port, token: bob.token)
         _ = try await annWS.next(type: "hello")
         _ = try await bobWS.next(type: "hello")
-        // Bob records every message event he receives, from start to end.
-        let received = Task {
-            var seqs: [Int] = []
-            while let frame = try? await bobWS.next(type: "event", seconds: 8) {
-                if frame["event", "type"] as? String == "message.sent", let seq = frame["event", "seq"] as? Int { seqs.append(seq) }
-            }
-            return seqs
-        }
         func send(_ n: Int) async throws {
             try annWS.send(["type": "send", "roomId": roomId, "body": "message \(n)", "clientMsgId": "c\(n)"])
             let ack = try await annWS.next(type: "ack")
@@ -67,14 +59,21 @@ struct ReplayWhileServingTests {
 
         // Bob got every message once, in order; the readers see the repaired models, with
         // every message sent before, during and after the swap.
-        let seqs = try await received.value
+        // His client keeps every frame it was sent; they are read once Ann is done, so a quiet pause (`verify` above
+        // takes seconds on a loaded machine) is never taken for the end.
+        var seqs: [Int] = []
+        while seqs.last.map({ $0 < n }) ?? true, let frame = try? await bobWS.next(type: "event", seconds: 30) {
+            if frame["event", "type"] as? String == "message.sent", let seq = frame["event", "seq"] as? Int { seqs.append(seq) }
+        }
         #expect(seqs == Array(1...n))
         let room = try await s.until("/v1/rooms/\(roomId)", token: bob.token) { $0["room", "name"] as? String == "Ops" }
         #expect(room["room", "name"] as? String == "Ops")
-        let history = try await s.until("/v1/rooms/\(roomId)/messages?limit=100", token: bob.token) {
-            ($0.json["messages"] as? [[String: Any]])?.count == n
+        // Every page of the history: Ann sends for as long as the rebuild runs, which can pass a page of 100.
+        var seqsRead: [Int] = []
+        for _ in 0..<150 where seqsRead != Array(1...n) {
+            seqsRead = try await everySeq(in: roomId, of: s, token: bob.token)
+            try await Task.sleep(for: .milliseconds(100))
         }
-        let seqsRead = (history.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["seq"] as? Int }.sorted()
         #expect(seqsRead == Array(1...n))
         let verified = try await runParley("parley-replay", ["verify"], environment: replayEnvironment)
         #expect(verified.status == 0, "\(verified.stdout)")
@@ -126,15 +125,7 @@ struct ReplayWhileServingTests {
             let expected = n
             var seqs: [Int] = []
             for _ in 0..<150 where seqs.count != expected {
-                // Every page, oldest first.
-                seqs = []
-                while true {
-                    let page = try await s.request(
-                        "GET", "/v1/rooms/\(roomId)/messages?after=\(seqs.last ?? 0)&limit=100", token: bob.token)
-                    let got = (page.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["seq"] as? Int }
-                    seqs += got
-                    if got.count < 100 { break }
-                }
+                seqs = try await everySeq(in: roomId, of: s, token: bob.token)
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(seqs == Array(1...expected), "round \(round): \(rebuilt.stdout)")
@@ -149,5 +140,16 @@ struct ReplayWhileServingTests {
         annWS.close()
         await mongo.shutdown()
         try await s.cleanUp()
+    }
+
+    /// The `seq` of every message in the room's history, oldest first, read a page of 100 at a time.
+    private func everySeq(in roomId: String, of s: ServerProcess, token: String) async throws -> [Int] {
+        var seqs: [Int] = []
+        while true {
+            let page = try await s.request("GET", "/v1/rooms/\(roomId)/messages?after=\(seqs.last ?? 0)&limit=100", token: token)
+            let got = (page.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["seq"] as? Int }
+            seqs += got
+            if got.count < 100 { return seqs }
+        }
     }
 }
