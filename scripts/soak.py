@@ -335,7 +335,7 @@ class Soak:
     def dead_letters(self):
         port = self.services.env["PARLEY_REDIS_PORT"]
         total = 0
-        for projector in ("metadata", "messages"):
+        for projector in ("metadata", "messages", "search"):
             out = subprocess.run(["redis-cli", "-p", port, "XLEN", f"parley:dead:{projector}"], capture_output=True, text=True)
             total += int(out.stdout.strip() or 0)
         return total

@@ -16,6 +16,6 @@ struct ParleyBench: AsyncParsableCommand {
         commandName: "parley-bench", abstract: "Parley benchmarks.",
         subcommands: [
             DriversBench.self, AppendBench.self, CodecBench.self, ProjectionBench.self, RebuildBench.self, WebSocketBench.self,
-            HistoryBench.self,
+            HistoryBench.self, SearchBench.self,
         ])
 }

@@ -33,15 +33,16 @@ struct RunOptions: ParsableArguments {
     }
 }
 
-/// Which read models: `--projection messages|metadata|all`.
+/// Which read models: `--projection messages|metadata|search|all`.
 enum ProjectionChoice: String, ExpressibleByArgument, CaseIterable {
-    case all, metadata, messages
+    case all, metadata, messages, search
 
     var projections: [ReplayContext.Projection] {
         switch self {
         case .all: return ReplayContext.Projection.allCases
         case .metadata: return [.metadata]
         case .messages: return [.messages]
+        case .search: return [.search]
         }
     }
 }
@@ -55,7 +56,7 @@ struct Rebuild: AsyncParsableCommand {
             then swapped in atomically once caught up. Ctrl-C stops at the next batch; running the same command
             again resumes.
             """)
-    @Option(help: "Which read models: all, metadata (PostgreSQL) or messages (MongoDB).")
+    @Option(help: "Which read models: all, metadata (PostgreSQL), messages (MongoDB) or search (PostgreSQL).")
     var projection: ProjectionChoice = .all
     @Flag(help: "Build beside the live read models and swap them in when caught up (the server may keep running).")
     var shadow = false
@@ -108,7 +109,7 @@ struct Verify: AsyncParsableCommand {
 extension ReplayContext.Projection {
     var store: ReplayContext.Store {
         switch self {
-        case .metadata: return .postgres
+        case .metadata, .search: return .postgres
         case .messages: return .mongo
         }
     }

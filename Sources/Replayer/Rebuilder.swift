@@ -35,6 +35,15 @@ extension MetadataProjector: ReplayableProjector {
     }
 }
 
+extension SearchProjector: ReplayableProjector {
+    func dropArea() async throws { try await dropSchema() }
+    func areaExists() async throws -> Bool { try await schemaExists() }
+    func swapIn(over live: any Projector, keepOld: Bool) async throws -> Swapped {
+        let retired = try await swap(into: live as! SearchProjector, keepOld: keepOld)
+        return Swapped(description: keepOld ? "old tables kept in schema \(retired)" : "old tables dropped", retire: nil)
+    }
+}
+
 extension MessagesProjector: ReplayableProjector {
     func dropArea() async throws { try await dropCollections() }
     func areaExists() async throws -> Bool { try await hasCheckpoints() }

@@ -35,8 +35,8 @@ struct ReplayConfiguration: Sendable {
 }
 
 /// The open stores and the projectors of the live read models, plus the shadow and
-/// scratch areas beside them (`<schema>_shadow`, `<schema>_verify`, `<collection>_v<n>`,
-/// `<collection>_verify`).
+/// scratch areas beside them (`<schema>_shadow`, `<schema>_verify`, `<schema>_search_shadow`, `<schema>_search_verify`,
+/// `<collection>_v<n>`, `<collection>_verify`).
 final class ReplayContext: Sendable {
     let configuration: ReplayConfiguration
     private let redis: RedisClient
@@ -86,7 +86,7 @@ final class ReplayContext: Sendable {
 
     /// Which read models a command works on.
     enum Projection: String, CaseIterable, Sendable {
-        case metadata, messages
+        case metadata, messages, search
     }
 
     /// The live projector of `projection`, or one named like it writing to the area with `suffix`: the schema
@@ -99,6 +99,10 @@ final class ReplayContext: Sendable {
             let live = configuration.postgresSchema
             // Every schema copies the tables the migrations made in `public`, as the server's does.
             return MetadataProjector(postgres: postgres, schema: suffix.map { "\(live)_\($0)" } ?? live, priority: priority)
+        case .search:
+            // Its own schema for a shadow or scratch copy: a metadata swap drops `<schema>_shadow` whole.
+            let live = configuration.postgresSchema
+            return SearchProjector(postgres: postgres, schema: suffix.map { "\(live)_search_\($0)" } ?? live, priority: priority)
         case .messages:
             let live = MessagesLocation(mongo: mongo, base: configuration.mongoCollection)
             guard let suffix else { return MessagesProjector(mongo: mongo, location: live, priority: priority) }

@@ -53,6 +53,8 @@ struct Verifier: Sendable {
             switch (live, scratch) {
             case (let l as MetadataProjector, let s as MetadataProjector):
                 result.reports += try await ReadModelComparison.metadata(live: l, rebuilt: s, skipping: changed)
+            case (let l as SearchProjector, let s as SearchProjector):
+                result.reports += try await ReadModelComparison.search(live: l, rebuilt: s, skipping: changed)
             case (let l as MessagesProjector, let s as MessagesProjector):
                 result.reports.append(try await ReadModelComparison.messages(live: l, rebuilt: s, skipping: changed))
             default: continue

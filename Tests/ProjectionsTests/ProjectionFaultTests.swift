@@ -122,7 +122,7 @@ struct ProjectionFaultTests {
         let live = f.startLive()
         _ = try await eventually(seconds: 30) {
             let lost = Set(f.lag.lostTail.map(\.projector))
-            guard lost == [f.metadata.name, f.messages.name] else { throw ProjectionError("lost tail reported for \(lost)") }
+            guard lost == [f.metadata.name, f.messages.name, f.search.name] else { throw ProjectionError("lost tail reported for \(lost)") }
             return lost
         }
         #expect(f.lag.lostTail.allSatisfy { $0.logEnds == entries.dropLast(5).last?.id && $0.applied == entries.last?.id })

@@ -46,6 +46,45 @@ struct ReplayCommandTests {
         try await f.cleanUp()
     }
 
+    /// The search read model is a third projector like the others: `verify --projection search` compares its rows with
+    /// the log's, names what was changed behind its back, and `rebuild --shadow --projection search` repairs it without
+    /// touching the metadata tables beside it.
+    @Test func verifyAndAShadowRebuildCoverTheSearchReadModel() async throws {
+        let f = try await ReplayFixture()
+        let ids = try await f.log.scriptedChat()
+        try await f.sendMany(30, ids: ids)
+        try await f.project()
+        let clean = try await f.replay(["verify", "--projection", "search"])
+        #expect(clean.status == 0 && clean.stdout.contains("search_messages"), "\(clean.stdout)\(clean.stderr)")
+        let search = SearchReadModel(postgres: f.postgres, schema: f.schema)
+        #expect(try await search.search(try #require(SearchQuery("hello")), userId: ids["bea"]!).hits.map(\.messageId) == ["c1"])
+
+        try await f.postgres.query("UPDATE \(f.schema).search_messages SET body = 'tampered' WHERE message_id = 'c1'")
+        try await f.postgres.query("DELETE FROM \(f.schema).search_messages WHERE message_id = 'c2'")
+        try await f.postgres.query(
+            "INSERT INTO \(f.schema).search_messages (room_id, message_id, seq, sender_id, body, sent_ms) VALUES ('club', 'c3', 3, 'x', 'oops', 0)"
+        )
+        let dirty = try await f.replay(["verify", "--projection", "search"])
+        #expect(dirty.status == 1)
+        #expect(dirty.stdout.contains(#"search_messages club/c1: body is "tampered", the log makes "hello!!""#), "\(dirty.stdout)")
+        #expect(dirty.stdout.contains("search_messages club/c2: missing from the live read model"), "\(dirty.stdout)")
+        #expect(dirty.stdout.contains("search_messages club/c3: in the live read model but not made by the log"), "\(dirty.stdout)")
+        #expect(dirty.stdout.contains("verify: FAILED, 3 difference(s)"), "\(dirty.stdout)")
+
+        let members = try await f.postgres.query("SELECT count(*) AS n FROM \(f.schema).room_members").first?.int("n")
+        let rebuilt = try await f.replay(["rebuild", "--shadow", "--projection", "search"])
+        #expect(rebuilt.status == 0 && rebuilt.stdout.contains("rebuild search: shadow swapped in"), "\(rebuilt.stdout)\(rebuilt.stderr)")
+        #expect(!rebuilt.stdout.contains("rebuild metadata"))
+        let repaired = try await f.replay(["verify"])
+        #expect(repaired.status == 0, "\(repaired.stdout)")
+        #expect(try await search.search(try #require(SearchQuery("hello")), userId: ids["bea"]!).hits.map(\.body) == ["hello!!"])
+        // The metadata tables in the same schema were not moved, and no shadow schema is left.
+        #expect(try await f.postgres.query("SELECT count(*) AS n FROM \(f.schema).room_members").first?.int("n") == members)
+        let left = try await f.postgres.query("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", [f.schema + "_search"])
+        #expect(left.isEmpty, "\(left.map { $0.string("nspname") ?? "" })")
+        try await f.cleanUp()
+    }
+
     @Test func aShadowRebuildSwapsInWhileLiveProjectorsRunAndLosesNothing() async throws {
         let f = try await ReplayFixture()
         let ids = try await f.log.scriptedChat()
@@ -368,6 +407,8 @@ struct ReplayCommandTests {
         #expect(room?.lastSeq == Int64(3 + 6000))
         let messages = try await f.replay(["rebuild", "--projection", "messages"])
         #expect(messages.status == 0, "\(messages.stderr)")
+        let search = try await f.replay(["rebuild", "--projection", "search"])
+        #expect(search.status == 0 && search.stdout.contains("rebuild search: done in place"), "\(search.stdout)\(search.stderr)")
         let verified = try await f.replay(["verify"])
         #expect(verified.status == 0, "\(verified.stdout)")
         try await f.cleanUp()

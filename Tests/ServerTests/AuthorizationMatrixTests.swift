@@ -58,6 +58,7 @@ struct AuthorizationMatrixTests {
             .init(name: "unban member", method: "DELETE", path: { r, _, t in "/v1/rooms/\(r)/bans/\(t)" }, body: { _ in nil }),
             .init(name: "bans", method: "GET", path: { r, _, _ in "/v1/rooms/\(r)/bans" }, body: { _ in nil }),
             .init(name: "mute member", method: "POST", path: { r, _, t in "/v1/rooms/\(r)/mutes/\(t)" }, body: { _ in nil }),
+            .init(name: "search the room", method: "GET", path: { r, _, _ in "/v1/search?q=mine&roomId=\(r)" }, body: { _ in nil }),
             .init(name: "unmute member", method: "DELETE", path: { r, _, t in "/v1/rooms/\(r)/mutes/\(t)" }, body: { _ in nil }),
         ]
     }
@@ -95,6 +96,7 @@ struct AuthorizationMatrixTests {
             ("bans", bad + [out, out, no, "200", "200", out]),
             ("mute member", bad + [out, out, no, "200", "200", out]),
             ("unmute member", bad + [out, out, no, "200", "200", out]),
+            ("search the room", bad + [out, out, "200", "200", "200", out]),
         ]
     }
 
@@ -231,6 +233,7 @@ struct AuthorizationMatrixTests {
             ("block", "PUT", "/v1/me/blocks/\(other.id)", nil, "200"),
             ("my blocks", "GET", "/v1/me/blocks", nil, "200"),
             ("unblock", "DELETE", "/v1/me/blocks/\(other.id)", nil, "200"),
+            ("search", "GET", "/v1/search?q=hello", nil, "200"),
         ]
         var observed: [String: [String]] = [:]
         var expected: [String: [String]] = [:]

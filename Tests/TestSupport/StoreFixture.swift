@@ -20,6 +20,7 @@ public struct StoreFixture: Sendable {
     public let schema: String
     public let metadata: MetadataProjector
     public let messages: MessagesProjector
+    public let search: SearchProjector
     public let scheduler: PriorityScheduler
     public let lag = ProjectionLag()
 
@@ -39,9 +40,11 @@ public struct StoreFixture: Sendable {
         }
         metadata = MetadataProjector(postgres: postgres, schema: schema)
         messages = MessagesProjector(mongo: mongo, collection: schema)
+        search = SearchProjector(postgres: postgres, schema: schema)
         scheduler = PriorityScheduler(workers: workers)
         try await metadata.prepare()
         try await messages.prepare()
+        try await search.prepare()
         try await archive.prepare()
     }
 
@@ -60,9 +63,9 @@ public struct StoreFixture: Sendable {
             projector, log: log, scheduler: scheduler, lag: lag, options: options, consumer: consumer, logger: Logger(label: "test"))
     }
 
-    /// Runs both live projectors (as a server's projectors role does) until cancelled.
+    /// Runs the three live projectors (as a server's projectors role does) until cancelled.
     public func startLive(consumer: String = "live-test") -> Task<Void, any Error> {
-        let runners = [runner(metadata, consumer: consumer), runner(messages, consumer: consumer)]
+        let runners = [runner(metadata, consumer: consumer), runner(messages, consumer: consumer), runner(search, consumer: consumer)]
         return Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for runner in runners { group.addTask { try await runner.run() } }
@@ -71,7 +74,8 @@ public struct StoreFixture: Sendable {
         }
     }
 
-    /// Waits until `projectors` (both by default) have applied everything in the log now.
+    /// Waits until `projectors` (metadata and messages by default: what tests with runners of their own run) have applied
+    /// everything in the log now.
     public func waitUntilProjected(_ projectors: [any Projector]? = nil, seconds: Double = 90) async throws {
         let head = try await log.head()
         for projector in projectors ?? [metadata, messages] {
@@ -91,7 +95,7 @@ public struct StoreFixture: Sendable {
     /// Runs the live projectors until the read models hold the whole log.
     public func project() async throws {
         let live = startLive()
-        try await waitUntilProjected()
+        try await waitUntilProjected([metadata, messages, search])
         // A runner acknowledges a batch just after applying it: cancelled in between, it leaves the batch pending, and a
         // pending entry holds the archiver's trim back (seen on the cluster). Give the acknowledgements their moment.
         let head = try await log.head()
@@ -110,13 +114,13 @@ public struct StoreFixture: Sendable {
     /// Drops everything the fixture made (and the shadow, scratch and retired copies a
     /// rebuild leaves beside it), and closes the clients.
     public func cleanUp() async throws {
-        for suffix in ["", "_shadow", "_verify"] {
-            try await postgres.query("DROP SCHEMA IF EXISTS \(schema)\(suffix) CASCADE")
+        // The schema, and every shadow, scratch and retired one named after it (`_shadow`, `_search_verify`, ...).
+        for area in try await postgres.query(
+            "SELECT nspname FROM pg_namespace WHERE nspname = $1 OR starts_with(nspname, $1 || '_')", [schema])
+        {
+            try await postgres.query("DROP SCHEMA \(area.string("nspname")!) CASCADE")
         }
         try await TestStores.dropMessagesAreas(mongo, base: schema)
-        for retired in try await postgres.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", [schema + "_retired_%"]) {
-            try await postgres.query("DROP SCHEMA \(retired.string("nspname")!) CASCADE")
-        }
         try await redis.deleteKeys(matching: log.keys.everything)
         log.shutdown()
         await redis.shutdown()

@@ -21,15 +21,16 @@ public struct MetadataProjector: Projector {
     /// The schema whose tables (made by the migrations) a new schema copies.
     public let template: String
     let postgres: PostgresClient
+    /// Its tables in `schema`, with the checkpoints.
+    let area: PostgresArea
 
     /// `schema` and `template` must be bare identifiers (letters, digits, `_`): they are written into SQL, so anything else traps.
     public init(
         postgres: PostgresClient, schema: String = "public", name: String = "metadata", priority: ProjectionPriority = .live,
         template: String = "public"
     ) {
-        precondition(
-            [schema, template].allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } },
-            "schema must be an identifier")
+        self.area = PostgresArea(
+            postgres: postgres, schema: schema, template: template, tables: Self.tables, checkpoints: "projector_checkpoints")
         self.postgres = postgres
         self.schema = schema
         self.name = name
@@ -41,69 +42,24 @@ public struct MetadataProjector: Projector {
     public static let tables = ["users", "rooms", "room_members", "room_pins", "user_blocks", "message_mentions", "projector_checkpoints"]
 
     /// A schema other than the template gets the template's tables (made by the migrations).
-    /// In one transaction under an advisory lock: `CREATE ... IF NOT EXISTS` run by two
-    /// processes at once can otherwise fail on PostgreSQL's catalog.
-    public func prepare() async throws {
-        guard schema != template else { return }
-        let s = schema
-        let t = template
-        try await postgres.withTransaction { c in
-            try c.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["parley.prepare." + s])
-            try c.execute("CREATE SCHEMA IF NOT EXISTS \(s)")
-            for table in Self.tables { try c.execute("CREATE TABLE IF NOT EXISTS \(s).\(table) (LIKE \(t).\(table) INCLUDING ALL)") }
-        }
-    }
+    public func prepare() async throws { try await area.prepare() }
 
     /// This projector's row of `<schema>.projector_checkpoints` for `partition`, committed with each batch; `0-0` when none.
-    public func checkpoint(partition: Int) async throws -> String {
-        try await postgres.query(
-            "SELECT position FROM \(schema).projector_checkpoints WHERE projector = $1 AND partition = $2", [name, partition]
-        ).first?.string("position") ?? "0-0"
-    }
+    public func checkpoint(partition: Int) async throws -> String { try await area.checkpoint(name, partition: partition) }
 
     /// Records that lease epoch `epoch` now writes `partition` (the checkpoint row keeps the highest epoch seen): from
     /// then on a transaction of an older epoch is refused. Throws `ProjectionFenced` when a newer one already writes.
-    public func fence(partition: Int, epoch: Int64) async throws {
-        let seen =
-            try await postgres.query(
-                """
-                INSERT INTO \(schema).projector_checkpoints AS c (projector, partition, position, epoch, updated_at)
-                VALUES ($1, $2, '0-0', $3, now())
-                ON CONFLICT (projector, partition) DO UPDATE SET epoch = greatest(c.epoch, EXCLUDED.epoch)
-                RETURNING epoch
-                """, [name, partition, epoch]
-            ).first?.int("epoch").map(Int64.init) ?? 0
-        if seen > epoch { throw ProjectionFenced(partition: partition, epoch: epoch, seen: seen) }
-    }
+    public func fence(partition: Int, epoch: Int64) async throws { try await area.fence(name, partition: partition, epoch: epoch) }
 
     /// One transaction: the events after the stored checkpoint (older ones are skipped), folded into array statements, then
-    /// the new checkpoint. A batch delivered twice changes nothing the second time. The checkpoint row is locked first
-    /// and holds the newest writer's lease epoch: a batch of an older epoch is refused (`ProjectionFenced`) before it
-    /// writes anything.
+    /// the new checkpoint. A batch delivered twice changes nothing the second time. A batch of an older lease epoch than
+    /// the checkpoint row holds is refused (`ProjectionFenced`) before it writes anything.
     public func apply(_ events: [LoggedEvent], partition: Int, epoch: Int64) async throws {
-        guard !events.isEmpty else { return }
         let s = schema
-        let name = self.name
-        try await postgres.withTransaction { c in
-            let row = try c.query(
-                "SELECT position, epoch FROM \(s).projector_checkpoints WHERE projector = $1 AND partition = $2 FOR UPDATE",
-                [name, partition]
-            ).first
-            let seen = row?.int("epoch").map(Int64.init) ?? 0
-            if seen > epoch { throw ProjectionFenced(partition: partition, epoch: epoch, seen: seen) }
-            let done = row?.string("position") ?? "0-0"
-            let fresh = events.filter { StreamID.less(done, $0.entryID) }
-            guard let last = fresh.last else { return }
+        try await area.apply(events, projector: name, partition: partition, epoch: epoch) { fresh, c in
             var batch = Batch()
             for logged in fresh { try Self.apply(logged.event, schema: s, connection: c, batch: &batch) }
             try batch.flush(schema: s, connection: c)
-            try c.query(
-                """
-                INSERT INTO \(s).projector_checkpoints AS c (projector, partition, position, epoch, updated_at)
-                VALUES ($1, $2, $3, $4, now())
-                ON CONFLICT (projector, partition) DO UPDATE SET position = EXCLUDED.position, epoch = greatest(c.epoch, EXCLUDED.epoch),
-                  updated_at = now()
-                """, [name, partition, last.entryID, epoch])
         }
     }
 

@@ -83,20 +83,38 @@ public enum ReadModelComparison {
     public static func metadata(live: MetadataProjector, rebuilt: MetadataProjector, skipping changed: ChangedSince) async throws
         -> [ReadModelReport]
     {
-        let tables: [(name: String, key: [String], room: String?, user: String?)] = [
-            ("users", ["id"], nil, "id"), ("rooms", ["id"], "id", nil), ("room_members", ["room_id", "user_id"], "room_id", nil),
-            ("room_pins", ["room_id", "message_id"], "room_id", nil), ("user_blocks", ["user_id", "blocked_id"], nil, "user_id"),
-            ("message_mentions", ["room_id", "user_id", "seq"], "room_id", nil),
-        ]
+        try await compare(
+            [
+                ("users", ["id"], nil, "id"), ("rooms", ["id"], "id", nil), ("room_members", ["room_id", "user_id"], "room_id", nil),
+                ("room_pins", ["room_id", "message_id"], "room_id", nil), ("user_blocks", ["user_id", "blocked_id"], nil, "user_id"),
+                ("message_mentions", ["room_id", "user_id", "seq"], "room_id", nil),
+            ], live: live.schema, rebuilt: rebuilt.schema, postgres: live.postgres, skipping: changed)
+    }
+
+    /// The search table of `live` against `rebuilt`, row by row: the text, the times and the tsvector made of it.
+    public static func search(live: SearchProjector, rebuilt: SearchProjector, skipping changed: ChangedSince) async throws
+        -> [ReadModelReport]
+    {
+        try await compare(
+            [("search_messages", ["room_id", "message_id"], "room_id", nil)], live: live.schema, rebuilt: rebuilt.schema,
+            postgres: live.postgres, skipping: changed)
+    }
+
+    /// Each table of schema `live` against the same table of `rebuilt`, every column; rows of a room or user `changed`
+    /// names (by the `room` or `user` column) are skipped.
+    private static func compare(
+        _ tables: [(name: String, key: [String], room: String?, user: String?)], live: String, rebuilt: String,
+        postgres: PostgresClient, skipping changed: ChangedSince
+    ) async throws -> [ReadModelReport] {
         var reports: [ReadModelReport] = []
         for table in tables {
-            let l = "\(live.schema).\(table.name)"
-            let r = "\(rebuilt.schema).\(table.name)"
+            let l = "\(live).\(table.name)"
+            let r = "\(rebuilt).\(table.name)"
             let keys = table.key.map { "coalesce(l.\($0), r.\($0)) AS k_\($0)" }.joined(separator: ", ")
             let join = table.key.map { "l.\($0) = r.\($0)" }.joined(separator: " AND ")
             let order = table.key.map { "k_\($0)" }.joined(separator: ", ")
-            let counts = try await live.postgres.query("SELECT (SELECT count(*) FROM \(l)) AS live, (SELECT count(*) FROM \(r)) AS rebuilt")
-            let rows = try await live.postgres.query(
+            let counts = try await postgres.query("SELECT (SELECT count(*) FROM \(l)) AS live, (SELECT count(*) FROM \(r)) AS rebuilt")
+            let rows = try await postgres.query(
                 """
                 SELECT \(keys), to_jsonb(l)::text AS live, to_jsonb(r)::text AS rebuilt
                 FROM \(l) l FULL JOIN \(r) r ON \(join)

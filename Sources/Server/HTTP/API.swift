@@ -14,6 +14,7 @@ struct API: Sendable {
     let commands: ChatCommands
     let metadata: MetadataReadModel
     let messages: MessagesReadModel
+    let searchReadModel: SearchReadModel
     let tokens: Tokens
     let passwords: Passwords
     let maxBodyBytes: Int
@@ -39,6 +40,7 @@ struct API: Sendable {
         registerReactions(authenticated)
         registerModeration(authenticated)
         registerPresence(authenticated)
+        registerSearch(authenticated)
     }
 
     /// 403 unless `userId` is a joined member now (or, with `invited`, invited).

@@ -39,6 +39,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
     let projectors: [any Projector] = [
         MetadataProjector(postgres: stores.postgres, schema: configuration.postgresSchema),
         MessagesProjector(mongo: stores.mongo, location: messagesLocation),
+        SearchProjector(postgres: stores.postgres, schema: configuration.postgresSchema),
     ]
     // The read models' tables and indexes exist before the first request reads them,
     // whichever roles this instance has.
@@ -89,6 +90,7 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
                 }),
             metadata: metadata,
             messages: MessagesReadModel(mongo: stores.mongo, location: messagesLocation),
+            searchReadModel: SearchReadModel(postgres: stores.postgres, schema: configuration.postgresSchema),
             tokens: await Tokens(secret: configuration.jwtSecret, lifetime: configuration.tokenLifetime),
             passwords: try await Passwords.make(cost: configuration.bcryptCost, maxQueued: configuration.maxQueuedPasswordChecks),
             maxBodyBytes: configuration.maxBodyBytes,

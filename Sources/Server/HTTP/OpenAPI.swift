@@ -202,6 +202,16 @@ enum OpenAPI {
             .init(
                 method: "get", path: "/v1/users/{userId}/presence", summary: "Whether a user is online, and when they were last seen",
                 responses: [200: "Presence"].merging(errors) { a, _ in a }),
+            .init(
+                method: "get", path: "/v1/search",
+                summary: "Messages matching words (each a prefix) and \"quoted phrases\" in the rooms I am a joined member of",
+                query: [
+                    query("q", ["type": "string", "minLength": 1, "maxLength": 500], required: true),
+                    query("roomId", string), query("order", ["type": "string", "enum": ["time", "rank"]]),
+                    query("limit", ["type": "integer", "minimum": 1, "maximum": 100]),
+                    query("before", ["type": "string", "description": "the `next` of the previous page"]),
+                ],
+                responses: [200: "SearchResults"].merging(errors) { a, _ in a }),
             .init(method: "get", path: "/healthz", summary: "Liveness", auth: false, responses: [200: "Health"]),
             .init(
                 method: "get", path: "/readyz", summary: "Readiness: stores reachable, projector lag", auth: false,
@@ -241,6 +251,17 @@ enum OpenAPI {
             "ReactionResult": object(
                 ["reaction": object(["messageId": string, "emoji": string, "reacted": ["type": "boolean"]])], required: ["reaction"]),
             "ModerationResult": ["type": "object"],
+            "SearchResults": object(
+                [
+                    "results": [
+                        "type": "array",
+                        "items": object(
+                            ["message": ref("Message"), "roomId": string, "rank": ["type": "number"]],
+                            required: ["message", "roomId", "rank"]),
+                    ],
+                    "hasMore": ["type": "boolean"],
+                    "next": nullable(string),
+                ], required: ["results", "hasMore"]),
             "Presence": object(
                 [
                     "userId": string, "status": ["type": "string", "enum": ["online", "offline"]],
