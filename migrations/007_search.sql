@@ -15,7 +15,9 @@ CREATE TABLE IF NOT EXISTS search_messages (
     document   tsvector GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, body)) STORED,
     PRIMARY KEY (room_id, message_id)
 );
-CREATE INDEX IF NOT EXISTS search_messages_document ON search_messages USING gin (document);
+-- fastupdate off: each insert goes into the index itself, not a pending list that every
+-- query must scan until a vacuum merges it (seen: 5 ms added to every query after a burst).
+CREATE INDEX IF NOT EXISTS search_messages_document ON search_messages USING gin (document) WITH (fastupdate = off);
 -- Newest first within the rooms a reader is in, and the time cursor's order.
 CREATE INDEX IF NOT EXISTS search_messages_by_time ON search_messages (room_id, sent_ms DESC, seq DESC);
 

@@ -362,6 +362,45 @@ async function invite(username) {
   }
 }
 
+// --- search ----------------------------------------------------------------------------
+
+// Words (each a prefix) and "quoted phrases" over my rooms, newest first; a result opens its room.
+async function search(query, more) {
+  const box = $("search-box");
+  const list = $("search-results");
+  if (!more) { list.replaceChildren(); state.searchNext = null; }
+  box.hidden = false;
+  try {
+    const page = await api("GET", `/v1/search?q=${encodeURIComponent(query)}&limit=20` +
+      (more && state.searchNext ? `&before=${encodeURIComponent(state.searchNext)}` : ""));
+    for (const result of page.results) {
+      const li = document.createElement("li");
+      li.className = "result";
+      const room = state.rooms.get(result.roomId);
+      const where = document.createElement("span");
+      where.className = "name";
+      where.textContent = `${room ? title(room) : "(room)"} · ${nameOf(result.message.senderId)}`;
+      const text = document.createElement("span");
+      text.className = "last";
+      text.textContent = result.message.body ?? "";
+      li.append(where, text);
+      li.onclick = () => openRoom(result.roomId);
+      list.append(li);
+    }
+    if (!more && page.results.length === 0) {
+      const li = document.createElement("li");
+      li.className = "hint";
+      li.textContent = "Nothing found.";
+      list.append(li);
+    }
+    state.searchQuery = query;
+    state.searchNext = page.next;
+    $("search-more").hidden = !page.hasMore;
+  } catch (error) {
+    showError(error);
+  }
+}
+
 // --- a room's messages ----------------------------------------------------------------
 
 async function openRoom(roomId) {
@@ -974,6 +1013,13 @@ $("auth-form").addEventListener("submit", (e) => {
 });
 $("logout").onclick = logout;
 $("new-direct").addEventListener("submit", (e) => { e.preventDefault(); startDirect($("direct-username").value.trim()); $("direct-username").value = ""; });
+$("search-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const query = $("search-input").value.trim();
+  if (query) search(query, false);
+});
+$("search-more").onclick = () => search(state.searchQuery, true);
+$("search-close").onclick = () => { $("search-box").hidden = true; };
 $("new-group").addEventListener("submit", (e) => { e.preventDefault(); createGroup($("group-name").value.trim()); $("group-name").value = ""; });
 $("invite-form").addEventListener("submit", (e) => { e.preventDefault(); invite($("invite-username").value.trim()); });
 $("composer").addEventListener("submit", (e) => { e.preventDefault(); submitComposer(); });

@@ -21,7 +21,7 @@ struct SearchBench: AsyncParsableCommand {
     @Option(help: "Words in the vocabulary.") var vocabulary = 20_000
     @Option(help: "Events per projected batch.") var batch = 5000
     @Option(help: "Queries per kind.") var queries = 200
-    @Option(help: "Keep the schema afterwards (to run queries by hand).") var keep = false
+    @Flag(help: "Keep the schema afterwards (to run queries by hand).") var keep = false
 
     func run() async throws {
         let stores = try Stores(StoreConfiguration(environment: ProcessInfo.processInfo.environment))
@@ -37,8 +37,8 @@ struct SearchBench: AsyncParsableCommand {
         let reader = "bench-reader"
         try await stores.postgres.query(
             """
-            INSERT INTO \(schema).room_members (room_id, user_id, role, state)
-            SELECT 'room-' || n, $1, 'member', 'joined' FROM generate_series(0, $2 - 1) AS n
+            INSERT INTO \(schema).room_members (room_id, user_id, role, state, updated_at)
+            SELECT 'room-' || n, $1, 'member', 'joined', now() FROM generate_series(0, $2 - 1) AS n
             """, [reader, memberOf])
 
         var words = Words(count: vocabulary)

@@ -104,6 +104,15 @@ struct ArchiveTests {
         try await f.project()
         #expect(try await f.history.message(id: "bulk-7")?.body == "message 7")
         #expect(try await f.history.message(id: "bulk-4999")?.body == "message 4999")
+        // So is the search read model, the projector a server adds to a log whose beginning is only in the archive now.
+        try await f.search.reset()
+        try await f.project()
+        let search = SearchReadModel(postgres: f.postgres, schema: f.schema)
+        #expect(try await search.search(try #require(SearchQuery("early")), userId: ids["ada"]!).hits.map(\.messageId) == ["early"])
+        #expect(
+            try await search.search(try #require(SearchQuery(#""message 4999""#)), userId: ids["ada"]!).hits.map(\.messageId) == [
+                "bulk-4999"
+            ])
         let again = try await f.replay(["verify"])
         #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
         try await f.cleanUp()

@@ -134,6 +134,25 @@ def run(chromium_path, binary):
             expect(message(bob, "A reply")).to_have_count(0)
             shot(bob, "bob-reply-edit-delete")
 
+            # Search: the edited text is found (a word's beginning is enough), the deleted message is not.
+            bob.fill("#search-input", "edit")
+            bob.click("#search-form button")
+            result = bob.locator("#search-results li.result")
+            expect(result).to_have_count(1, timeout=TIMEOUT)
+            expect(result.locator(".last")).to_have_text("Hi Bob, edited")
+            expect(result.locator(".name")).to_have_text(f"@{ann_name} · {ann_name}")
+            shot(bob, "bob-search")
+            bob.fill("#search-input", "reply")
+            bob.click("#search-form button")
+            expect(bob.locator("#search-results li.hint")).to_have_text("Nothing found.", timeout=TIMEOUT)
+            bob.fill("#search-input", "edited")
+            bob.click("#search-form button")
+            expect(result).to_have_count(1, timeout=TIMEOUT)
+            result.click()
+            expect(bob.locator("#room-title")).to_have_text(f"@{ann_name}", timeout=TIMEOUT)
+            bob.click("#search-close")
+            expect(bob.locator("#search-box")).to_be_hidden()
+
             # A group: create, invite by username, accept, chat.
             ann.fill("#group-name", "Project X")
             ann.click("#new-group button")
