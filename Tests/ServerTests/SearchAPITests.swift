@@ -59,13 +59,17 @@ struct SearchAPITests {
         let s = try await ServerProcess()
         let ann = try await s.register("srchbad")
         for query in [
-            "", "?q=", "?q=%21%21%21", "?q=\(String(repeating: "x", count: 501))", "?q=a&limit=0", "?q=a&limit=101", "?q=a&order=best",
+            "", "?q=", "?q=\(String(repeating: "x", count: 501))", "?q=a&limit=0", "?q=a&limit=101", "?q=a&order=best",
             "?q=a&before=nonsense", "?q=a&before=t.1.2",
         ] {
             let result = try await s.request("GET", "/v1/search\(query)", token: ann.token)
             #expect(result.status == 400 && result.error == "invalid_request", "\(query): \(result.status) \(result.text)")
         }
         #expect(try await s.request("GET", "/v1/search?q=a").status == 401)
+        // Only punctuation: no word to look for, so nothing is found.
+        let none = try await s.request("GET", "/v1/search?q=%21%21%21", token: ann.token)
+        #expect(none.status == 200 && ids(none) == [] && none["hasMore"] as? Bool == false)
+        #expect(try await s.request("GET", "/v1/search?q=a&before=t.1.2.r%00x", token: ann.token).error == "invalid_request")
         #expect(try await s.request("GET", "/v1/search?q=a&roomId=nope", token: ann.token).status == 404)
         // Anything a user types is only words: no tsquery syntax error reaches them.
         for text in ["a & | ! b", "':*'", "\\\\", "(((", "\"\"\"", "<->", "'; DROP TABLE users; --"] {

@@ -102,7 +102,10 @@ public enum SearchCursor: Sendable, Equatable {
         let parts = text.split(separator: ".", maxSplits: 3, omittingEmptySubsequences: false)
         switch parts.first {
         case "t":
-            guard parts.count == 4, let ms = Int64(parts[1]), let seq = Int64(parts[2]), !parts[3].isEmpty else { return nil }
+            // No U+0000 in the room: PostgreSQL text cannot hold it.
+            guard parts.count == 4, let ms = Int64(parts[1]), let seq = Int64(parts[2]), !parts[3].isEmpty,
+                !parts[3].unicodeScalars.contains("\u{0}")
+            else { return nil }
             self = .time(sentMs: ms, roomId: String(parts[3]), seq: seq)
         case "r":
             guard parts.count == 2, let offset = Int(parts[1]), offset >= 0 else { return nil }

@@ -26,7 +26,6 @@ extension API {
         let parameters = request.uri.queryParameters
         guard let text = parameters["q"].map(String.init), !text.isEmpty else { throw APIError.invalid("q is required") }
         guard text.count <= 500 else { throw APIError.invalid("q is longer than 500 characters") }
-        guard let query = SearchQuery(text) else { throw APIError.invalid("q has no word to search for") }
         let limit = try Self.number("limit", request).map(Int.init) ?? 20
         guard (1...100).contains(limit) else { throw APIError.invalid("limit must be 1 to 100") }
         let order = try parameters["order"].map { value in
@@ -41,6 +40,8 @@ extension API {
         }
         let roomId = parameters["roomId"].map(String.init)
         if let roomId { try await requireMember(roomId, viewer) }
+        // Only punctuation or spaces: no word, so nothing matches.
+        guard let query = SearchQuery(text) else { return Reply(SearchJSON(results: [], hasMore: false, next: nil)) }
         let page = try await self.searchReadModel.search(
             query, userId: viewer, roomId: roomId, order: order ?? .time, after: cursor, limit: limit)
         // The read model's memberships trail the log by a moment: a member removed just now finds nothing more of the room.

@@ -51,7 +51,7 @@ enum OpenAPI {
     /// A reaction: 1 to 32 bytes of UTF-8 without white space or control characters (8 characters always fit).
     static var emoji: [String: Any] {
         [
-            "type": "string", "minLength": 1, "maxLength": 8, "pattern": "^[^\\s\\x00-\\x1f\\x7f]+$",
+            "type": "string", "minLength": 1, "maxLength": 8, "pattern": "^[^\\s\\x00-\\x1f\\x7f\\x85]+$",
             "description": "1 to 32 bytes of UTF-8, no white space",
         ]
     }
@@ -209,7 +209,12 @@ enum OpenAPI {
                     query("q", ["type": "string", "minLength": 1, "maxLength": 500], required: true),
                     query("roomId", string), query("order", ["type": "string", "enum": ["time", "rank"]]),
                     query("limit", ["type": "integer", "minimum": 1, "maximum": 100]),
-                    query("before", ["type": "string", "description": "the `next` of the previous page"]),
+                    query(
+                        "before",
+                        [
+                            "type": "string", "pattern": "^(t\\.[0-9]{1,15}\\.[0-9]{1,15}\\.[^\\x00]+|r\\.[0-9]{1,9})$",
+                            "description": "the `next` of the previous page",
+                        ]),
                 ],
                 responses: [200: "SearchResults"].merging(errors) { a, _ in a }),
             .init(method: "get", path: "/healthz", summary: "Liveness", auth: false, responses: [200: "Health"]),
