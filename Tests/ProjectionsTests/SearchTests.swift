@@ -11,8 +11,9 @@ struct SearchQueryTests {
         let query = try #require(SearchQuery(#"Deploy "release train" friday"#))
         #expect(query.terms == [.word("Deploy"), .phrase(["release", "train"]), .word("friday")])
         #expect(query.tsquery == "'Deploy':* & ('release' <-> 'train') & 'friday':*")
-        // A word of one character matches only itself; a quoted single word is a word.
-        #expect(SearchQuery(#"a "b" cd"#)?.tsquery == "'a' & 'b' & 'cd':*")
+        // A word of one or two characters matches only itself; a quoted single word is a word; a long word is cut.
+        #expect(SearchQuery(#"a "b" cd efg"#)?.tsquery == "'a' & 'b' & 'cd' & 'efg':*")
+        #expect(SearchQuery(String(repeating: "ȺȺ", count: 300))?.terms == [.word(String(repeating: "ȺȺ", count: 50))])
         // An unclosed quote runs to the end; a repeated term counts once.
         #expect(SearchQuery(#"go go "to the end"#)?.terms == [.word("go"), .phrase(["to", "the", "end"])])
     }

@@ -77,6 +77,13 @@ struct SearchAPITests {
             let result = try await s.request("GET", "/v1/search?q=\(q)", token: ann.token)
             #expect(result.status == 200 || result.error == "invalid_request", "\(text): \(result.status) \(result.text)")
         }
+        // Searching in a loop is limited per user (10 at once, then 1 a second), with a time to come back.
+        var limited: ServerProcess.HTTPResult?
+        for _ in 0..<20 where limited == nil {
+            let result = try await s.request("GET", "/v1/search?q=again", token: ann.token)
+            if result.status == 429 { limited = result } else { #expect(result.status == 200) }
+        }
+        #expect(limited?.error == "rate_limited" && limited?.retryAfter != nil, "\(limited?.text ?? "never limited")")
         try await s.cleanUp()
     }
 }

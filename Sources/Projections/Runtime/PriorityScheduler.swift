@@ -4,8 +4,8 @@ import NIOConcurrencyHelpers
 /// free, the pending job with the highest priority (the oldest among equals) gets it. Live
 /// projection therefore never waits behind a rebuild for more than the one rebuild batch
 /// already running on each worker. Jobs name a group (their projector): one group holds
-/// at most `workers - 1` workers, so a projector stuck on a slow store (MongoDB timing
-/// out, say) cannot starve the projectors of the other stores.
+/// at most `perGroup` workers (`workers - 1` unless told), so a projector stuck on a slow
+/// store (MongoDB timing out, say) cannot starve the projectors of the other stores.
 public final class PriorityScheduler: Sendable {
     private struct Waiter {
         let priority: ProjectionPriority
@@ -46,10 +46,10 @@ public final class PriorityScheduler: Sendable {
     public let perGroup: Int
     private let state = NIOLockedValueBox(State())
 
-    /// `workers` below 1 counts as 1; one group may hold `workers - 1` of them (at least 1).
-    public init(workers: Int = 2) {
+    /// `workers` below 1 counts as 1; one group may hold `perGroup` of them (`workers - 1` when nil; at least 1).
+    public init(workers: Int = 2, perGroup: Int? = nil) {
         self.workers = max(1, workers)
-        self.perGroup = max(1, self.workers - 1)
+        self.perGroup = max(1, min(self.workers, perGroup ?? self.workers - 1))
     }
 
     /// Runs `body` on a worker once every more urgent pending job has started.

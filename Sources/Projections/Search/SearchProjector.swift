@@ -106,11 +106,12 @@ public struct SearchProjector: Projector {
     public func schemaExists() async throws -> Bool { try await area.schemaExists() }
 
     /// Puts this (shadow) projector's tables in place of `live`'s in one transaction (live writes held meanwhile); the
-    /// old ones go to `<live>_search_retired_<time>`, dropped unless `keepOld`. Returns that name.
+    /// old ones go to `<live>_sretired_<time>` (as short as the metadata's `_retired_`, so it fits PostgreSQL's 63 bytes),
+    /// dropped unless `keepOld`. Returns that name.
     @discardableResult
     public func swap(into live: SearchProjector, keepOld: Bool = false) async throws -> String {
         precondition(live.name == name, "a swap replaces the tables of the same projector")
-        let retired = "\(live.schema)_search_retired_\(Int(Date().timeIntervalSince1970))"
+        let retired = "\(live.schema)_sretired_\(Int(Date().timeIntervalSince1970))"
         try await area.swap(into: live.area, retired: retired, keepOld: keepOld)
         return retired
     }

@@ -5,7 +5,8 @@ import Foundation
 /// A word is a run of letters, digits and marks, with `.`, `@`, `-`, `_`, `/` and `+` kept inside it: `to_tsquery`
 /// then splits `e-mail`, `3.14` or `ann@example.com` with the same parser that made the message's tsvector, so they
 /// match as written. Nothing else the reader types reaches the tsquery syntax (`&`, `|`, `!`, `:`, `'`, `\` and quotes
-/// are separators). A word of one character matches only itself: as a prefix it would match most of the log.
+/// are separators). A word of one or two characters matches only itself: as a prefix it would match most of the log.
+/// A word is cut at 100 scalars (PostgreSQL refuses an operand over 2,047 bytes).
 public struct SearchQuery: Sendable, Equatable {
     /// One thing to match: a word (a prefix unless it is one character long) or a phrase.
     public enum Term: Sendable, Equatable {
@@ -44,7 +45,9 @@ public struct SearchQuery: Sendable, Equatable {
         var words: [String] = []
         var current = String.UnicodeScalarView()
         func end() {
-            let word = String(current).trimmingCharacters(in: CharacterSet(charactersIn: joiners))
+            let word = String(
+                String.UnicodeScalarView(
+                    String(current).trimmingCharacters(in: CharacterSet(charactersIn: joiners)).unicodeScalars.prefix(maxWordScalars)))
             if !word.isEmpty { words.append(word) }
             current = String.UnicodeScalarView()
         }
@@ -60,6 +63,8 @@ public struct SearchQuery: Sendable, Equatable {
     }
 
     private static let joiners = ".@-_/+"
+    /// The longest word kept, in scalars: longer ones are cut (and match as a prefix).
+    static let maxWordScalars = 100
 
     private static func isWordScalar(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.properties.generalCategory {
@@ -75,7 +80,7 @@ public struct SearchQuery: Sendable, Equatable {
     public var tsquery: String {
         terms.map { term in
             switch term {
-            case .word(let word): return word.count > 1 ? "'\(word)':*" : "'\(word)'"
+            case .word(let word): return word.count > 2 ? "'\(word)':*" : "'\(word)'"
             case .phrase(let words): return "(" + words.map { "'\($0)'" }.joined(separator: " <-> ") + ")"
             }
         }.joined(separator: " & ")

@@ -9,7 +9,8 @@ public struct SearchReadModel: Sendable {
     let schema: String
 
     /// Queries `schema`, where both the search and the metadata projectors write (`PARLEY_POSTGRES_SCHEMA`).
-    public init(postgres: PostgresClient, schema: String = "public") {
+    public init(postgres: PostgresClient, schema: String = "public", timeoutMs: Int = 3000) {
+        self.timeoutMs = max(1, timeoutMs)
         precondition(!schema.isEmpty && schema.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }, "schema must be an identifier")
         self.postgres = postgres
         self.schema = schema
@@ -41,6 +42,19 @@ public struct SearchReadModel: Sendable {
     public struct Page: Sendable {
         public var hits: [Hit]
         public var next: SearchCursor?
+    }
+
+    /// How long one search may run in PostgreSQL before it is cancelled (SQLSTATE 57014): a query of very common words
+    /// over a very large log must not hold a connection the projectors need.
+    let timeoutMs: Int
+
+    /// Runs `sql` in a transaction of its own with `statement_timeout` set to `timeoutMs`.
+    private func timed(_ sql: String, _ parameters: [any PostgresBindable]) async throws -> PostgresRows {
+        let timeout = timeoutMs
+        return try await postgres.withTransaction { c in
+            try c.execute("SET LOCAL statement_timeout = \(timeout)")
+            return try c.query(sql, parameters)
+        }
     }
 
     /// Rank pages stop after this many results: paging deeper by rank ranks every match again each time.
@@ -75,7 +89,7 @@ public struct SearchReadModel: Sendable {
             // One GIN lookup, then the reader's rooms, then the newest. Walking the reader's rooms one by one along
             // (room_id, sent_ms, seq) instead was measured too (docs/benchmarks.md, "Search"): 16 ms instead of 256 for
             // the commonest words, but 182 ms instead of 45 for short prefixes and 641 instead of 53 for phrases.
-            rows = try await postgres.query(
+            rows = try await timed(
                 """
                 SELECT \(columns) FROM \(s).search_messages m, to_tsquery('simple', $1) AS q(query)
                 WHERE m.document @@ q.query AND m.room_id IN (\(rooms))\(after)
@@ -85,7 +99,7 @@ public struct SearchReadModel: Sendable {
         case .rank:
             if case .rank(let from) = cursor { offset = min(from, Self.maxRankOffset) }
             // Every match in the reader's rooms is ranked: its cost grows with how common the words are.
-            rows = try await postgres.query(
+            rows = try await timed(
                 """
                 SELECT \(columns) FROM \(s).search_messages m, to_tsquery('simple', $1) AS q(query)
                 WHERE m.document @@ q.query AND m.room_id IN (\(rooms))

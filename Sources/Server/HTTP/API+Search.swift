@@ -1,3 +1,4 @@
+import Drivers
 import EventLog
 import Foundation
 import Hummingbird
@@ -25,7 +26,8 @@ extension API {
         let viewer = try context.user()
         let parameters = request.uri.queryParameters
         guard let text = parameters["q"].map(String.init), !text.isEmpty else { throw APIError.invalid("q is required") }
-        guard text.count <= 500 else { throw APIError.invalid("q is longer than 500 characters") }
+        // Counted in scalars, as the document's maxLength counts: a grapheme can hold any number of combining marks.
+        guard text.unicodeScalars.count <= 500 else { throw APIError.invalid("q is longer than 500 characters") }
         let limit = try Self.number("limit", request).map(Int.init) ?? 20
         guard (1...100).contains(limit) else { throw APIError.invalid("limit must be 1 to 100") }
         let order = try parameters["order"].map { value in
@@ -42,8 +44,18 @@ extension API {
         if let roomId { try await requireMember(roomId, viewer) }
         // Only punctuation or spaces: no word, so nothing matches.
         guard let query = SearchQuery(text) else { return Reply(SearchJSON(results: [], hasMore: false, next: nil)) }
-        let page = try await self.searchReadModel.search(
-            query, userId: viewer, roomId: roomId, order: order ?? .time, after: cursor, limit: limit)
+        try searchLimiter.check(viewer)
+        try await searches.acquire(timeout: .seconds(5), store: .postgres)
+        let page: SearchReadModel.Page
+        do {
+            defer { searches.release() }
+            page = try await self.searchReadModel.search(
+                query, userId: viewer, roomId: roomId, order: order ?? .time, after: cursor, limit: limit)
+        } catch let error as DriverError where error.sqlState == "57014" {
+            throw APIError(
+                .serviceUnavailable, .serviceUnavailable,
+                "the search took too long and was stopped; more words, or a roomId, make it faster", retryAfterMs: 1000)
+        }
         // The read model's memberships trail the log by a moment: a member removed just now finds nothing more of the room.
         var joined: [String: Bool] = [:]
         for room in Set(page.hits.map(\.roomId)) { joined[room] = try await log.member(roomId: room, userId: viewer)?.state == .joined }
@@ -62,6 +74,12 @@ extension API {
                     edits: nil)
             return SearchJSON.Result(message: message, roomId: hit.roomId, rank: hit.rank)
         }
-        return Reply(SearchJSON(results: results, hasMore: page.next != nil, next: page.next?.text))
+        // A page whose last hits were left out continues after the last one kept, so `next` never names a room the reader
+        // is no longer in (those hits are met, and left out, again).
+        var next = page.next
+        if case .time = next, hits.count < page.hits.count {
+            next = hits.last.map { .time(sentMs: $0.sentMs, roomId: $0.roomId, seq: $0.seq) }
+        }
+        return Reply(SearchJSON(results: results, hasMore: next != nil, next: next?.text))
     }
 }

@@ -1,3 +1,4 @@
+import Drivers
 import EventLog
 import Events
 import Hummingbird
@@ -15,6 +16,10 @@ struct API: Sendable {
     let metadata: MetadataReadModel
     let messages: MessagesReadModel
     let searchReadModel: SearchReadModel
+    /// Searches per user (1 a second, bursts of 10).
+    let searchLimiter = RateLimiter(perSecond: 1, burst: 10)
+    /// Searches at once on this instance: they share the PostgreSQL pool with the projectors and the metadata reads.
+    let searches = AsyncSemaphore(permits: 3)
     let tokens: Tokens
     let passwords: Passwords
     let maxBodyBytes: Int

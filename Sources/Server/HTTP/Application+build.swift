@@ -28,7 +28,9 @@ func buildApplication(_ configuration: ServerConfiguration, stores: Stores, logg
             redis: stores.redis, partitions: configuration.logPartitions, namespace: configuration.namespace,
             maxMessageBytes: configuration.maxMessageBytes, archive: configuration.readModels.archive(on: stores.postgres),
             dedupe: configuration.readModels.dedupe, logger: logger),
-        scheduler: PriorityScheduler(workers: 2), lag: ProjectionLag())
+        // Four workers, at most two for any one projector: with three projectors (metadata, messages, search), two stuck
+        // on a slow store still leave a worker for the third.
+        scheduler: PriorityScheduler(workers: 4, perGroup: 2), lag: ProjectionLag())
     try await context.log.checkPartitionCount(claim: true)
     try await context.log.checkArchive(claim: true)
     // A group stops its services in reverse order: the stores last, after everything that
