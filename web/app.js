@@ -199,12 +199,14 @@ async function loadThread(roomId, rootId) {
 // the log a few milliseconds behind the WebSocket): `load` again every 300 ms, at most 10
 // times, until `fresh` says what it read shows the event (or the read failed: null). Runs
 // beside the event handling, then redraws.
+// Read models trail the log: reloads until `fresh` holds, waiting 0.3, 0.6, 1.2, then 2 s between tries, for about
+// 35 s in all (a server that just restarted waits out its predecessor's projector leases, 10 s, before it projects).
 function untilFresh(load, fresh) {
   (async () => {
-    for (let tries = 0; tries < 10; tries++) {
+    for (let tries = 0; tries < 20; tries++) {
       const result = await load();
       if (result === null || fresh(result)) break;
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(300 * 2 ** Math.min(tries, 3), 2000)));
     }
     renderRooms();
     showRoom();
