@@ -26,23 +26,25 @@ struct Swapped: Sendable {
     var retire: (@Sendable () async throws -> Void)?
 }
 
-extension MetadataProjector: ReplayableProjector {
+/// A projector whose read model is tables in a PostgreSQL schema of its own: its area is the schema, and a swap moves the
+/// tables in one transaction (the metadata and search projectors).
+protocol SchemaProjector: ReplayableProjector {
+    func dropSchema() async throws
+    func schemaExists() async throws -> Bool
+    func swap(into live: Self, keepOld: Bool) async throws -> String
+}
+
+extension SchemaProjector {
     func dropArea() async throws { try await dropSchema() }
     func areaExists() async throws -> Bool { try await schemaExists() }
     func swapIn(over live: any Projector, keepOld: Bool) async throws -> Swapped {
-        let retired = try await swap(into: live as! MetadataProjector, keepOld: keepOld)
+        let retired = try await swap(into: live as! Self, keepOld: keepOld)
         return Swapped(description: keepOld ? "old tables kept in schema \(retired)" : "old tables dropped", retire: nil)
     }
 }
 
-extension SearchProjector: ReplayableProjector {
-    func dropArea() async throws { try await dropSchema() }
-    func areaExists() async throws -> Bool { try await schemaExists() }
-    func swapIn(over live: any Projector, keepOld: Bool) async throws -> Swapped {
-        let retired = try await swap(into: live as! SearchProjector, keepOld: keepOld)
-        return Swapped(description: keepOld ? "old tables kept in schema \(retired)" : "old tables dropped", retire: nil)
-    }
-}
+extension MetadataProjector: SchemaProjector {}
+extension SearchProjector: SchemaProjector {}
 
 extension MessagesProjector: ReplayableProjector {
     func dropArea() async throws { try await dropCollections() }

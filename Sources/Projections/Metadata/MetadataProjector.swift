@@ -18,8 +18,6 @@ public struct MetadataProjector: Projector {
     public let priority: ProjectionPriority
     /// Users, rooms, members, last messages, read receipts and pins live in these tables; reactions do not.
     public let eventTypes = Set(EventType.allCases).subtracting([.reactionAdded, .reactionRemoved])
-    /// The schema whose tables (made by the migrations) a new schema copies.
-    public let template: String
     let postgres: PostgresClient
     /// Its tables in `schema`, with the checkpoints.
     let area: PostgresArea
@@ -35,7 +33,6 @@ public struct MetadataProjector: Projector {
         self.schema = schema
         self.name = name
         self.priority = priority
-        self.template = template
     }
 
     /// The read model's tables, the same in every schema: what `prepare` copies from the template and `swap` moves.
