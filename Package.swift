@@ -108,7 +108,12 @@ let package = Package(
         .testTarget(name: "DriversTests", dependencies: ["Drivers", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "Events", "TestSupport"]),
-        .testTarget(name: "ProjectionsTests", dependencies: ["Projections", "EventLog", "Events", "TestSupport"]),
+        .testTarget(
+            name: "ProjectionsTests",
+            dependencies: [
+                "Projections", "EventLog", "Events", "TestSupport",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "ReplayerTests",
             dependencies: [

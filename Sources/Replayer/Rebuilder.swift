@@ -158,7 +158,8 @@ struct Rebuilder: Sendable {
         let total = resumed ? nil : try await log.reader.length()
         let progress = Progress("rebuild \(name) (shadow)", total: total, interval: progressInterval)
         let rebuild = ProjectionRebuild(log: log, scheduler: PriorityScheduler(workers: 1), batchSize: batchSize)
-        let outcome = try await rebuild.run(
+        // Up to the log's end as each pass begins: chasing the moving end, a rebuild slower than the appends never ended.
+        let outcome = try await rebuild.catchUp(
             shadow, beforeBatch: { partition in try await self.yieldToLive(name, partition: partition, progress: progress) },
             progress: { progress.update($0) })
 
@@ -170,7 +171,8 @@ struct Rebuilder: Sendable {
         let swapped: Swapped
         do {
             try await hold.waitUntilQuiet(partitions: log.partitioning.count)
-            tail = try await rebuild.run(shadow, beforeBatch: { _ in try await hold.renew() })
+            // The log's end now is at or past every live checkpoint (live writes are held, and quiet).
+            tail = try await rebuild.run(shadow, until: try await log.reader.head(), beforeBatch: { _ in try await hold.renew() })
             try await hold.renew()
             try await checkCaughtUp(shadow, live: live)
             swapped = try await shadow.swapIn(over: live, keepOld: keepOld)

@@ -2,6 +2,7 @@ import EventLog
 import Events
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import TestSupport
 import Testing
 
@@ -283,4 +284,57 @@ struct ProjectionFaultTests {
         source.shutdown()
         try await f.cleanUp()
     }
+    /// Seen in CI: a shadow rebuild ran to the log's end as each batch was read, and with a client sending faster than
+    /// it took events in (nx-27017 on a loaded machine), it chased the end until `parley-replay` was killed at 60 s.
+    @Test func aCatchUpEndsWhileEventsAreAppendedFasterThanItTakesThemIn() async throws {
+        let f = try await ProjectionFixture(partitions: 1)
+        let ids = try await f.workload()
+        let slow = SlowProjector(delay: .milliseconds(25))
+        let rebuilding = NIOLockedValueBox(true)
+        let cap = 5000
+        // About three appends per 25 ms batch of one, until the catch-up has ended (or the cap: it never did).
+        let appender = Task {
+            var n = 0
+            while rebuilding.withLockedValue({ $0 }) && n < cap {
+                for _ in 0..<3 {
+                    try await f.log.execute(
+                        .send(roomId: "club", messageId: "fast\(n)", body: "fast \(n)", clientMsgId: nil, replyTo: nil),
+                        actor: ids["ada"]!)
+                    n += 1
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return n
+        }
+        let outcome = try await ProjectionRebuild(log: f.log, scheduler: f.scheduler, batchSize: 1).catchUp(slow)
+        rebuilding.withLockedValue { $0 = false }
+        let appended = try await appender.value
+        #expect(appended < cap, "the catch-up chased the appends to the end")
+        // The appends did outpace it: it left some of them for the caller.
+        let head = try await f.log.reader.head(partition: 0)
+        #expect(StreamID.less(outcome.reached.entryIDs[0], head))
+        // What it took in is the log from its start to where it says it reached, once each and in order.
+        let logged = try await f.log.reader.entries(partition: 0, after: "0-0", until: outcome.reached.entryIDs[0], count: 100_000)
+        #expect(slow.applied == logged.map(\.id))
+        #expect(outcome.applied == logged.count)
+        try await f.cleanUp()
+    }
+}
+
+/// Takes `delay` per batch and remembers the entry ids it was given.
+private final class SlowProjector: Projector, Sendable {
+    let name = "slow"
+    let eventTypes = Set(EventType.allCases)
+    let priority = ProjectionPriority.rebuild
+    let delay: Duration
+    private let state = NIOLockedValueBox<[String]>([])
+    init(delay: Duration) { self.delay = delay }
+    var applied: [String] { state.withLockedValue { $0 } }
+    func prepare() async throws {}
+    func apply(_ events: [LoggedEvent], partition: Int, epoch: Int64) async throws {
+        try await Task.sleep(for: delay)
+        state.withLockedValue { $0 += events.map(\.entryID) }
+    }
+    func fence(partition: Int, epoch: Int64) async throws {}
+    func checkpoint(partition: Int) async throws -> String { state.withLockedValue { $0.last ?? "0-0" } }
 }

@@ -76,6 +76,31 @@ public struct ProjectionRebuild: Sendable {
         return outcome
     }
 
+    /// Runs passes up to the log's end as each pass begins, at most `passes` of them, stopping early once a pass finds
+    /// no more than one batch, or no fewer events than the pass before (the appends outpace it: more passes would
+    /// only grow). Unlike `run` to the moving end, it ends even then; what came after its last pass is left to the
+    /// caller (a shadow rebuild takes it in while live projection is held).
+    public func catchUp(
+        _ projector: any Projector, passes: Int = 3,
+        beforeBatch: (@Sendable (_ partition: Int) async throws -> Void)? = nil,
+        progress: (@Sendable (Int) -> Void)? = nil
+    ) async throws -> Outcome {
+        var total = Outcome(reached: .start(partitions: log.partitioning.count))
+        var previous = Int.max
+        for _ in 0..<max(1, passes) {
+            let before = total.applied
+            let pass = try await run(
+                projector, until: try await log.reader.head(), beforeBatch: beforeBatch, progress: { progress?(before + $0) })
+            total.applied += pass.applied
+            total.unreadable += pass.unreadable
+            total.reached = pass.reached
+            let read = pass.applied + pass.unreadable
+            if read <= batchSize || read >= previous { break }
+            previous = read
+        }
+        return total
+    }
+
     private struct Batch: Sendable {
         var events: [LoggedEvent]
         var entries: Int
